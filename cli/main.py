@@ -1,0 +1,104 @@
+"""The `tastebud` command. Only this package imports Typer and Rich; heavy
+libraries are imported inside commands so `tastebud --help` stays instant."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tastebud.errors import TastebudError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+app = typer.Typer(
+    name="tastebud",
+    help="Living, explainable user profiles for recommender systems.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+class State:
+    debug = False
+    flags: dict = {}
+    _app = None
+
+    @classmethod
+    def app(cls):
+        if cls._app is None:
+            from tastebud.wiring import App
+
+            cls._app = App(**cls.flags)
+        return cls._app
+
+
+@app.callback()
+def main(
+    home: Optional[Path] = typer.Option(None, "--home", help="State directory (env TASTEBUD_HOME)."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help="SQLAlchemy URL of the event store."),
+    llm_base_url: Optional[str] = typer.Option(None, "--llm-base-url", help="OpenAI-compatible endpoint (vLLM)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    State.debug = debug
+    State.flags = {"home": home, "database_url": database_url, "llm_base_url": llm_base_url}
+    State._app = None
+
+
+def _register() -> None:
+    from cli import data  # noqa: F401  (commands register themselves on import)
+
+    for module in ("cli.profile", "cli.recs", "cli.chat", "cli.serve"):
+        try:
+            __import__(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def run() -> None:
+    _register()
+    try:
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except TastebudError as exc:
+        if State.debug:
+            raise
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors and the unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.stderr.write("aborted\n")
+            sys.exit(1)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if State.debug:
+            raise
+        sys.stderr.write(f"error: unexpected {exc.__class__.__name__}: {exc} (rerun with --debug for a traceback)\n")
+        sys.exit(70)
+    finally:
+        if State._app is not None:
+            State._app.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,220 @@
+"""Events and catalog items: the shapes tastebud stores, and the row validation
+every entry point (files, stdin, the API) shares.
+
+Validation is hand-rolled rather than a pydantic model per row because it runs
+100k+ times per ingest; the rules are few and each failure must name its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+EVENT_TYPES = frozenset(
+    {"view", "click", "add_to_cart", "purchase", "rating", "review", "like", "dislike", "skip", "search", "tag"}
+)
+ITEMLESS_TYPES = frozenset({"search"})
+NEGATIVE_TYPES = frozenset({"dislike", "skip"})
+
+
+class RowError(ValueError):
+    """One row is unusable; the message is the quarantine reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    user_id: str
+    item_id: str | None
+    type: str
+    ts: int  # epoch milliseconds, UTC
+    value: float | None = None
+    text: str | None = None
+
+    @property
+    def timestamp(self) -> datetime:
+        return datetime.fromtimestamp(self.ts / 1000, tz=timezone.utc)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "type": self.type,
+            "timestamp": iso(self.ts),
+            "value": self.value,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    item_id: str
+    title: str | None = None
+    description: str | None = None
+    categories: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    updated_at: int | None = None  # epoch ms
+    is_stub: bool = False
+
+    def text_for_embedding(self) -> str:
+        parts = [self.title or self.item_id]
+        if self.categories:
+            parts.append("Categories: " + ", ".join(self.categories))
+        if self.tags:
+            parts.append("Tags: " + ", ".join(self.tags[:20]))
+        if self.description:
+            parts.append(self.description)
+        return ". ".join(parts)
+
+
+def iso(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+_MS_THRESHOLD = 100_000_000_000  # epoch seconds pass this only in the year 5138
+
+
+def parse_timestamp(raw: Any) -> int:
+    """ISO-8601 or epoch seconds/milliseconds -> epoch ms UTC. Naive ISO means UTC."""
+    if raw is None or raw == "":
+        raise RowError("missing timestamp")
+    if isinstance(raw, bool):
+        raise RowError(f"unparsable timestamp {raw!r}")
+    if isinstance(raw, (int, float)):
+        number = float(raw)
+    else:
+        text = str(raw).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(text)
+            except ValueError:
+                raise RowError(f"unparsable timestamp {text[:40]!r}") from None
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=timezone.utc)
+            return int(dt.timestamp() * 1000)
+    if not math.isfinite(number) or number < 0:
+        raise RowError(f"unparsable timestamp {raw!r}")
+    ms = number if abs(number) >= _MS_THRESHOLD else number * 1000
+    if ms > 253402300799000:  # after 9999-12-31
+        raise RowError(f"timestamp out of range {raw!r}")
+    return int(ms)
+
+
+def _text(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    text = str(raw) if not isinstance(raw, str) else raw
+    text = text.strip()
+    return text or None
+
+
+def _ident(raw: Any) -> str | None:
+    """Ids are strings; a float like 1.0 from JSON is normalised to '1'."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    if isinstance(raw, (dict, list)):
+        raise RowError(f"id must be a scalar, got {type(raw).__name__}")
+    text = str(raw).strip()
+    return text or None
+
+
+def _number(raw: Any, what: str) -> float | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, bool):
+        raise RowError(f"non-numeric {what} {raw!r}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise RowError(f"non-numeric {what} {str(raw)[:40]!r}") from None
+    if not math.isfinite(value):
+        raise RowError(f"non-numeric {what} {raw!r}")
+    return value
+
+
+def stable_event_id(user_id: str, item_id: str | None, type_: str, ts: int, value: float | None, text: str | None) -> str:
+    """Same fields, same id: re-ingesting a file without ids adds nothing."""
+    key = f"{user_id}\x1f{item_id or ''}\x1f{type_}\x1f{ts}\x1f{'' if value is None else repr(value)}\x1f{text or ''}"
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
+def parse_event(row: Mapping[str, Any]) -> Event:
+    """Validate one raw mapping (CSV row or JSON object) into an Event."""
+    user_id = _ident(row.get("user_id"))
+    if user_id is None:
+        raise RowError("missing user_id")
+    type_ = _text(row.get("type"))
+    if type_ is None:
+        raise RowError("missing type")
+    type_ = type_.lower()
+    if type_ not in EVENT_TYPES:
+        raise RowError(f"unknown event type {type_[:30]!r}")
+    item_id = _ident(row.get("item_id"))
+    if item_id is None and type_ not in ITEMLESS_TYPES:
+        raise RowError(f"missing item_id for a {type_} event")
+    ts = parse_timestamp(row.get("timestamp"))
+    value = _number(row.get("value"), "rating" if type_ == "rating" else "value")
+    if type_ == "rating" and value is None:
+        raise RowError("rating event without a value")
+    text = _text(row.get("text"))
+    if type_ in ("review", "search", "tag") and text is None:
+        raise RowError(f"{type_} event without text")
+    event_id = _ident(row.get("event_id")) or stable_event_id(user_id, item_id, type_, ts, value, text)
+    return Event(event_id, user_id, item_id, type_, ts, value, text)
+
+
+def _list(raw: Any, what: str) -> tuple[str, ...]:
+    """Lists arrive as JSON arrays or '|'-separated strings (the MovieLens habit)."""
+    if raw is None or raw == "":
+        return ()
+    if isinstance(raw, str):
+        stripped = raw.strip()
+        if stripped.startswith("["):
+            try:
+                raw = json.loads(stripped)
+            except json.JSONDecodeError as exc:
+                raise RowError(f"bad JSON in {what}: {exc.msg}") from None
+        else:
+            raw = stripped.split("|")
+    if not isinstance(raw, (list, tuple)):
+        raise RowError(f"{what} must be a list")
+    out: list[str] = []
+    for part in raw:
+        text = _text(part)
+        if text and text not in out:
+            out.append(text)
+    return tuple(out)
+
+
+def parse_item(row: Mapping[str, Any]) -> Item:
+    item_id = _ident(row.get("item_id"))
+    if item_id is None:
+        raise RowError("missing item_id")
+    attributes = row.get("attributes") or {}
+    if isinstance(attributes, str):
+        try:
+            attributes = json.loads(attributes) if attributes.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise RowError(f"bad JSON in attributes: {exc.msg}") from None
+    if not isinstance(attributes, dict):
+        raise RowError("attributes must be an object")
+    updated = row.get("updated_at")
+    return Item(
+        item_id=item_id,
+        title=_text(row.get("title")),
+        description=_text(row.get("description")),
+        categories=_list(row.get("categories"), "categories"),
+        tags=_list(row.get("tags"), "tags"),
+        attributes=attributes,
+        updated_at=parse_timestamp(updated) if updated not in (None, "") else None,
+    )

@@ -1,0 +1,375 @@
+"""Ingestion of event and catalog files (CSV, JSONL, MovieLens) with quarantine.
+
+Every row read is counted exactly once as accepted, duplicate or rejected.
+Rejected rows go to the quarantine table with source, line number, raw text and
+reason, in the same transaction as their batch's good rows, so an interrupted
+ingest can simply be rerun.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from profiles.events import Event, Item, RowError, parse_event, parse_item, parse_timestamp
+from profiles.store import EventStore, QuarantinedRow
+from tastebud.errors import InputError
+
+ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
+
+EVENT_ALIASES = {
+    "user_id": ("user_id", "user", "userid", "uid"),
+    "item_id": ("item_id", "item", "itemid", "movieid", "product_id", "iid"),
+    "type": ("type", "event_type", "event", "action"),
+    "timestamp": ("timestamp", "ts", "time", "event_time", "datetime"),
+    "value": ("value", "rating", "score"),
+    "text": ("text", "review", "query", "tag", "comment"),
+    "event_id": ("event_id", "id"),
+}
+ITEM_ALIASES = {
+    "item_id": ("item_id", "item", "itemid", "movieid", "id", "product_id"),
+    "title": ("title", "name"),
+    "description": ("description", "desc", "summary", "overview"),
+    "categories": ("categories", "category", "genres", "genre"),
+    "tags": ("tags",),
+    "attributes": ("attributes", "attrs"),
+    "updated_at": ("updated_at", "updated", "timestamp"),
+}
+
+
+@dataclass
+class IngestReport:
+    source: str
+    kind: str
+    read: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    reasons: Counter = field(default_factory=Counter)
+
+    def add(self, other: "IngestReport") -> None:
+        self.read += other.read
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.reasons.update(other.reasons)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "read": self.read,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "reasons": dict(self.reasons.most_common()),
+        }
+
+
+@dataclass
+class RawRow:
+    line_no: int
+    raw: str
+    fields: Mapping[str, Any] | None  # None when the row could not even be split
+    error: str | None = None
+
+
+# ---------------------------------------------------------------- readers
+class _Lines:
+    """Decodes a byte stream line by line, remembering line numbers, raw text
+    and bytes consumed, so the CSV reader can report where a record started."""
+
+    def __init__(self, stream: IO[bytes], encoding: str):
+        self.stream = stream
+        self.encoding = encoding
+        self.line_no = 0
+        self.bytes_done = 0
+        self.buffer: list[str] = []
+        self.bad_lines: set[int] = set()
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self.stream:
+            self.line_no += 1
+            self.bytes_done += len(raw)
+            try:
+                text = raw.decode(self.encoding)
+            except UnicodeDecodeError:
+                text = raw.decode(self.encoding, errors="replace")
+                self.bad_lines.add(self.line_no)
+            if self.line_no == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            self.buffer.append(text)
+            yield text
+
+
+def _canonical_header(header: Sequence[str], aliases: Mapping[str, Sequence[str]]) -> list[str]:
+    lookup = {alias: canon for canon, names in aliases.items() for alias in names}
+    return [lookup.get(h.strip().lower().replace(" ", "_"), h.strip()) for h in header]
+
+
+def read_csv(stream: IO[bytes], aliases: Mapping[str, Sequence[str]], *, encoding: str = "utf-8",
+             delimiter: str = ",", header: Sequence[str] | None = None, progress: Callable[[int], None] | None = None) -> Iterator[RawRow]:
+    lines = _Lines(stream, encoding)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    if header is None:
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(f"cannot read the CSV header: {exc}") from exc
+        if lines.bad_lines:
+            raise InputError(f"the CSV header is not valid {encoding}")
+    names = _canonical_header(header, aliases)
+    width = len(names)
+    while True:
+        lines.buffer.clear()
+        start = lines.line_no + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            yield RawRow(start, "".join(lines.buffer).rstrip("\r\n"), None, f"malformed CSV: {exc}")
+            continue
+        raw = "".join(lines.buffer).rstrip("\r\n")
+        if progress is not None and start % 2048 == 0:
+            progress(lines.bytes_done)
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # blank lines carry nothing; they are not rows
+        if lines.bad_lines and any(n in lines.bad_lines for n in range(start, lines.line_no + 1)):
+            yield RawRow(start, raw, None, f"not valid {encoding} text")
+            continue
+        if len(row) != width:
+            yield RawRow(start, raw, None, f"expected {width} fields, got {len(row)}")
+            continue
+        yield RawRow(start, raw, dict(zip(names, row)))
+    if progress is not None:
+        progress(lines.bytes_done)
+
+
+def read_jsonl(stream: IO[bytes], aliases: Mapping[str, Sequence[str]], *, progress: Callable[[int], None] | None = None) -> Iterator[RawRow]:
+    lookup = {alias: canon for canon, names in aliases.items() for alias in names}
+    done = 0
+    for line_no, raw_bytes in enumerate(stream, start=1):
+        done += len(raw_bytes)
+        if progress is not None and line_no % 2048 == 0:
+            progress(done)
+        try:
+            raw = raw_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            yield RawRow(line_no, raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n"), None, "not valid utf-8 text")
+            continue
+        raw = raw.rstrip("\r\n")
+        if line_no == 1 and raw.startswith("\ufeff"):
+            raw = raw[1:]
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            yield RawRow(line_no, raw, None, f"bad JSON: {exc.msg} at column {exc.colno}")
+            continue
+        if not isinstance(obj, dict):
+            yield RawRow(line_no, raw, None, f"bad JSON: expected an object, got {type(obj).__name__}")
+            continue
+        yield RawRow(line_no, raw, {lookup.get(k.lower(), k): v for k, v in obj.items()})
+    if progress is not None:
+        progress(done)
+
+
+def detect_format(path: str, fmt: str | None) -> str:
+    if fmt:
+        fmt = fmt.lower()
+        if fmt not in ("csv", "jsonl"):
+            raise InputError(f"unknown format {fmt!r}", hint="use csv or jsonl")
+        return fmt
+    lowered = path.lower()
+    if lowered.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if lowered.endswith((".csv", ".tsv")):
+        return "csv"
+    if path == "-":
+        raise InputError("cannot guess the format of stdin", hint="pass --format csv or --format jsonl")
+    raise InputError(f"cannot guess the format of {path}", hint="pass --format csv or --format jsonl")
+
+
+def _open(path: str) -> tuple[IO[bytes], str, int]:
+    if path == "-":
+        return sys.stdin.buffer, "<stdin>", 0
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"no such file: {path}")
+    return p.open("rb"), str(p.resolve()), p.stat().st_size
+
+
+# ---------------------------------------------------------------- ingestor
+class Ingestor:
+    def __init__(self, store: EventStore, batch_size: int = 5000, progress: ProgressFn | None = None):
+        self.store = store
+        self.batch_size = max(1, batch_size)
+        self.progress = progress
+
+    # events -------------------------------------------------------------
+    def ingest_events(self, path: str, fmt: str | None = None) -> IngestReport:
+        fmt = detect_format(path, fmt)
+        stream, source, size = _open(path)
+        try:
+            rows = self._rows(stream, fmt, EVENT_ALIASES, size)
+            return self.ingest_event_rows(rows, source, fmt)
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+
+    def ingest_event_rows(self, rows: Iterable[RawRow], source: str, fmt: str,
+                          transform: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+                          header: Sequence[str] | None = None) -> IngestReport:
+        report = IngestReport(source, "events")
+        good: list[Event] = []
+        bad: list[QuarantinedRow] = []
+        for row in rows:
+            report.read += 1
+            try:
+                if row.fields is None:
+                    raise RowError(row.error or "unreadable row")
+                good.append(parse_event(transform(row.fields) if transform else row.fields))
+            except RowError as exc:
+                bad.append(QuarantinedRow("events", source, row.line_no, row.raw, str(exc), fmt, header or _header_of(row, fmt)))
+                report.reasons[_reason_kind(str(exc))] += 1
+            if len(good) + len(bad) >= self.batch_size:
+                self._flush_events(good, bad, report)
+        self._flush_events(good, bad, report)
+        return report
+
+    def _flush_events(self, good: list[Event], bad: list[QuarantinedRow], report: IngestReport) -> None:
+        if not good and not bad:
+            return
+        accepted, duplicates = self.store.write_batch(good, bad)
+        report.accepted += accepted
+        report.duplicates += duplicates
+        report.rejected += len(bad)
+        good.clear()
+        bad.clear()
+
+    # catalog ------------------------------------------------------------
+    def ingest_catalog(self, path: str, fmt: str | None = None) -> IngestReport:
+        fmt = detect_format(path, fmt)
+        stream, source, size = _open(path)
+        try:
+            return self.ingest_item_rows(self._rows(stream, fmt, ITEM_ALIASES, size), source, fmt)
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+
+    def ingest_item_rows(self, rows: Iterable[RawRow], source: str, fmt: str,
+                         transform: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+                         header: Sequence[str] | None = None) -> IngestReport:
+        report = IngestReport(source, "catalog")
+        good: dict[str, Item] = {}
+        bad: list[QuarantinedRow] = []
+
+        def flush() -> None:
+            if not good and not bad:
+                return
+            with self.store.transaction() as conn:
+                written, unchanged = self.store.upsert_items(list(good.values()), conn)
+                self.store.quarantine_rows(bad, conn)
+            report.accepted += written
+            report.duplicates += unchanged
+            report.rejected += len(bad)
+            good.clear()
+            bad.clear()
+
+        for row in rows:
+            report.read += 1
+            try:
+                if row.fields is None:
+                    raise RowError(row.error or "unreadable row")
+                item = parse_item(transform(row.fields) if transform else row.fields)
+                if item.item_id in good:  # the later row of a file wins; the earlier counts as a duplicate
+                    report.duplicates += 1
+                good[item.item_id] = item
+            except RowError as exc:
+                bad.append(QuarantinedRow("catalog", source, row.line_no, row.raw, str(exc), fmt, header or _header_of(row, fmt)))
+                report.reasons[_reason_kind(str(exc))] += 1
+            if len(good) + len(bad) >= self.batch_size:
+                flush()
+        flush()
+        return report
+
+    # quarantine ---------------------------------------------------------
+    def retry_quarantine(self, ids: Sequence[int] | None = None) -> IngestReport:
+        """Re-validate open quarantined rows; rows that now pass are ingested and resolved."""
+        report = IngestReport("quarantine", "retry")
+        for row in self.store.open_quarantine(ids=ids):
+            report.read += 1
+            try:
+                fields = _reparse(row)
+                parsed = parse_event(fields) if row["kind"] == "events" else parse_item(fields)
+            except RowError as exc:
+                report.rejected += 1
+                report.reasons[_reason_kind(str(exc))] += 1
+                with self.store.transaction() as conn:
+                    self.store.update_quarantine_reason(row["id"], str(exc), conn)
+                continue
+            with self.store.transaction() as conn:
+                if row["kind"] == "events":
+                    accepted, duplicates = self.store.write_batch([parsed], (), conn)
+                else:
+                    accepted, duplicates = self.store.upsert_items([parsed], conn)
+                self.store.resolve_quarantine([row["id"]], conn)
+            report.accepted += accepted
+            report.duplicates += duplicates
+        return report
+
+    # helpers ------------------------------------------------------------
+    def _rows(self, stream: IO[bytes], fmt: str, aliases, size: int) -> Iterator[RawRow]:
+        progress = (lambda done: self.progress(done, size)) if self.progress and size else None
+        if fmt == "csv":
+            return read_csv(stream, aliases, progress=progress)
+        return read_jsonl(stream, aliases, progress=progress)
+
+
+def _header_of(row: RawRow, fmt: str) -> Sequence[str] | None:
+    if fmt != "csv" or row.fields is None:
+        return None
+    return list(row.fields.keys())
+
+
+def _reparse(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    raw = row["raw"]
+    if row["format"] == "csv":
+        header = json.loads(row["header"]) if row["header"] else None
+        if not header:
+            raise RowError("cannot retry: the row's CSV header is unknown")
+        if "\ufffd" in raw:
+            raise RowError("not valid utf-8 text")
+        rows = list(csv.reader(io.StringIO(raw), strict=True))
+        if len(rows) != 1 or len(rows[0]) != len(header):
+            raise RowError(f"expected {len(header)} fields, got {len(rows[0]) if rows else 0}")
+        return dict(zip(header, rows[0]))
+    if "\ufffd" in raw:
+        raise RowError("not valid utf-8 text")
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RowError(f"bad JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise RowError("bad JSON: expected an object")
+    aliases = EVENT_ALIASES if row["kind"] == "events" else ITEM_ALIASES
+    lookup = {alias: canon for canon, names in aliases.items() for alias in names}
+    return {lookup.get(k.lower(), k): v for k, v in obj.items()}
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons for the summary: 'unknown event type 'foo'' -> 'unknown event type'."""
+    for marker in (" '", ' "', ": ", " at column"):
+        if marker in reason:
+            reason = reason.split(marker, 1)[0]
+    return reason

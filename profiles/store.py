@@ -1,0 +1,354 @@
+"""The event store: append-only events, the catalog, quarantine and profile versions.
+
+SQLAlchemy Core over SQLite (WAL) by default; any SQLAlchemy URL (PostgreSQL)
+through settings. Writes are idempotent: event ids are unique, so a rerun of
+any interrupted job only adds what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, insert, or_, select, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from profiles.events import Event, Item, iso
+from profiles.migrations import events, items, migrate, profile_heads, profile_versions, quarantine
+from tastebud.errors import NotFoundError, StoreError
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    kind: str
+    source: str
+    line_no: int
+    raw: str
+    reason: str
+    format: str
+    header: Sequence[str] | None = None
+
+    def key(self) -> str:
+        import hashlib
+
+        text = f"{self.kind}\x1f{self.source}\x1f{self.line_no}\x1f{self.raw}"
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _item_row(item: Item) -> dict[str, Any]:
+    return {
+        "item_id": item.item_id,
+        "title": item.title,
+        "description": item.description,
+        "categories": _json(list(item.categories)),
+        "tags": _json(list(item.tags)),
+        "attributes": _json(dict(item.attributes)),
+        "updated_at": item.updated_at,
+        "is_stub": item.is_stub,
+    }
+
+
+def _row_item(row: Any) -> Item:
+    return Item(
+        item_id=row.item_id,
+        title=row.title,
+        description=row.description,
+        categories=tuple(json.loads(row.categories)),
+        tags=tuple(json.loads(row.tags)),
+        attributes=json.loads(row.attributes),
+        updated_at=row.updated_at,
+        is_stub=bool(row.is_stub),
+    )
+
+
+def _row_event(row: Any) -> Event:
+    return Event(row.event_id, row.user_id, row.item_id, row.type, row.ts, row.value, row.text)
+
+
+class EventStore:
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            self.engine = _make_engine(url)
+            with self.engine.begin() as conn:
+                migrate(conn)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open event store at {url}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
+        self.dialect = self.engine.dialect.name
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "EventStore":
+        settings.home.mkdir(parents=True, exist_ok=True)
+        return cls(settings.effective_database_url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreError(f"event store error: {exc.orig}") from exc
+
+    # ---- writes --------------------------------------------------------
+    def _insert_ignore(self, table):
+        if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        elif self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            raise StoreError(f"unsupported database dialect {self.dialect!r}")
+        return dialect_insert(table).on_conflict_do_nothing()
+
+    def write_batch(
+        self, new_events: Sequence[Event], rejected: Sequence[QuarantinedRow] = (), conn: Any = None
+    ) -> tuple[int, int]:
+        """Store one batch atomically: events, stub items, quarantine rows.
+
+        Returns (accepted, duplicates). Good rows and their batch's rejects land
+        together or not at all, so a crash never splits a batch.
+        """
+        if conn is None:
+            with self.transaction() as conn:
+                return self.write_batch(new_events, rejected, conn)
+        unique: dict[str, Event] = {}
+        for ev in new_events:
+            unique.setdefault(ev.event_id, ev)
+        duplicates = len(new_events) - len(unique)
+        if unique:
+            ids = list(unique)
+            existing = set()
+            for chunk in _chunks(ids, 5000):
+                existing.update(conn.execute(select(events.c.event_id).where(events.c.event_id.in_(chunk))).scalars())
+            duplicates += len(existing)
+            fresh = [ev for eid, ev in unique.items() if eid not in existing]
+            if fresh:
+                self._ensure_items(conn, {ev.item_id for ev in fresh if ev.item_id is not None})
+                result = conn.execute(
+                    self._insert_ignore(events),
+                    [
+                        {"event_id": e.event_id, "user_id": e.user_id, "item_id": e.item_id, "type": e.type,
+                         "ts": e.ts, "value": e.value, "text": e.text}
+                        for e in fresh
+                    ],
+                )
+                inserted = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(fresh)
+                duplicates += len(fresh) - inserted
+        if rejected:
+            self.quarantine_rows(rejected, conn)
+        return len(new_events) - duplicates, duplicates
+
+    def _ensure_items(self, conn: Any, item_ids: set[str]) -> int:
+        """Events may name items the catalog has not seen yet: create marked stubs."""
+        if not item_ids:
+            return 0
+        known = set()
+        for chunk in _chunks(list(item_ids), 5000):
+            known.update(conn.execute(select(items.c.item_id).where(items.c.item_id.in_(chunk))).scalars())
+        missing = item_ids - known
+        if missing:
+            conn.execute(
+                self._insert_ignore(items),
+                [{"item_id": i, "categories": "[]", "tags": "[]", "attributes": "{}", "is_stub": True} for i in sorted(missing)],
+            )
+        return len(missing)
+
+    def upsert_items(self, batch: Sequence[Item], conn: Any = None) -> tuple[int, int]:
+        """Insert or replace catalog items. Returns (written, unchanged)."""
+        if conn is None:
+            with self.transaction() as conn:
+                return self.upsert_items(batch, conn)
+        rows = {item.item_id: _item_row(item) for item in batch}
+        if not rows:
+            return 0, 0
+        current: dict[str, dict] = {}
+        for chunk in _chunks(list(rows), 5000):
+            for r in conn.execute(select(items).where(items.c.item_id.in_(chunk))).mappings():
+                current[r["item_id"]] = dict(r)
+        changed = [row for iid, row in rows.items() if not _same_item(current.get(iid), row)]
+        if changed:
+            if self.dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            stmt = dialect_insert(items)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[items.c.item_id],
+                set_={c.name: stmt.excluded[c.name] for c in items.columns if c.name != "item_id"},
+            )
+            conn.execute(stmt, changed)
+        return len(changed), len(rows) - len(changed)
+
+    def quarantine_rows(self, rows: Iterable[QuarantinedRow], conn: Any = None) -> None:
+        if conn is None:
+            with self.transaction() as conn:
+                return self.quarantine_rows(rows, conn)
+        now = _now_ms()
+        payload = [
+            {"row_key": r.key(), "kind": r.kind, "source": r.source, "line_no": r.line_no,
+             "raw": r.raw, "reason": r.reason, "format": r.format,
+             "header": _json(list(r.header)) if r.header is not None else None, "created_at": now}
+            for r in rows
+        ]
+        if payload:
+            # A row quarantined before and still open stays one row; a resolved one reopens.
+            conn.execute(self._insert_ignore(quarantine), payload)
+            conn.execute(
+                update(quarantine)
+                .where(quarantine.c.row_key.in_([p["row_key"] for p in payload]))
+                .values(resolved_at=None)
+            )
+
+    def resolve_quarantine(self, ids: Sequence[int], conn: Any) -> None:
+        if ids:
+            conn.execute(update(quarantine).where(quarantine.c.id.in_(list(ids))).values(resolved_at=_now_ms()))
+
+    def update_quarantine_reason(self, qid: int, reason: str, conn: Any) -> None:
+        conn.execute(update(quarantine).where(quarantine.c.id == qid).values(reason=reason))
+
+    # ---- reads ---------------------------------------------------------
+    def open_quarantine(self, limit: int | None = None, kind: str | None = None, ids: Sequence[int] | None = None) -> list[dict]:
+        query = select(quarantine).where(quarantine.c.resolved_at.is_(None)).order_by(quarantine.c.id)
+        if kind:
+            query = query.where(quarantine.c.kind == kind)
+        if ids:
+            query = query.where(quarantine.c.id.in_(list(ids)))
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def events_for_user(self, user_id: str, since_ts: int | None = None, until_seq: int | None = None) -> list[Event]:
+        query = select(events).where(events.c.user_id == user_id)
+        if since_ts is not None:
+            query = query.where(events.c.ts >= since_ts)
+        if until_seq is not None:
+            query = query.where(events.c.seq <= until_seq)
+        query = query.order_by(events.c.ts, events.c.seq)
+        with self.engine.connect() as conn:
+            return [_row_event(r) for r in conn.execute(query)]
+
+    def user_exists(self, user_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(events.c.seq).where(events.c.user_id == user_id).limit(1)).first() is not None
+
+    def get_item(self, item_id: str) -> Item:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(items).where(items.c.item_id == item_id)).first()
+        if row is None:
+            raise NotFoundError(f"no item {item_id!r} in the catalog")
+        return _row_item(row)
+
+    def items_by_id(self, item_ids: Iterable[str] | None = None) -> dict[str, Item]:
+        query = select(items)
+        wanted = None if item_ids is None else list(set(item_ids))
+        out: dict[str, Item] = {}
+        with self.engine.connect() as conn:
+            if wanted is None:
+                for r in conn.execute(query):
+                    out[r.item_id] = _row_item(r)
+            else:
+                for chunk in _chunks(wanted, 5000):
+                    for r in conn.execute(query.where(items.c.item_id.in_(chunk))):
+                        out[r.item_id] = _row_item(r)
+        return out
+
+    def all_events(self) -> Iterator[Event]:
+        with self.engine.connect() as conn:
+            for r in conn.execution_options(yield_per=10000).execute(select(events).order_by(events.c.seq)):
+                yield _row_event(r)
+
+    def user_last_seqs(self, user_ids: Sequence[str] | None = None) -> dict[str, int]:
+        query = select(events.c.user_id, func.max(events.c.seq)).group_by(events.c.user_id)
+        if user_ids is not None:
+            query = query.where(events.c.user_id.in_(list(user_ids)))
+        with self.engine.connect() as conn:
+            return {u: s for u, s in conn.execute(query)}
+
+    def users_with_events_since(self, since_ts: int) -> list[str]:
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(select(events.c.user_id).where(events.c.ts >= since_ts).distinct()).scalars())
+
+    def stale_users(self) -> list[str]:
+        """Users with events newer than their latest profile version (or none)."""
+        last = select(events.c.user_id, func.max(events.c.seq).label("seq")).group_by(events.c.user_id).subquery()
+        query = (
+            select(last.c.user_id)
+            .select_from(last.outerjoin(profile_heads, profile_heads.c.user_id == last.c.user_id))
+            .where(or_(profile_heads.c.user_id.is_(None), last.c.seq > profile_heads.c.last_event_seq))
+            .order_by(last.c.user_id)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def status(self) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            users = conn.execute(select(func.count(events.c.user_id.distinct()))).scalar_one()
+            n_items = conn.execute(select(func.count()).select_from(items)).scalar_one()
+            stubs = conn.execute(select(func.count()).select_from(items).where(items.c.is_stub.is_(True))).scalar_one()
+            by_type = dict(conn.execute(select(events.c.type, func.count()).group_by(events.c.type).order_by(events.c.type)).all())
+            first, last = conn.execute(select(func.min(events.c.ts), func.max(events.c.ts))).one()
+            quarantined = conn.execute(
+                select(func.count()).select_from(quarantine).where(quarantine.c.resolved_at.is_(None))
+            ).scalar_one()
+            profiles = conn.execute(select(func.count()).select_from(profile_heads)).scalar_one()
+            narratives_stale = conn.execute(
+                select(func.count()).select_from(profile_heads).where(profile_heads.c.narrative_source == "stale")
+            ).scalar_one()
+        return {
+            "users": users,
+            "items": n_items,
+            "stub_items": stubs,
+            "events": sum(by_type.values()),
+            "events_by_type": by_type,
+            "first_event_at": iso(first) if first is not None else None,
+            "last_event_at": iso(last) if last is not None else None,
+            "quarantined": quarantined,
+            "profiles": profiles,
+            "profiles_stale": len(self.stale_users()),
+            "narratives_stale": narratives_stale,
+        }
+
+
+def _same_item(current: dict | None, row: dict) -> bool:
+    if current is None:
+        return False
+    return all((bool(current[k]) if k == "is_stub" else current[k]) == (bool(v) if k == "is_stub" else v) for k, v in row.items())
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every test
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)

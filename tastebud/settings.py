@@ -1,0 +1,191 @@
+"""Layered settings: flags > env (TASTEBUD_*) > tastebud.toml in TASTEBUD_HOME > defaults.
+
+TASTEBUD_HOME itself comes only from a flag or the environment, because the
+toml file lives inside it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, PrivateAttr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from tastebud.errors import ConfigError
+
+CONFIG_FILENAME = "tastebud.toml"
+
+DEFAULT_EVENT_WEIGHTS = {
+    "purchase": 3.0,
+    "add_to_cart": 2.0,
+    "rating": 2.0,
+    "review": 2.0,
+    "like": 2.5,
+    "tag": 1.5,
+    "click": 1.0,
+    "search": 0.5,
+    "view": 0.5,
+}
+
+DEFAULT_BLEND = {
+    "semantic_long": 0.25,
+    "semantic_short": 0.15,
+    "co_occurrence": 0.35,
+    "popularity": 0.1,
+    "tag_match": 0.15,
+}
+
+
+def default_home() -> Path:
+    env = os.environ.get("TASTEBUD_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("tastebud", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TASTEBUD_", extra="ignore", env_nested_delimiter="__")
+
+    home: Path = Field(default_factory=default_home, description="state directory")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under home")
+    chroma_url: str | None = Field(None, description="Chroma server URL; default a local directory under home")
+
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint (vLLM); unset = embedded model")
+    llm_model: str = Field("qwen2.5-coder-0.5b-instruct", description="model name sent to the endpoint")
+    llm_api_key: str = Field("not-needed", description="API key for the endpoint")
+    llm_timeout: float = Field(120.0, description="seconds per LLM call before falling back")
+    llm_concurrency: int = Field(8, description="narrative requests in flight at once (vLLM batches them)")
+    llm_port: int = Field(0, description="loopback port for the embedded server; 0 picks a free one")
+    llm_threads: int = Field(0, description="CPU threads for the embedded model; 0 = all cores")
+    llm_context: int = Field(2048, description="context window of the embedded model")
+    agent_mode: str = Field("auto", description="auto | tools | router: how the agent drives tools")
+
+    embedder: str = Field("sentence-transformers", description="embedder backend name")
+    embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path")
+
+    ingest_batch_size: int = Field(5000, description="rows per transaction during ingestion")
+
+    event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    long_half_life_days: float = Field(365.0, description="recency half-life of the long-term profile")
+    short_half_life_days: float = Field(30.0, description="recency half-life inside the short-term window")
+    short_window_events: int = Field(20, description="short-term profile covers the last N events...")
+    short_window_days: float = Field(30.0, description="...or the last D days, whichever covers more")
+    max_tags: int = Field(15, description="tags kept per horizon")
+
+    blend: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_BLEND))
+
+    _flags: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _toml_source(settings_cls, init_settings))
+
+    # Derived locations -------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILENAME
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'tastebud.db'}"
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @cached_property
+    def sources(self) -> dict[str, str]:
+        """Where each field's value came from: flag, env, toml or default."""
+        return _explain_sources(self)
+
+
+def _toml_source(settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource) -> PydanticBaseSettingsSource:
+    home = init_settings().get("home") or default_home()
+    path = Path(home) / CONFIG_FILENAME
+    try:
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    except Exception as exc:  # a broken toml must say where it is
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Build settings with CLI flags on top; None flags mean 'not given'."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        settings = Settings(**given)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"invalid settings: {exc}") from exc
+    settings._flags = given
+    return settings
+
+
+def _explain_sources(settings: Settings) -> dict[str, str]:
+    flags = settings._flags
+    env_keys = {k[len("TASTEBUD_"):].lower().split("__")[0] for k in os.environ if k.upper().startswith("TASTEBUD_")}
+    toml: dict[str, Any] = {}
+    if settings.config_path.exists():
+        import tomllib
+
+        toml = tomllib.loads(settings.config_path.read_text())
+    out = {}
+    for name in Settings.model_fields:
+        if name in flags:
+            out[name] = "flag"
+        elif name in env_keys:
+            out[name] = "env"
+        elif name in toml:
+            out[name] = f"toml ({settings.config_path})"
+        else:
+            out[name] = "default"
+    return out
+
+
+def write_setting(settings: Settings, key: str, value: Any) -> Path:
+    """Persist one key in tastebud.toml (used by `eval --fit` and `config set`)."""
+    import tomllib
+
+    if key not in Settings.model_fields:
+        raise ConfigError(f"unknown setting {key!r}")
+    path = settings.config_path
+    data = tomllib.loads(path.read_text()) if path.exists() else {}
+    data[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_dump_toml(data))
+    return path
+
+
+def _dump_toml(data: dict[str, Any]) -> str:
+    """Tiny writer for flat scalars and one level of tables: all our settings need."""
+    import json
+
+    scalars, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in value.items())
+            tables.append(f"[{key}]\n{body}\n")
+        else:
+            scalars.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(scalars) + ("\n\n" if scalars and tables else "\n") + "\n".join(tables)
