@@ -19,6 +19,7 @@ EVENT_TYPES = frozenset(
 )
 ITEMLESS_TYPES = frozenset({"search"})
 NEGATIVE_TYPES = frozenset({"dislike", "skip"})
+_TEXT_TYPES = frozenset({"review", "search", "tag"})
 
 
 class RowError(ValueError):
@@ -78,10 +79,18 @@ def iso(ts_ms: int) -> str:
 
 
 _MS_THRESHOLD = 100_000_000_000  # epoch seconds pass this only in the year 5138
+_MAX_MS = 253402300799000  # 9999-12-31T23:59:59Z
 
 
 def parse_timestamp(raw: Any) -> int:
     """ISO-8601 or epoch seconds/milliseconds -> epoch ms UTC. Naive ISO means UTC."""
+    if raw.__class__ is str and raw.isdecimal():
+        # Fast path for the common digits-only epoch; same result as the float path below.
+        number = int(raw)
+        ms = number if number >= _MS_THRESHOLD else number * 1000
+        if ms > _MAX_MS:
+            raise RowError(f"timestamp out of range {raw[:40]!r}")
+        return ms
     if raw is None or raw == "":
         raise RowError("missing timestamp")
     if isinstance(raw, bool):
@@ -90,6 +99,8 @@ def parse_timestamp(raw: Any) -> int:
         number = float(raw)
     else:
         text = str(raw).strip()
+        if not text:
+            raise RowError("missing timestamp")
         try:
             number = float(text)
         except ValueError:
@@ -101,10 +112,10 @@ def parse_timestamp(raw: Any) -> int:
                 dt = dt.replace(tzinfo=timezone.utc)
             return int(dt.timestamp() * 1000)
     if not math.isfinite(number) or number < 0:
-        raise RowError(f"unparsable timestamp {raw!r}")
-    ms = number if abs(number) >= _MS_THRESHOLD else number * 1000
-    if ms > 253402300799000:  # after 9999-12-31
-        raise RowError(f"timestamp out of range {raw!r}")
+        raise RowError(f"unparsable timestamp {str(raw)[:40]!r}")
+    ms = number if number >= _MS_THRESHOLD else number * 1000
+    if ms > _MAX_MS:
+        raise RowError(f"timestamp out of range {str(raw)[:40]!r}")
     return int(ms)
 
 
@@ -138,7 +149,7 @@ def _number(raw: Any, what: str) -> float | None:
     except (TypeError, ValueError):
         raise RowError(f"non-numeric {what} {str(raw)[:40]!r}") from None
     if not math.isfinite(value):
-        raise RowError(f"non-numeric {what} {raw!r}")
+        raise RowError(f"non-numeric {what} {str(raw)[:40]!r}")
     return value
 
 
@@ -148,29 +159,48 @@ def stable_event_id(user_id: str, item_id: str | None, type_: str, ts: int, valu
     return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
 
 
-def parse_event(row: Mapping[str, Any]) -> Event:
-    """Validate one raw mapping (CSV row or JSON object) into an Event."""
-    user_id = _ident(row.get("user_id"))
-    if user_id is None:
+def event_fields(row: Mapping[str, Any]) -> tuple[str, str, str | None, str, int, float | None, str | None]:
+    """Validate one raw mapping into a tuple in Event field order.
+
+    This is the ingestion hot path (100k+ rows per file), so the common case of
+    clean strings is tested first and no Event object is built; every other
+    input falls through to the general helpers, so the rules are the same.
+    """
+    get = row.get
+    raw = get("user_id")
+    user_id = raw.strip() if raw.__class__ is str else _ident(raw)
+    if not user_id:
         raise RowError("missing user_id")
-    type_ = _text(row.get("type"))
-    if type_ is None:
-        raise RowError("missing type")
-    type_ = type_.lower()
-    if type_ not in EVENT_TYPES:
-        raise RowError(f"unknown event type {type_[:30]!r}")
-    item_id = _ident(row.get("item_id"))
+    raw = get("type")
+    if raw.__class__ is str and raw in EVENT_TYPES:
+        type_ = raw
+    else:
+        type_ = _text(raw)
+        if type_ is None:
+            raise RowError("missing type")
+        type_ = type_.lower()
+        if type_ not in EVENT_TYPES:
+            raise RowError(f"unknown event type {type_[:30]!r}")
+    raw = get("item_id")
+    item_id = (raw.strip() if raw.__class__ is str else _ident(raw)) or None
     if item_id is None and type_ not in ITEMLESS_TYPES:
         raise RowError(f"missing item_id for a {type_} event")
-    ts = parse_timestamp(row.get("timestamp"))
-    value = _number(row.get("value"), "rating" if type_ == "rating" else "value")
-    if type_ == "rating" and value is None:
+    ts = parse_timestamp(get("timestamp"))
+    raw = get("value")
+    value = None if raw is None or raw == "" else _number(raw, "rating" if type_ == "rating" else "value")
+    if value is None and type_ == "rating":
         raise RowError("rating event without a value")
-    text = _text(row.get("text"))
-    if type_ in ("review", "search", "tag") and text is None:
+    text = _text(get("text"))
+    if text is None and type_ in _TEXT_TYPES:
         raise RowError(f"{type_} event without text")
-    event_id = _ident(row.get("event_id")) or stable_event_id(user_id, item_id, type_, ts, value, text)
-    return Event(event_id, user_id, item_id, type_, ts, value, text)
+    raw = get("event_id")
+    event_id = (raw.strip() if raw.__class__ is str else _ident(raw)) or stable_event_id(user_id, item_id, type_, ts, value, text)
+    return (event_id, user_id, item_id, type_, ts, value, text)
+
+
+def parse_event(row: Mapping[str, Any]) -> Event:
+    """Validate one raw mapping (CSV row or JSON object) into an Event."""
+    return Event(*event_fields(row))
 
 
 def _list(raw: Any, what: str) -> tuple[str, ...]:

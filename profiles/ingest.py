@@ -72,8 +72,9 @@ class IngestReport:
         }
 
 
-@dataclass
-class RawRow:
+class RawRow(NamedTuple):
+    """One record as read: a tuple, because ingestion makes 100k+ of them."""
+
     line_no: int
     raw: str
     fields: Mapping[str, Any] | None  # None when the row could not even be split
@@ -91,20 +92,25 @@ class _Lines:
         self.line_no = 0
         self.bytes_done = 0
         self.buffer: list[str] = []
-        self.bad_lines: set[int] = set()
+        self.last_bad = 0  # last line that did not decode; records ending at or after it are bad
 
     def __iter__(self) -> Iterator[str]:
+        buffer = self.buffer
+        encoding = self.encoding
+        first = True
         for raw in self.stream:
             self.line_no += 1
             self.bytes_done += len(raw)
             try:
-                text = raw.decode(self.encoding)
+                text = raw.decode(encoding)
             except UnicodeDecodeError:
-                text = raw.decode(self.encoding, errors="replace")
-                self.bad_lines.add(self.line_no)
-            if self.line_no == 1 and text.startswith("\ufeff"):
-                text = text[1:]
-            self.buffer.append(text)
+                text = raw.decode(encoding, errors="replace")
+                self.last_bad = self.line_no
+            if first:
+                first = False
+                if text.startswith("\ufeff"):
+                    text = text[1:]
+            buffer.append(text)
             yield text
 
 
@@ -113,53 +119,116 @@ def _canonical_header(header: Sequence[str], aliases: Mapping[str, Sequence[str]
     return [lookup.get(h.strip().lower().replace(" ", "_"), h.strip()) for h in header]
 
 
-def read_csv(stream: IO[bytes], aliases: Mapping[str, Sequence[str]], *, encoding: str = "utf-8",
-             delimiter: str = ",", header: Sequence[str] | None = None, progress: Callable[[int], None] | None = None) -> Iterator[RawRow]:
-    lines = _Lines(stream, encoding)
-    reader = csv.reader(lines, delimiter=delimiter, strict=True)
-    if header is None:
-        try:
-            header = next(reader)
-        except StopIteration:
+class read_csv:
+    """Iterates the records of a CSV stream as RawRows.
+
+    A class rather than a generator so the ingestor can read `names` (the
+    canonical header) and store it with quarantined rows: that is what makes a
+    row that could not even be split retryable after a fix.
+    """
+
+    def __init__(self, stream: IO[bytes], aliases: Mapping[str, Sequence[str]], *, encoding: str = "utf-8",
+                 delimiter: str = ",", header: Sequence[str] | None = None,
+                 progress: Callable[[int], None] | None = None):
+        self.lines = _Lines(stream, encoding)
+        self.reader = csv.reader(self.lines, delimiter=delimiter, strict=True)
+        self.encoding = encoding
+        self.progress = progress
+        self.names: list[str] | None = None
+        if header is None:
+            try:
+                header = next(self.reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise InputError(f"cannot read the CSV header: {exc}") from exc
+            if self.lines.last_bad:
+                raise InputError(f"the CSV header is not valid {encoding}")
+        self.names = _canonical_header(header, aliases)
+
+    def __iter__(self) -> Iterator[RawRow]:
+        if self.names is None:
             return
-        except csv.Error as exc:
-            raise InputError(f"cannot read the CSV header: {exc}") from exc
-        if lines.bad_lines:
-            raise InputError(f"the CSV header is not valid {encoding}")
-    names = _canonical_header(header, aliases)
-    width = len(names)
-    while True:
-        lines.buffer.clear()
+        names, width, lines, reader, progress = self.names, len(self.names), self.lines, self.reader, self.progress
+        buffer = lines.buffer
+        buffer.clear()
         start = lines.line_no + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            yield RawRow(start, "".join(lines.buffer).rstrip("\r\n"), None, f"malformed CSV: {exc}")
-            continue
-        raw = "".join(lines.buffer).rstrip("\r\n")
-        if progress is not None and start % 2048 == 0:
+        count = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                yield RawRow(start, "".join(buffer).rstrip("\r\n"), None, f"malformed CSV: {exc}")
+                buffer.clear()
+                start = lines.line_no + 1
+                continue
+            raw = (buffer[0] if len(buffer) == 1 else "".join(buffer)).rstrip("\r\n")
+            buffer.clear()
+            line_no = start
+            start = lines.line_no + 1
+            count += 1
+            if progress is not None and not count & 2047:
+                progress(lines.bytes_done)
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank lines carry nothing; they are not rows
+            if lines.last_bad >= line_no:
+                yield RawRow(line_no, raw, None, f"not valid {self.encoding} text")
+            elif len(row) != width:
+                yield RawRow(line_no, raw, None, f"expected {width} fields, got {len(row)}")
+            else:
+                yield RawRow(line_no, raw, dict(zip(names, row)))
+        if progress is not None:
             progress(lines.bytes_done)
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue  # blank lines carry nothing; they are not rows
-        if lines.bad_lines and any(n in lines.bad_lines for n in range(start, lines.line_no + 1)):
-            yield RawRow(start, raw, None, f"not valid {encoding} text")
-            continue
-        if len(row) != width:
-            yield RawRow(start, raw, None, f"expected {width} fields, got {len(row)}")
-            continue
-        yield RawRow(start, raw, dict(zip(names, row)))
-    if progress is not None:
-        progress(lines.bytes_done)
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    """JSON escapes can spell half a surrogate pair, which no database can store."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(obj, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in obj.items())
+    if isinstance(obj, list):
+        return any(_has_lone_surrogate(v) for v in obj)
+    return False
+
+
+def _json_object(raw: str, aliases: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """Parse one JSONL record into canonical field names, or raise RowError."""
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RowError(f"bad JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise RowError("bad JSON: nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise RowError(f"bad JSON: expected an object, got {type(obj).__name__}")
+    if "\\u" in raw and _has_lone_surrogate(obj):
+        raise RowError("bad JSON: lone surrogate escape")
+    lookup = _lookup(aliases)
+    return {lookup.get(k.lower(), k): v for k, v in obj.items()}
+
+
+def _lookup(aliases: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    cached = _LOOKUPS.get(id(aliases))
+    if cached is None:
+        cached = _LOOKUPS[id(aliases)] = {alias: canon for canon, names in aliases.items() for alias in names}
+    return cached
+
+
+_LOOKUPS: dict[int, dict[str, str]] = {}
 
 
 def read_jsonl(stream: IO[bytes], aliases: Mapping[str, Sequence[str]], *, progress: Callable[[int], None] | None = None) -> Iterator[RawRow]:
-    lookup = {alias: canon for canon, names in aliases.items() for alias in names}
     done = 0
     for line_no, raw_bytes in enumerate(stream, start=1):
         done += len(raw_bytes)
-        if progress is not None and line_no % 2048 == 0:
+        if progress is not None and not line_no & 2047:
             progress(done)
         try:
             raw = raw_bytes.decode("utf-8")
@@ -172,14 +241,9 @@ def read_jsonl(stream: IO[bytes], aliases: Mapping[str, Sequence[str]], *, progr
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            yield RawRow(line_no, raw, None, f"bad JSON: {exc.msg} at column {exc.colno}")
-            continue
-        if not isinstance(obj, dict):
-            yield RawRow(line_no, raw, None, f"bad JSON: expected an object, got {type(obj).__name__}")
-            continue
-        yield RawRow(line_no, raw, {lookup.get(k.lower(), k): v for k, v in obj.items()})
+            yield RawRow(line_no, raw, _json_object(raw, aliases))
+        except RowError as exc:
+            yield RawRow(line_no, raw, None, str(exc))
     if progress is not None:
         progress(done)
 

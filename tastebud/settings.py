@@ -78,8 +78,8 @@ class Settings(BaseSettings):
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     long_half_life_days: float = Field(365.0, description="recency half-life of the long-term profile")
     short_half_life_days: float = Field(30.0, description="recency half-life inside the short-term window")
-    short_window_events: int = Field(20, description="short-term profile covers the last N events...")
-    short_window_days: float = Field(30.0, description="...or the last D days, whichever covers more")
+    short_window_events: int = Field(20, description="short-term profile: the last N events...")
+    short_window_days: float = Field(30.0, description="...none older than D days before the latest")
     max_tags: int = Field(15, description="tags kept per horizon")
 
     blend: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_BLEND))

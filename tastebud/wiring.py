@@ -23,6 +23,34 @@ class App:
 
         return Ingestor(self.store, self.settings.ingest_batch_size, progress)
 
+    @cached_property
+    def profiles(self):
+        from profiles.versions import ProfileRepository
+
+        return ProfileRepository(self.store)
+
+    def narrative_writer(self, concurrency: int | None = None):
+        """The LLM-backed writer; builds the LLM backend (and may start the embedded server)."""
+        from profiles.narrative import GroundingChecker, NarrativeWriter
+
+        catalog = self.store.items_by_id()
+        checker = GroundingChecker(
+            (i.title for i in catalog.values() if i.title),
+            {c for i in catalog.values() for c in i.categories},
+        )
+        return NarrativeWriter(self.llm.chat_model, checker, concurrency or self.settings.llm_concurrency)
+
+    def refresher(self, narratives: bool = True, concurrency: int | None = None):
+        from profiles.interest import InterestConfig
+        from profiles.refresh import Refresher
+
+        writer = self.narrative_writer(concurrency) if narratives else None
+        return Refresher(self.store, InterestConfig.from_settings(self.settings), writer, hooks=self.profile_hooks())
+
+    def profile_hooks(self) -> list:
+        """Called with each batch of new profile versions (vector sync plugs in here)."""
+        return []
+
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()

@@ -1,0 +1,300 @@
+"""Narratives: an LLM writes them from a compact digest; code checks them.
+
+The digest lists likes and dislikes separately and labelled (the small model
+mixes them up otherwise). A narrative may name only titles and genres that are
+in the digest; a disliked title may appear only in a sentence that says so.
+A failed check earns one regeneration with the problem spelled out, then a
+deterministic template narrative (`narrative_source: template`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+DIGEST_TAGS = 6
+DIGEST_LIKED = 5
+DIGEST_DISLIKED = 3
+MAX_TOKENS = 220
+
+SYSTEM_PROMPT = (
+    "You write short, factual taste profiles for a recommender system. "
+    "Use only facts from the digest. Never invent titles, genres or numbers. "
+    "Liked and disliked titles are separate lists: never call a disliked title a favourite."
+)
+INSTRUCTIONS = (
+    "Write exactly three lines:\n"
+    "LONG: 2-3 sentences, in the third person, on this user's lasting tastes.\n"
+    "SHORT: 1-2 sentences on what they are into lately.\n"
+    "TAGS: up to 3 extra descriptive tags, each with the [numbers] of liked titles that show it, e.g. heist [1,2]"
+)
+
+_NEGATIVE_CUES = re.compile(
+    r"\b(dislike[sd]?|disliking|avoid\w*|not|never|n't|low|poor\w*|hate[sd]?|unimpress\w*|negative|"
+    r"rated (?:0|1|2)(?:\.5)?\b|1/5|2/5|0\.5/5|1\.5/5|less|fading|bor\w*|weak\w*|critic\w*)",
+    re.IGNORECASE,
+)
+_QUOTED = re.compile(r"[\"“]([^\"”]{3,80})[\"”]")
+_YEAR_TITLE = re.compile(r"([A-Z][\w'’:,.&!\- ]{1,60}?) \((?:19|20)\d{2}\)")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_TAG_ITEM = re.compile(r"([A-Za-z][\w' \-]{1,40}?)\s*\[([\d,\s]+)\]")
+
+
+def normalise_title(title: str) -> str:
+    """'Matrix, The (1999)' -> 'the matrix': how people write titles in prose."""
+    t = re.sub(r"\s*\((?:[^)]*\d{4}[^)]*|[^)]*)\)\s*$", "", title.strip())
+    t = re.sub(r"\s*\([^)]*\)", "", t)  # alternate-language titles
+    m = re.match(r"^(.*), (The|A|An|Les|La|Le|Il|El|Das|Der|Die)$", t)
+    if m:
+        t = f"{m.group(2)} {m.group(1)}"
+    return re.sub(r"\s+", " ", t).strip().lower()
+
+
+def _genre_forms(genre: str) -> set[str]:
+    g = genre.lower()
+    forms = {g, g + "s"}
+    if g.endswith("y"):
+        forms.add(g[:-1] + "ies")
+    return forms
+
+
+@dataclass
+class Digest:
+    user_id: str
+    text: str
+    liked_refs: dict[int, dict[str, Any]]  # [n] -> liked item (with event_id)
+    allowed_titles: set[str]  # normalised
+    disliked_titles: set[str]  # normalised
+    allowed_tags: set[str]  # lowercased
+
+
+@dataclass
+class NarrativeResult:
+    long: str
+    short: str
+    source: str  # llm | template
+    extra_tags: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+    violations: list[str] = field(default_factory=list)
+    output_tokens: int = 0
+    seconds: float = 0.0
+
+
+def _fmt_rating(item: dict[str, Any]) -> str:
+    if item.get("type") == "rating" and item.get("value") is not None:
+        v = item["value"]
+        return f" rated {int(v) if float(v).is_integer() else v}/5"
+    return f" ({item.get('type')})" if item.get("type") else ""
+
+
+def build_digest(profile: dict[str, Any]) -> Digest:
+    """A compact, labelled summary: never a raw event dump."""
+    long_tags = profile["long_term"]["tags"][:DIGEST_TAGS]
+    short_tags = profile["short_term"]["tags"][:DIGEST_TAGS]
+    refs: dict[int, dict[str, Any]] = {}
+    seen: set[str] = set()
+    lines = []
+    lines.append("Lasting interests: " + (", ".join(f"{t['tag']} {t['weight']:.2f}" for t in long_tags) or "none yet"))
+    liked = []
+    for item in profile["long_term"]["top_items"][:DIGEST_LIKED]:
+        n = len(refs) + 1
+        refs[n] = item
+        seen.add(item["item_id"])
+        liked.append(f"[{n}] {item['title']}{_fmt_rating(item)}")
+    lines.append("Liked titles: " + ("; ".join(liked) or "none"))
+    disliked_items = profile["dislikes"]["items"][:DIGEST_DISLIKED]
+    lines.append("Disliked titles: " + ("; ".join(f"{i['title']}{_fmt_rating(i)}" for i in disliked_items) or "none"))
+    disliked_tags = profile["dislikes"]["tags"][:3]
+    if disliked_tags:
+        lines.append("Avoided tags: " + ", ".join(t["tag"] for t in disliked_tags))
+    lines.append("Recent interests: " + (", ".join(f"{t['tag']} {t['weight']:.2f}" for t in short_tags) or "none"))
+    recent = []
+    for item in profile["short_term"]["top_items"][:3]:
+        if item["item_id"] in seen:
+            continue
+        n = len(refs) + 1
+        refs[n] = item
+        seen.add(item["item_id"])
+        recent.append(f"[{n}] {item['title']}{_fmt_rating(item)}")
+    if recent:
+        lines.append("Recently liked: " + "; ".join(recent))
+    drift = profile["drift"]
+    lines.append(f"Emerging: {', '.join(drift['emerging']) or 'none'}. Fading: {', '.join(drift['fading']) or 'none'}.")
+    tags = {t["tag"].lower() for t in long_tags + short_tags + disliked_tags}
+    tags |= {t.lower() for t in drift["emerging"] + drift["fading"]}
+    return Digest(
+        user_id=profile["user_id"],
+        text="\n".join(lines),
+        liked_refs=refs,
+        allowed_titles={normalise_title(i["title"]) for i in refs.values()} | {normalise_title(i["title"]) for i in disliked_items},
+        disliked_titles={normalise_title(i["title"]) for i in disliked_items},
+        allowed_tags=tags,
+    )
+
+
+class GroundingChecker:
+    """Checks a narrative against its digest and the catalog's vocabulary."""
+
+    def __init__(self, catalog_titles: Iterable[str], genres: Iterable[str]):
+        names = {normalise_title(t) for t in catalog_titles if t}
+        # Titles short or common enough to be ordinary words ('Heat', 'Up') can't be policed in prose.
+        self._titles = sorted((n for n in names if len(n) >= 8 and " " in n), key=len, reverse=True)
+        self._genres = {g.lower(): _genre_forms(g) for g in genres if g}
+
+    def violations(self, text: str, digest: Digest) -> list[str]:
+        problems: list[str] = []
+        lowered = text.lower()
+        for title in self._titles:
+            if title in lowered and title not in digest.allowed_titles:
+                if not any(title in allowed for allowed in digest.allowed_titles):
+                    if re.search(rf"(?<![\w]){re.escape(title)}(?![\w])", lowered):
+                        problems.append(f"invented title {title!r}")
+        for quoted in _QUOTED.findall(text) + _YEAR_TITLE.findall(text):
+            name = normalise_title(quoted)
+            if name and not any(name in a or a in name for a in digest.allowed_titles) and name.lower() not in digest.allowed_tags:
+                problems.append(f"invented title {quoted.strip()!r}")
+        for genre, forms in self._genres.items():
+            if genre in digest.allowed_tags:
+                continue
+            if any(re.search(rf"\b{re.escape(f)}\b", lowered) for f in forms):
+                problems.append(f"genre {genre!r} has no evidence")
+        for sentence in _SENTENCE.split(text):
+            s = sentence.lower()
+            for title in digest.disliked_titles:
+                if title and title in s and not _NEGATIVE_CUES.search(sentence):
+                    problems.append(f"disliked title {title!r} presented as liked")
+        return sorted(set(problems))
+
+
+def parse_answer(text: str) -> tuple[str, str, list[tuple[str, list[int]]]]:
+    """Pull LONG/SHORT/TAGS lines out of the model's answer."""
+    sections: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        m = re.match(r"^\s*\**\s*(LONG|SHORT|TAGS)\s*\**\s*:\s*(.*)$", line, re.IGNORECASE)
+        if m:
+            current = m.group(1).upper()
+            sections[current] = m.group(2).strip()
+        elif current and line.strip():
+            sections[current] += " " + line.strip()
+    tags = [(t.strip().lower(), [int(n) for n in re.findall(r"\d+", refs)]) for t, refs in _TAG_ITEM.findall(sections.get("TAGS", ""))]
+    return sections.get("LONG", "").strip(), sections.get("SHORT", "").strip(), tags
+
+
+def _join(words: Sequence[str]) -> str:
+    words = list(words)
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def template_narrative(profile: dict[str, Any]) -> tuple[str, str]:
+    """Deterministic, always grounded: the fallback and the --no-narratives text."""
+    long_tags = [t["tag"] for t in profile["long_term"]["tags"][:3]]
+    liked = [i["title"] for i in profile["long_term"]["top_items"][:2]]
+    long = f"This user's lasting interests are {_join(long_tags)}." if long_tags else "This user has no clear lasting interests yet."
+    if liked:
+        long += f" Favourites include {_join(liked)}."
+    disliked_tags = [t["tag"] for t in profile["dislikes"]["tags"][:2]]
+    disliked_items = [i["title"] for i in profile["dislikes"]["items"][:2]]
+    if disliked_tags:
+        long += f" They tend to avoid {_join(disliked_tags)}."
+    elif disliked_items:
+        long += f" They disliked {_join(disliked_items)}."
+    short_tags = [t["tag"] for t in profile["short_term"]["tags"][:3]]
+    short = f"Lately they have focused on {_join(short_tags)}." if short_tags else "There is no recent activity."
+    drift = profile["drift"]
+    if drift["emerging"]:
+        short += f" {_join(drift['emerging'][:2])} {'is' if len(drift['emerging'][:2]) == 1 else 'are'} emerging"
+        short += f" while {_join(drift['fading'][:2])} {'is' if len(drift['fading'][:2]) == 1 else 'are'} fading." if drift["fading"] else "."
+    elif drift["fading"]:
+        short += f" Interest in {_join(drift['fading'][:2])} is fading."
+    return long, short
+
+
+def _valid_sentences(text: str) -> bool:
+    n = len([s for s in _SENTENCE.split(text.strip()) if s.strip()])
+    return 1 <= n <= 5 and 20 <= len(text) <= 700
+
+
+class NarrativeWriter:
+    """Writes narratives for many profiles at once (so vLLM can batch them)."""
+
+    def __init__(self, chat_model: Any, checker: GroundingChecker, concurrency: int = 4, max_tokens: int = MAX_TOKENS):
+        self.chat_model = chat_model
+        self.checker = checker
+        self.concurrency = max(1, concurrency)
+        self.max_tokens = max_tokens
+
+    def messages(self, digest: Digest, problems: Sequence[str] = ()) -> list[Any]:
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        prompt = f"Digest for user {digest.user_id}:\n{digest.text}\n\n{INSTRUCTIONS}"
+        if problems:
+            prompt += "\nYour previous answer was rejected: " + "; ".join(problems[:4]) + ". Use only the digest."
+        return [SystemMessage(SYSTEM_PROMPT), HumanMessage(prompt)]
+
+    def _call_many(self, prompts: list[list[Any]]) -> list[tuple[str | None, int, float]]:
+        model = self.chat_model
+        try:
+            model = model.bind(max_tokens=self.max_tokens, temperature=0.2)
+        except Exception:  # fake models in tests may not take kwargs
+            pass
+        start = time.perf_counter()
+        results = model.batch(prompts, config={"max_concurrency": self.concurrency}, return_exceptions=True)
+        elapsed = (time.perf_counter() - start) / max(1, len(prompts))
+        out = []
+        for r in results:
+            if isinstance(r, Exception):
+                out.append((None, 0, elapsed))
+            else:
+                usage = getattr(r, "usage_metadata", None) or {}
+                out.append((str(r.content), int(usage.get("output_tokens", 0) or 0), elapsed))
+        return out
+
+    def check(self, answer: str | None, digest: Digest) -> tuple[str, str, list[dict[str, Any]], list[str]]:
+        if answer is None:
+            return "", "", [], ["the model did not answer"]
+        long, short, tags = parse_answer(answer)
+        problems = []
+        if not _valid_sentences(long):
+            problems.append("LONG must be 1-5 sentences")
+        if not _valid_sentences(short):
+            problems.append("SHORT must be 1-5 sentences")
+        problems += self.checker.violations(f"{long}\n{short}", digest)
+        extra = []
+        for tag, refs in tags:
+            cited = [digest.liked_refs[n]["event_id"] for n in refs if n in digest.liked_refs]
+            # Kept only when every citation is a real event of this user.
+            if cited and len(cited) == len(refs) and 1 <= len(tag.split()) <= 3 and tag not in digest.allowed_tags:
+                extra.append({"tag": tag, "evidence_event_ids": cited, "source": "llm"})
+        return long, short, extra[:3], problems
+
+    def write_many(self, profiles: Sequence[dict[str, Any]]) -> list[NarrativeResult]:
+        digests = [build_digest(p) for p in profiles]
+        results: list[NarrativeResult | None] = [None] * len(profiles)
+        pending = list(range(len(profiles)))
+        problems: dict[int, list[str]] = {i: [] for i in pending}
+        tokens = {i: 0 for i in pending}
+        seconds = {i: 0.0 for i in pending}
+        for attempt in (1, 2):
+            if not pending:
+                break
+            answers = self._call_many([self.messages(digests[i], problems[i]) for i in pending])
+            still = []
+            for i, (answer, n_tokens, secs) in zip(pending, answers):
+                tokens[i] += n_tokens
+                seconds[i] += secs
+                long, short, extra, found = self.check(answer, digests[i])
+                if found:
+                    problems[i] = found
+                    still.append(i)
+                else:
+                    results[i] = NarrativeResult(long, short, "llm", extra, attempt, problems[i], tokens[i], seconds[i])
+            pending = still
+        for i in pending:
+            long, short = template_narrative(profiles[i])
+            results[i] = NarrativeResult(long, short, "template", [], 2, problems[i], tokens[i], seconds[i])
+        return [r for r in results if r is not None]

@@ -1,0 +1,165 @@
+"""Profile versions: stored only when the content hash changes, with a
+diffable history and the events that triggered each version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, Sequence
+
+from sqlalchemy import and_, select, update
+
+from profiles.migrations import events, profile_heads, profile_versions
+from profiles.store import EventStore
+from tastebud.errors import NotFoundError
+
+# Fields that describe when/why a version was made, not what the profile says.
+_VOLATILE = ("version", "generated_at", "last_event_seq", "trigger_event_ids", "content_hash")
+REWEIGHT_EPSILON = 0.005
+
+
+def content_hash(data: dict[str, Any]) -> str:
+    stable = {k: v for k, v in data.items() if k not in _VOLATILE}
+    blob = json.dumps(stable, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ProfileRepository:
+    def __init__(self, store: EventStore):
+        self.store = store
+
+    def head(self, user_id: str) -> dict[str, Any] | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(profile_heads).where(profile_heads.c.user_id == user_id)).mappings().first()
+        return dict(row) if row else None
+
+    def latest(self, user_id: str) -> dict[str, Any] | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                select(profile_versions.c.data)
+                .select_from(profile_versions.join(
+                    profile_heads,
+                    and_(profile_heads.c.user_id == profile_versions.c.user_id,
+                         profile_heads.c.version == profile_versions.c.version),
+                ))
+                .where(profile_heads.c.user_id == user_id)
+            ).first()
+        return json.loads(row.data) if row else None
+
+    def require_latest(self, user_id: str) -> dict[str, Any]:
+        profile = self.latest(user_id)
+        if profile is None:
+            if self.store.user_exists(user_id):
+                raise NotFoundError(f"user {user_id!r} has no profile yet", hint=f"run: tastebud refresh --user {user_id}")
+            raise NotFoundError(f"no user {user_id!r}")
+        return profile
+
+    def get(self, user_id: str, version: int) -> dict[str, Any]:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                select(profile_versions.c.data).where(
+                    profile_versions.c.user_id == user_id, profile_versions.c.version == version
+                )
+            ).first()
+        if row is None:
+            raise NotFoundError(f"user {user_id!r} has no profile version {version}")
+        return json.loads(row.data)
+
+    def versions(self, user_id: str) -> list[dict[str, Any]]:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(profile_versions).where(profile_versions.c.user_id == user_id).order_by(profile_versions.c.version)
+            ).mappings().all()
+        return [{**dict(r), "data": json.loads(r["data"]), "trigger_event_ids": json.loads(r["trigger_event_ids"])} for r in rows]
+
+    def history(self, user_id: str) -> list[dict[str, Any]]:
+        """Each version with what changed since the one before it."""
+        out, previous = [], None
+        versions = self.versions(user_id)
+        if not versions:
+            self.require_latest(user_id)
+        for v in versions:
+            data = v["data"]
+            out.append({
+                "version": v["version"],
+                "created_at": v["created_at"],
+                "narrative_source": v["narrative_source"],
+                "last_event_seq": v["last_event_seq"],
+                "trigger_event_ids": v["trigger_event_ids"],
+                "changes": diff_profiles(previous, data),
+            })
+            previous = data
+        return out
+
+    def save(self, data: dict[str, Any], last_event_seq: int, narrative_source: str) -> tuple[int, bool]:
+        """Store a new version if the content changed; always advance the head's
+        last_event_seq. One transaction: a killed refresh leaves no half profile."""
+        user_id = data["user_id"]
+        digest = content_hash(data)
+        now = int(time.time() * 1000)
+        with self.store.transaction() as conn:
+            head = conn.execute(select(profile_heads).where(profile_heads.c.user_id == user_id)).mappings().first()
+            if head is not None:
+                current = conn.execute(
+                    select(profile_versions.c.content_hash).where(
+                        profile_versions.c.user_id == user_id, profile_versions.c.version == head["version"]
+                    )
+                ).scalar_one()
+                if current == digest:
+                    conn.execute(
+                        update(profile_heads).where(profile_heads.c.user_id == user_id)
+                        .values(last_event_seq=max(last_event_seq, head["last_event_seq"]), updated_at=now)
+                    )
+                    return head["version"], False
+            version = (head["version"] if head else 0) + 1
+            since_seq = head["last_event_seq"] if head else 0
+            triggers = list(conn.execute(
+                select(events.c.event_id)
+                .where(events.c.user_id == user_id, events.c.seq > since_seq, events.c.seq <= last_event_seq)
+                .order_by(events.c.seq.desc()).limit(50)
+            ).scalars())
+            stored = {**data, "version": version, "generated_at": now, "last_event_seq": last_event_seq,
+                      "content_hash": digest}
+            conn.execute(profile_versions.insert().values(
+                user_id=user_id, version=version, content_hash=digest, last_event_seq=last_event_seq,
+                created_at=now, narrative_source=narrative_source,
+                data=json.dumps(stored, ensure_ascii=False, separators=(",", ":")),
+                trigger_event_ids=json.dumps(triggers),
+            ))
+            values = dict(version=version, last_event_seq=last_event_seq, narrative_source=narrative_source, updated_at=now)
+            if head is None:
+                conn.execute(profile_heads.insert().values(user_id=user_id, **values))
+            else:
+                conn.execute(update(profile_heads).where(profile_heads.c.user_id == user_id).values(**values))
+            return version, True
+
+
+def _weights(profile: dict[str, Any] | None, horizon: str) -> dict[str, float]:
+    if not profile:
+        return {}
+    return {t["tag"]: t["weight"] for t in profile.get(horizon, {}).get("tags", [])}
+
+
+def diff_profiles(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for horizon in ("long_term", "short_term"):
+        before, after = _weights(old, horizon), _weights(new, horizon)
+        reweighted = [
+            {"tag": t, "from": before[t], "to": after[t]}
+            for t in sorted(set(before) & set(after))
+            if abs(before[t] - after[t]) >= REWEIGHT_EPSILON
+        ]
+        changes[horizon] = {
+            "added": sorted(set(after) - set(before)),
+            "removed": sorted(set(before) - set(after)),
+            "reweighted": reweighted,
+        }
+    old_dis = {t["tag"] for t in (old or {}).get("dislikes", {}).get("tags", [])}
+    new_dis = {t["tag"] for t in new.get("dislikes", {}).get("tags", [])}
+    changes["dislikes"] = {"added": sorted(new_dis - old_dis), "removed": sorted(old_dis - new_dis)}
+    changes["narrative_changed"] = any(
+        (old or {}).get(h, {}).get("narrative") != new.get(h, {}).get("narrative") for h in ("long_term", "short_term")
+    )
+    changes["drift_changed"] = (old or {}).get("drift") != new.get("drift")
+    return changes
