@@ -20,6 +20,7 @@ EVENT_TYPES = frozenset(
 ITEMLESS_TYPES = frozenset({"search"})
 NEGATIVE_TYPES = frozenset({"dislike", "skip"})
 _TEXT_TYPES = frozenset({"review", "search", "tag"})
+MAX_ID_LENGTH = 64  # the width of the id columns (VARCHAR(64) on PostgreSQL)
 
 
 class RowError(ValueError):
@@ -86,7 +87,10 @@ def parse_timestamp(raw: Any) -> int:
     """ISO-8601 or epoch seconds/milliseconds -> epoch ms UTC. Naive ISO means UTC."""
     if raw.__class__ is str and raw.isdecimal():
         # Fast path for the common digits-only epoch; same result as the float path below.
-        number = int(raw)
+        try:
+            number = int(raw)
+        except ValueError:  # more digits than int() will parse
+            raise RowError(f"timestamp out of range {raw[:40]!r}") from None
         ms = number if number >= _MS_THRESHOLD else number * 1000
         if ms > _MAX_MS:
             raise RowError(f"timestamp out of range {raw[:40]!r}")
@@ -96,7 +100,10 @@ def parse_timestamp(raw: Any) -> int:
     if isinstance(raw, bool):
         raise RowError(f"unparsable timestamp {raw!r}")
     if isinstance(raw, (int, float)):
-        number = float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:
+            raise RowError("timestamp out of range (a huge number)") from None
     else:
         text = str(raw).strip()
         if not text:
@@ -112,10 +119,10 @@ def parse_timestamp(raw: Any) -> int:
                 dt = dt.replace(tzinfo=timezone.utc)
             return int(dt.timestamp() * 1000)
     if not math.isfinite(number) or number < 0:
-        raise RowError(f"unparsable timestamp {str(raw)[:40]!r}")
+        raise RowError(f"unparsable timestamp {_short(raw)}")
     ms = number if number >= _MS_THRESHOLD else number * 1000
     if ms > _MAX_MS:
-        raise RowError(f"timestamp out of range {str(raw)[:40]!r}")
+        raise RowError(f"timestamp out of range {_short(raw)}")
     return int(ms)
 
 
@@ -135,7 +142,10 @@ def _ident(raw: Any) -> str | None:
         raw = int(raw)
     if isinstance(raw, (dict, list)):
         raise RowError(f"id must be a scalar, got {type(raw).__name__}")
-    text = str(raw).strip()
+    try:
+        text = str(raw).strip()
+    except ValueError:  # an integer too long to print
+        raise RowError("id is not a usable value") from None
     return text or None
 
 
@@ -146,11 +156,19 @@ def _number(raw: Any, what: str) -> float | None:
         raise RowError(f"non-numeric {what} {raw!r}")
     try:
         value = float(raw)
-    except (TypeError, ValueError):
-        raise RowError(f"non-numeric {what} {str(raw)[:40]!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise RowError(f"non-numeric {what} {_short(raw)}") from None
     if not math.isfinite(value):
-        raise RowError(f"non-numeric {what} {str(raw)[:40]!r}")
+        raise RowError(f"non-numeric {what} {_short(raw)}")
     return value
+
+
+def _short(raw: Any) -> str:
+    """A value for an error message: at most 40 characters, never an error itself."""
+    try:
+        return repr(str(raw)[:40])
+    except ValueError:
+        return "(a huge number)"
 
 
 def stable_event_id(user_id: str, item_id: str | None, type_: str, ts: int, value: float | None, text: str | None) -> str:
@@ -171,6 +189,8 @@ def event_fields(row: Mapping[str, Any]) -> tuple[str, str, str | None, str, int
     user_id = raw.strip() if raw.__class__ is str else _ident(raw)
     if not user_id:
         raise RowError("missing user_id")
+    if len(user_id) > MAX_ID_LENGTH:
+        raise RowError(f"user_id longer than {MAX_ID_LENGTH} characters")
     raw = get("type")
     if raw.__class__ is str and raw in EVENT_TYPES:
         type_ = raw
@@ -183,8 +203,11 @@ def event_fields(row: Mapping[str, Any]) -> tuple[str, str, str | None, str, int
             raise RowError(f"unknown event type {type_[:30]!r}")
     raw = get("item_id")
     item_id = (raw.strip() if raw.__class__ is str else _ident(raw)) or None
-    if item_id is None and type_ not in ITEMLESS_TYPES:
-        raise RowError(f"missing item_id for a {type_} event")
+    if item_id is None:
+        if type_ not in ITEMLESS_TYPES:
+            raise RowError(f"missing item_id for a {type_} event")
+    elif len(item_id) > MAX_ID_LENGTH:
+        raise RowError(f"item_id longer than {MAX_ID_LENGTH} characters")
     ts = parse_timestamp(get("timestamp"))
     raw = get("value")
     value = None if raw is None or raw == "" else _number(raw, "rating" if type_ == "rating" else "value")
@@ -194,7 +217,11 @@ def event_fields(row: Mapping[str, Any]) -> tuple[str, str, str | None, str, int
     if text is None and type_ in _TEXT_TYPES:
         raise RowError(f"{type_} event without text")
     raw = get("event_id")
-    event_id = (raw.strip() if raw.__class__ is str else _ident(raw)) or stable_event_id(user_id, item_id, type_, ts, value, text)
+    event_id = raw.strip() if raw.__class__ is str else _ident(raw)
+    if not event_id:
+        event_id = stable_event_id(user_id, item_id, type_, ts, value, text)
+    elif len(event_id) > MAX_ID_LENGTH:
+        raise RowError(f"event_id longer than {MAX_ID_LENGTH} characters")
     return (event_id, user_id, item_id, type_, ts, value, text)
 
 
@@ -230,6 +257,8 @@ def parse_item(row: Mapping[str, Any]) -> Item:
     item_id = _ident(row.get("item_id"))
     if item_id is None:
         raise RowError("missing item_id")
+    if len(item_id) > MAX_ID_LENGTH:
+        raise RowError(f"item_id longer than {MAX_ID_LENGTH} characters")
     attributes = row.get("attributes") or {}
     if isinstance(attributes, str):
         try:

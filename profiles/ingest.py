@@ -12,12 +12,12 @@ import csv
 import io
 import json
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
-from profiles.events import Event, Item, RowError, parse_event, parse_item, parse_timestamp
+from profiles.events import Item, RowError, event_fields, parse_item
 from profiles.store import EventStore, QuarantinedRow
 from tastebud.errors import InputError
 
@@ -133,6 +133,7 @@ class read_csv:
         self.lines = _Lines(stream, encoding)
         self.reader = csv.reader(self.lines, delimiter=delimiter, strict=True)
         self.encoding = encoding
+        self.delimiter = delimiter
         self.progress = progress
         self.names: list[str] | None = None
         if header is None:
@@ -241,9 +242,11 @@ def read_jsonl(stream: IO[bytes], aliases: Mapping[str, Sequence[str]], *, progr
         if not raw.strip():
             continue
         try:
-            yield RawRow(line_no, raw, _json_object(raw, aliases))
+            fields = _json_object(raw, aliases)
         except RowError as exc:
             yield RawRow(line_no, raw, None, str(exc))
+            continue
+        yield RawRow(line_no, raw, fields)
     if progress is not None:
         progress(done)
 
@@ -293,28 +296,52 @@ class Ingestor:
 
     def ingest_event_rows(self, rows: Iterable[RawRow], source: str, fmt: str,
                           transform: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
-                          header: Sequence[str] | None = None) -> IngestReport:
+                          header: Sequence[str] | None = None,
+                          constants: Mapping[str, Any] | None = None) -> IngestReport:
+        """Validate and store event rows in batches; every row lands in exactly one count.
+
+        `constants` are fields every row gets (MovieLens ratings: type=rating);
+        unlike a `transform` they are stored with quarantined rows, so a
+        retried row is rebuilt exactly as it was first read.
+        """
         report = IngestReport(source, "events")
-        good: list[Event] = []
+        quarantine = _QuarantineContext("events", source, fmt, rows, header, constants)
+        reasons = report.reasons
+        good: list[tuple] = []
         bad: list[QuarantinedRow] = []
-        for row in rows:
-            report.read += 1
-            try:
-                if row.fields is None:
-                    raise RowError(row.error or "unreadable row")
-                good.append(parse_event(transform(row.fields) if transform else row.fields))
-            except RowError as exc:
-                bad.append(QuarantinedRow("events", source, row.line_no, row.raw, str(exc), fmt, header or _header_of(row, fmt)))
-                report.reasons[_reason_kind(str(exc))] += 1
-            if len(good) + len(bad) >= self.batch_size:
+        batch_size = self.batch_size
+        pending = 0
+        for line_no, raw, fields, error in rows:
+            if fields is not None:
+                try:
+                    if constants:
+                        fields = {**fields, **constants}
+                    if transform is not None:
+                        fields = transform(fields)
+                    good.append(event_fields(fields))
+                except RowError as exc:
+                    error = str(exc)
+                else:
+                    pending += 1
+                    if pending >= batch_size:
+                        self._flush_events(good, bad, report)
+                        pending = 0
+                    continue
+            error = error or "unreadable row"
+            bad.append(quarantine.row(line_no, raw, error))
+            reasons[_reason_kind(error)] += 1
+            pending += 1
+            if pending >= batch_size:
                 self._flush_events(good, bad, report)
+                pending = 0
         self._flush_events(good, bad, report)
         return report
 
-    def _flush_events(self, good: list[Event], bad: list[QuarantinedRow], report: IngestReport) -> None:
+    def _flush_events(self, good: list[tuple], bad: list[QuarantinedRow], report: IngestReport) -> None:
         if not good and not bad:
             return
-        accepted, duplicates = self.store.write_batch(good, bad)
+        accepted, duplicates = self.store.write_event_rows(good, bad)
+        report.read += len(good) + len(bad)
         report.accepted += accepted
         report.duplicates += duplicates
         report.rejected += len(bad)
@@ -335,8 +362,10 @@ class Ingestor:
                          transform: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
                          header: Sequence[str] | None = None) -> IngestReport:
         report = IngestReport(source, "catalog")
+        quarantine = _QuarantineContext("catalog", source, fmt, rows, header, None)
         good: dict[str, Item] = {}
         bad: list[QuarantinedRow] = []
+        pending = 0
 
         def flush() -> None:
             if not good and not bad:
@@ -350,85 +379,118 @@ class Ingestor:
             good.clear()
             bad.clear()
 
-        for row in rows:
+        for line_no, raw, fields, error in rows:
             report.read += 1
             try:
-                if row.fields is None:
-                    raise RowError(row.error or "unreadable row")
-                item = parse_item(transform(row.fields) if transform else row.fields)
+                if fields is None:
+                    raise RowError(error or "unreadable row")
+                item = parse_item(transform(fields) if transform else fields)
                 if item.item_id in good:  # the later row of a file wins; the earlier counts as a duplicate
                     report.duplicates += 1
                 good[item.item_id] = item
             except RowError as exc:
-                bad.append(QuarantinedRow("catalog", source, row.line_no, row.raw, str(exc), fmt, header or _header_of(row, fmt)))
+                bad.append(quarantine.row(line_no, raw, str(exc)))
                 report.reasons[_reason_kind(str(exc))] += 1
-            if len(good) + len(bad) >= self.batch_size:
+            pending += 1
+            if pending >= self.batch_size:
                 flush()
+                pending = 0
         flush()
         return report
 
     # quarantine ---------------------------------------------------------
     def retry_quarantine(self, ids: Sequence[int] | None = None) -> IngestReport:
-        """Re-validate open quarantined rows; rows that now pass are ingested and resolved."""
+        """Re-validate open quarantined rows; rows that now pass are ingested and resolved.
+
+        Rows that still fail stay open with their (possibly new) reason.
+        """
         report = IngestReport("quarantine", "retry")
-        for row in self.store.open_quarantine(ids=ids):
-            report.read += 1
-            try:
-                fields = _reparse(row)
-                parsed = parse_event(fields) if row["kind"] == "events" else parse_item(fields)
-            except RowError as exc:
-                report.rejected += 1
-                report.reasons[_reason_kind(str(exc))] += 1
-                with self.store.transaction() as conn:
-                    self.store.update_quarantine_reason(row["id"], str(exc), conn)
-                continue
+        open_rows = self.store.open_quarantine(ids=ids)
+        for start in range(0, len(open_rows), self.batch_size):
+            events_ok: list[tuple] = []
+            items_ok: list[Item] = []
+            resolved: list[int] = []
+            still_bad: list[tuple[int, str]] = []
+            for row in open_rows[start : start + self.batch_size]:
+                report.read += 1
+                try:
+                    fields = _reparse(row)
+                    if row["kind"] == "events":
+                        events_ok.append(event_fields(fields))
+                    else:
+                        items_ok.append(parse_item(fields))
+                except RowError as exc:
+                    still_bad.append((row["id"], str(exc)))
+                    report.reasons[_reason_kind(str(exc))] += 1
+                    continue
+                resolved.append(row["id"])
             with self.store.transaction() as conn:
-                if row["kind"] == "events":
-                    accepted, duplicates = self.store.write_batch([parsed], (), conn)
-                else:
-                    accepted, duplicates = self.store.upsert_items([parsed], conn)
-                self.store.resolve_quarantine([row["id"]], conn)
-            report.accepted += accepted
-            report.duplicates += duplicates
+                if events_ok:
+                    accepted, duplicates = self.store.write_event_rows(events_ok, (), conn)
+                    report.accepted += accepted
+                    report.duplicates += duplicates
+                if items_ok:
+                    written, unchanged = self.store.upsert_items(items_ok, conn)
+                    report.accepted += written
+                    report.duplicates += unchanged
+                self.store.resolve_quarantine(resolved, conn)
+                for qid, reason in still_bad:
+                    self.store.update_quarantine_reason(qid, reason, conn)
+            report.rejected += len(still_bad)
         return report
 
     # helpers ------------------------------------------------------------
-    def _rows(self, stream: IO[bytes], fmt: str, aliases, size: int) -> Iterator[RawRow]:
+    def _rows(self, stream: IO[bytes], fmt: str, aliases, size: int) -> Iterable[RawRow]:
         progress = (lambda done: self.progress(done, size)) if self.progress and size else None
         if fmt == "csv":
             return read_csv(stream, aliases, progress=progress)
         return read_jsonl(stream, aliases, progress=progress)
 
 
-def _header_of(row: RawRow, fmt: str) -> Sequence[str] | None:
-    if fmt != "csv" or row.fields is None:
-        return None
-    return list(row.fields.keys())
+class _QuarantineContext:
+    """What a quarantined row needs besides its raw text to be re-read later:
+    the CSV header, the delimiter and any constant fields."""
+
+    def __init__(self, kind: str, source: str, fmt: str, rows: Iterable[RawRow],
+                 header: Sequence[str] | None, constants: Mapping[str, Any] | None):
+        self.kind, self.source, self.fmt = kind, source, fmt
+        self.rows = rows
+        self.header = list(header) if header is not None else None
+        self.constants = dict(constants) if constants else None
+
+    def row(self, line_no: int, raw: str, reason: str) -> QuarantinedRow:
+        header = self.header
+        if header is None and self.fmt == "csv":
+            header = getattr(self.rows, "names", None)
+        delimiter = getattr(self.rows, "delimiter", ",")
+        return QuarantinedRow(self.kind, self.source, line_no, raw, reason, self.fmt, header, delimiter, self.constants)
 
 
-def _reparse(row: Mapping[str, Any]) -> Mapping[str, Any]:
+def _reparse(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Rebuild a quarantined row's fields from its (possibly fixed) raw text."""
     raw = row["raw"]
+    context = json.loads(row["header"]) if row["header"] else {}
+    if isinstance(context, list):  # the original form: just the CSV header
+        context = {"columns": context}
+    constants = context.get("constants") or {}
+    if row["reason"].startswith("not valid ") and "\ufffd" in raw:
+        raise RowError(row["reason"])  # still the replacement characters of the failed decode
     if row["format"] == "csv":
-        header = json.loads(row["header"]) if row["header"] else None
+        header = context.get("columns")
         if not header:
             raise RowError("cannot retry: the row's CSV header is unknown")
-        if "\ufffd" in raw:
-            raise RowError("not valid utf-8 text")
-        rows = list(csv.reader(io.StringIO(raw), strict=True))
+        try:
+            rows = list(csv.reader(io.StringIO(raw, newline=""), delimiter=context.get("delimiter", ","), strict=True))
+        except csv.Error as exc:
+            raise RowError(f"malformed CSV: {exc}") from None
         if len(rows) != 1 or len(rows[0]) != len(header):
-            raise RowError(f"expected {len(header)} fields, got {len(rows[0]) if rows else 0}")
-        return dict(zip(header, rows[0]))
-    if "\ufffd" in raw:
-        raise RowError("not valid utf-8 text")
-    try:
-        obj = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise RowError(f"bad JSON: {exc.msg} at column {exc.colno}") from None
-    if not isinstance(obj, dict):
-        raise RowError("bad JSON: expected an object")
-    aliases = EVENT_ALIASES if row["kind"] == "events" else ITEM_ALIASES
-    lookup = {alias: canon for canon, names in aliases.items() for alias in names}
-    return {lookup.get(k.lower(), k): v for k, v in obj.items()}
+            raise RowError(f"expected {len(header)} fields, got {len(rows[0]) if len(rows) == 1 else 'several lines'}")
+        fields = dict(zip(header, rows[0]))
+    else:
+        fields = _json_object(raw, EVENT_ALIASES if row["kind"] == "events" else ITEM_ALIASES)
+    if constants:
+        fields.update(constants)
+    return fields
 
 
 def _reason_kind(reason: str) -> str:

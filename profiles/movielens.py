@@ -8,10 +8,11 @@ broken line is quarantined like any other.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from profiles.ingest import EVENT_ALIASES, ITEM_ALIASES, IngestReport, Ingestor, RawRow, read_csv
+from profiles.ingest import EVENT_ALIASES, ITEM_ALIASES, IngestReport, Ingestor, read_csv
 from tastebud.errors import InputError
 
 ML100K_GENRES = [
@@ -42,11 +43,13 @@ def ingest_movielens(ingestor: Ingestor, directory: str | Path) -> dict[str, Ing
     return _ingest_100k(ingestor, directory)
 
 
-def _rows(ingestor: Ingestor, path: Path, aliases, **kwargs: Any) -> Iterator[RawRow]:
+@contextmanager
+def _rows(ingestor: Ingestor, path: Path, aliases, **kwargs: Any) -> Iterator[read_csv]:
+    """The file's CSV reader (the ingestor reads its header for quarantined rows)."""
     size = path.stat().st_size
     progress = (lambda done: ingestor.progress(done, size)) if ingestor.progress else None
     with path.open("rb") as stream:
-        yield from read_csv(stream, aliases, progress=progress, **kwargs)
+        yield read_csv(stream, aliases, progress=progress, **kwargs)
 
 
 def _movie_tags(path: Path) -> dict[str, list[str]]:
@@ -76,26 +79,18 @@ def _ingest_latest(ingestor: Ingestor, directory: Path) -> dict[str, IngestRepor
             "tags": tags_by_movie.get((fields.get("item_id") or "").strip(), []),
         }
 
-    reports = {
-        "catalog": ingestor.ingest_item_rows(
-            _rows(ingestor, directory / "movies.csv", ITEM_ALIASES), str(directory / "movies.csv"), "csv", movie
-        )
-    }
+    movies = directory / "movies.csv"
+    with _rows(ingestor, movies, ITEM_ALIASES) as rows:
+        reports = {"catalog": ingestor.ingest_item_rows(rows, str(movies.resolve()), "csv", movie)}
 
-    def rating(fields: Mapping[str, Any]) -> Mapping[str, Any]:
-        return {**fields, "type": "rating"}
-
-    events = ingestor.ingest_event_rows(
-        _rows(ingestor, directory / "ratings.csv", EVENT_ALIASES), str(directory / "ratings.csv"), "csv", rating
-    )
+    ratings = directory / "ratings.csv"
+    with _rows(ingestor, ratings, EVENT_ALIASES) as rows:
+        events = ingestor.ingest_event_rows(rows, str(ratings.resolve()), "csv", constants={"type": "rating"})
     tags_file = directory / "tags.csv"
     if tags_file.is_file():
-
-        def tag(fields: Mapping[str, Any]) -> Mapping[str, Any]:
-            return {**fields, "type": "tag"}
-
-        events.add(ingestor.ingest_event_rows(_rows(ingestor, tags_file, EVENT_ALIASES), str(tags_file), "csv", tag))
-    events.source = str(directory)
+        with _rows(ingestor, tags_file, EVENT_ALIASES) as rows:
+            events.add(ingestor.ingest_event_rows(rows, str(tags_file.resolve()), "csv", constants={"type": "tag"}))
+    events.source = str(directory.resolve())
     reports["events"] = events
     return reports
 
@@ -115,20 +110,9 @@ def _ingest_100k(ingestor: Ingestor, directory: Path) -> dict[str, IngestReport]
         return {"item_id": fields.get("item_id"), "title": fields.get("title"), "categories": cats, "attributes": attrs}
 
     item_path = directory / "u.item"
-    reports = {
-        "catalog": ingestor.ingest_item_rows(
-            _rows(ingestor, item_path, ITEM_ALIASES, encoding="latin-1", delimiter="|", header=item_header[:width]),
-            str(item_path), "csv", movie, header=item_header[:width],
-        )
-    }
-    data_header = ["user_id", "item_id", "value", "timestamp"]
-
-    def rating(fields: Mapping[str, Any]) -> Mapping[str, Any]:
-        return {**fields, "type": "rating"}
-
+    with _rows(ingestor, item_path, ITEM_ALIASES, encoding="latin-1", delimiter="|", header=item_header[:width]) as rows:
+        reports = {"catalog": ingestor.ingest_item_rows(rows, str(item_path.resolve()), "csv", movie)}
     data_path = directory / "u.data"
-    reports["events"] = ingestor.ingest_event_rows(
-        _rows(ingestor, data_path, EVENT_ALIASES, delimiter="\t", header=data_header),
-        str(data_path), "csv", rating, header=data_header,
-    )
+    with _rows(ingestor, data_path, EVENT_ALIASES, delimiter="\t", header=["user_id", "item_id", "value", "timestamp"]) as rows:
+        reports["events"] = ingestor.ingest_event_rows(rows, str(data_path.resolve()), "csv", constants={"type": "rating"})
     return reports

@@ -7,12 +7,13 @@ any interrupted job only adds what is missing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -35,12 +36,23 @@ class QuarantinedRow:
     reason: str
     format: str
     header: Sequence[str] | None = None
+    delimiter: str = ","
+    constants: Mapping[str, Any] | None = None  # fields every row of the source got (type=rating)
 
     def key(self) -> str:
-        import hashlib
-
         text = f"{self.kind}\x1f{self.source}\x1f{self.line_no}\x1f{self.raw}"
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+    def context(self) -> str | None:
+        """What retry needs to re-read the raw text, as JSON (the `header` column)."""
+        if self.header is None and not self.constants:
+            return None
+        data: dict[str, Any] = {"columns": list(self.header) if self.header is not None else None}
+        if self.delimiter != ",":
+            data["delimiter"] = self.delimiter
+        if self.constants:
+            data["constants"] = dict(self.constants)
+        return _json(data)
 
 
 def _json(value: Any) -> str:
@@ -122,40 +134,69 @@ class EventStore:
         Returns (accepted, duplicates). Good rows and their batch's rejects land
         together or not at all, so a crash never splits a batch.
         """
+        rows = [(e.event_id, e.user_id, e.item_id, e.type, e.ts, e.value, e.text) for e in new_events]
+        return self.write_event_rows(rows, rejected, conn)
+
+    def write_event_rows(
+        self, rows: Sequence[tuple], rejected: Sequence[QuarantinedRow] = (), conn: Any = None
+    ) -> tuple[int, int]:
+        """write_batch for validated tuples in Event field order (the ingestion hot path).
+
+        Returns (accepted, duplicates): duplicates are rows whose event_id is
+        already stored or appears earlier in the same batch.
+        """
         if conn is None:
             with self.transaction() as conn:
-                return self.write_batch(new_events, rejected, conn)
-        unique: dict[str, Event] = {}
-        for ev in new_events:
-            unique.setdefault(ev.event_id, ev)
-        duplicates = len(new_events) - len(unique)
-        if unique:
-            ids = list(unique)
-            existing = set()
-            for chunk in _chunks(ids, 5000):
-                existing.update(conn.execute(select(events.c.event_id).where(events.c.event_id.in_(chunk))).scalars())
-            duplicates += len(existing)
-            fresh = [ev for eid, ev in unique.items() if eid not in existing]
-            if fresh:
-                self._ensure_items(conn, {ev.item_id for ev in fresh if ev.item_id is not None})
-                result = conn.execute(
-                    self._insert_ignore(events),
-                    [
-                        {"event_id": e.event_id, "user_id": e.user_id, "item_id": e.item_id, "type": e.type,
-                         "ts": e.ts, "value": e.value, "text": e.text}
-                        for e in fresh
-                    ],
-                )
-                inserted = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(fresh)
-                duplicates += len(fresh) - inserted
+                return self.write_event_rows(rows, rejected, conn)
+        inserted = 0
+        if rows:
+            self._ensure_items(conn, {r[2] for r in rows if r[2] is not None})
+            if self.dialect == "sqlite":
+                inserted = self._sqlite_insert_events(conn, rows)
+            else:
+                inserted = self._generic_insert_events(conn, rows)
         if rejected:
             self.quarantine_rows(rejected, conn)
-        return len(new_events) - duplicates, duplicates
+        return inserted, len(rows) - inserted
+
+    def _sqlite_insert_events(self, conn: Any, rows: Sequence[tuple]) -> int:
+        """One executemany on the DBAPI cursor; ON CONFLICT DO NOTHING skips
+        known ids (and repeats within the batch), and sqlite3 sums the rows
+        actually inserted into rowcount, so no lookup query is needed."""
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(_SQLITE_INSERT_EVENTS, rows)
+            return cursor.rowcount
+        finally:
+            cursor.close()
+
+    def _generic_insert_events(self, conn: Any, rows: Sequence[tuple]) -> int:
+        """Any other dialect (PostgreSQL): look up known ids, insert the rest.
+        Drivers do not all report executemany row counts, hence the lookup."""
+        unique: dict[str, tuple] = {}
+        for r in rows:
+            unique.setdefault(r[0], r)
+        existing: set[str] = set()
+        for chunk in _chunks(list(unique), 5000):
+            existing.update(conn.execute(select(events.c.event_id).where(events.c.event_id.in_(chunk))).scalars())
+        fresh = [dict(zip(_EVENT_COLUMNS, r)) for eid, r in unique.items() if eid not in existing]
+        if not fresh:
+            return 0
+        result = conn.execute(self._insert_ignore(events), fresh)
+        rowcount = result.rowcount
+        return rowcount if rowcount is not None and 0 <= rowcount <= len(fresh) else len(fresh)
 
     def _ensure_items(self, conn: Any, item_ids: set[str]) -> int:
         """Events may name items the catalog has not seen yet: create marked stubs."""
         if not item_ids:
             return 0
+        if self.dialect == "sqlite":
+            cursor = conn.connection.cursor()
+            try:
+                cursor.executemany(_SQLITE_INSERT_STUB, [(i,) for i in item_ids])
+                return cursor.rowcount
+            finally:
+                cursor.close()
         known = set()
         for chunk in _chunks(list(item_ids), 5000):
             known.update(conn.execute(select(items.c.item_id).where(items.c.item_id.in_(chunk))).scalars())
@@ -168,7 +209,8 @@ class EventStore:
         return len(missing)
 
     def upsert_items(self, batch: Sequence[Item], conn: Any = None) -> tuple[int, int]:
-        """Insert or replace catalog items. Returns (written, unchanged)."""
+        """Insert or replace catalog items. Returns (written, unchanged); an item
+        repeated within the batch counts once as written, its repeats as unchanged."""
         if conn is None:
             with self.transaction() as conn:
                 return self.upsert_items(batch, conn)
@@ -191,27 +233,47 @@ class EventStore:
                 set_={c.name: stmt.excluded[c.name] for c in items.columns if c.name != "item_id"},
             )
             conn.execute(stmt, changed)
-        return len(changed), len(rows) - len(changed)
+        return len(changed), len(batch) - len(changed)
 
     def quarantine_rows(self, rows: Iterable[QuarantinedRow], conn: Any = None) -> None:
+        """Record rejected rows. The same row of the same source (rerun of a
+        file) stays one row: an open one gets the latest reason, a resolved one
+        (its data already ingested after a fix) stays resolved."""
         if conn is None:
             with self.transaction() as conn:
                 return self.quarantine_rows(rows, conn)
         now = _now_ms()
-        payload = [
-            {"row_key": r.key(), "kind": r.kind, "source": r.source, "line_no": r.line_no,
-             "raw": r.raw, "reason": r.reason, "format": r.format,
-             "header": _json(list(r.header)) if r.header is not None else None, "created_at": now}
-            for r in rows
-        ]
+        payload: dict[str, dict] = {}
+        for r in rows:
+            payload[r.key()] = {"row_key": r.key(), "kind": r.kind, "source": r.source, "line_no": r.line_no,
+                                "raw": r.raw, "reason": r.reason, "format": r.format,
+                                "header": r.context(), "created_at": now}
         if payload:
-            # A row quarantined before and still open stays one row; a resolved one reopens.
-            conn.execute(self._insert_ignore(quarantine), payload)
-            conn.execute(
-                update(quarantine)
-                .where(quarantine.c.row_key.in_([p["row_key"] for p in payload]))
-                .values(resolved_at=None)
+            if self.dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            stmt = dialect_insert(quarantine)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[quarantine.c.row_key],
+                set_={"reason": stmt.excluded.reason},
+                where=quarantine.c.resolved_at.is_(None),
             )
+            conn.execute(stmt, list(payload.values()))
+
+    def fix_quarantine(self, qid: int, raw: str) -> None:
+        """An operator's correction of a row's raw text; `retry` then validates it.
+
+        The reason becomes a note until the retry gives the real verdict.
+        """
+        with self.transaction() as conn:
+            result = conn.execute(
+                update(quarantine)
+                .where(quarantine.c.id == qid, quarantine.c.resolved_at.is_(None))
+                .values(raw=raw, reason="edited by an operator; not retried yet")
+            )
+            if result.rowcount != 1:
+                raise NotFoundError(f"no open quarantined row with id {qid}")
 
     def resolve_quarantine(self, ids: Sequence[int], conn: Any) -> None:
         if ids:
@@ -322,6 +384,17 @@ class EventStore:
             "profiles_stale": len(self.stale_users()),
             "narratives_stale": narratives_stale,
         }
+
+
+_EVENT_COLUMNS = ("event_id", "user_id", "item_id", "type", "ts", "value", "text")
+_SQLITE_INSERT_EVENTS = (
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))}) "
+    "ON CONFLICT DO NOTHING"
+)
+_SQLITE_INSERT_STUB = (
+    "INSERT INTO items (item_id, categories, tags, attributes, is_stub) VALUES (?, '[]', '[]', '{}', 1) "
+    "ON CONFLICT DO NOTHING"
+)
 
 
 def _same_item(current: dict | None, row: dict) -> bool:

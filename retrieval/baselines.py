@@ -10,9 +10,13 @@ they rank last, in catalog order.
 - Pop: number of train users who interacted with the item.
 - ItemKNN: item-item cosine on the binary matrix,
   sim(i, j) = |U_i ∩ U_j| / (sqrt(|U_i|) sqrt(|U_j|) + shrink), self-similarity
-  zeroed, each item keeps its `neighbours` most similar items (default 100,
-  shrink 10: the usual starting point, e.g. Dacrema et al. 2019). User score
-  for item j = Σ over the user's train items i of sim(i, j).
+  zeroed, each item keeps its 100 most similar items, shrink 0. User score for
+  item j = Σ over the user's train items i of sim(i, j). This plain setting is
+  the one that reproduces the reference (0.0774 vs 0.0772); it is not the best
+  ItemKNN. Measured on the same split (NDCG@10): shrink 10 -> 0.081; neighbours
+  kept per *target* item -> 0.091; rating-valued cosine with target
+  neighbourhoods -> 0.103 (on a par with EASE). `strong_itemknn()` builds that
+  last one.
 - EASE (Steck 2019): B = I - P diagMat(1/diag(P)), P = (XᵀX + λI)^-1, diag(B)=0,
   λ=500; score = X_u B.
 """
@@ -59,38 +63,83 @@ def _active(x: sp.csr_matrix) -> np.ndarray:
 
 
 class ItemKNN(_Base):
+    """Item-item cosine kNN. Defaults reproduce the DESIGN.md reference (NDCG@10 0.0772).
+
+    neighbours: similar items kept per item (0 = keep all).
+    shrink: added to the cosine denominator; damps similarities built on few co-raters.
+    weighting: "binary" (interaction matrix) or "rating" (rating values, for
+        similarity and for the user's side of the score).
+    neighbourhood: "source" = each of the user's items i spreads to its own top
+        neighbours (what co-occurrence candidate generation does); "target" =
+        item j is scored from its own top neighbours (classic item-based CF).
+    """
+
     name = "itemknn"
 
-    def __init__(self, neighbours: int = 100, shrink: float = 10.0) -> None:
+    def __init__(self, neighbours: int = 100, shrink: float = 0.0, weighting: str = "binary",
+                 neighbourhood: str = "source", name: str | None = None, chunk: int = 1024) -> None:
         super().__init__()
+        if weighting not in ("binary", "rating"):
+            raise ValueError("weighting must be 'binary' or 'rating'")
+        if neighbourhood not in ("source", "target"):
+            raise ValueError("neighbourhood must be 'source' or 'target'")
         self.neighbours = neighbours
         self.shrink = shrink
+        self.weighting = weighting
+        self.neighbourhood = neighbourhood
+        self.chunk = chunk
+        if name:
+            self.name = name
+
+    def _matrix(self, train: TrainData) -> sp.csr_matrix:
+        return train.binary if self.weighting == "binary" else train.ratings
 
     def fit(self, train: TrainData) -> "ItemKNN":
         self.train = train
-        x = train.binary
-        self.cols = _active(x)
-        xa = x[:, self.cols].astype(np.float64)
-        co = (xa.T @ xa).toarray()  # co-occurrence counts
-        norms = np.sqrt(np.diag(co))
-        sim = co / (np.outer(norms, norms) + self.shrink)
-        np.fill_diagonal(sim, 0.0)
-        n = sim.shape[0]
-        k = min(self.neighbours, n - 1) if n > 1 else 0
-        if 0 < k < n:
-            # keep the top-k neighbours of each item i (row i = how much i pulls in j)
-            keep = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-            rows = np.repeat(np.arange(n), k)
-            vals = sim[rows, keep.ravel()]
-            self.sim = sp.csr_matrix((vals, (rows, keep.ravel())), shape=(n, n))
-            self.sim.eliminate_zeros()
+        self.cols = _active(train.binary)
+        xa = sp.csc_matrix(self._matrix(train)[:, self.cols], dtype=np.float64)
+        n = xa.shape[1]
+        norms = np.sqrt(np.asarray(xa.multiply(xa).sum(axis=0)).ravel())
+        xt = xa.T.tocsr()
+        k = n - 1 if self.neighbours <= 0 else min(self.neighbours, n - 1)
+        rows, cols, vals = [], [], []
+        for start in range(0, n, self.chunk):  # dense blocks of rows keep memory at chunk × n
+            stop = min(start + self.chunk, n)
+            block = (xt[start:stop] @ xa).toarray()
+            block /= np.outer(norms[start:stop], norms) + self.shrink + 1e-12
+            block[np.arange(stop - start), np.arange(start, stop)] = 0.0
+            if k <= 0:
+                continue
+            keep = np.argpartition(-block, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (stop - start, 1))
+            kept = np.take_along_axis(block, keep, axis=1)
+            rows.append(np.repeat(np.arange(start, stop), keep.shape[1]))
+            cols.append(keep.ravel())
+            vals.append(kept.ravel())
+        if rows:
+            sim = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
         else:
-            self.sim = sp.csr_matrix(sim)
+            sim = sp.csr_matrix((n, n))
+        sim.eliminate_zeros()
+        # row i holds i's neighbours; "target" keeps, for each scored item j, j's neighbours
+        self.sim = (sim if self.neighbourhood == "source" else sim.T).tocsr().astype(np.float32)
         return self
 
+    def neighbours_of(self, item_id: str, n: int = 10) -> list[tuple[str, float]]:
+        """The most similar items of one item (for explanations and inspection)."""
+        if self.train is None:
+            raise RuntimeError("itemknn: fit() first")
+        pos = np.searchsorted(self.cols, self.train.item_index[item_id])
+        if pos >= self.cols.size or self.cols[pos] != self.train.item_index[item_id]:
+            return []
+        row = self.sim[pos] if self.neighbourhood == "source" else self.sim[:, pos].T.tocsr()
+        order = np.argsort(-row.data, kind="stable")[:n]
+        return [(self.train.items[self.cols[row.indices[i]]], float(row.data[i])) for i in order]
+
     def score(self, user_ids: Sequence[str]) -> np.ndarray:
-        x = self._x(user_ids)[:, self.cols]
-        out = np.zeros((len(user_ids), self.train.n_items))
+        if self.train is None:
+            raise RuntimeError(f"{self.name}: fit() first")
+        x = self._matrix(self.train)[self.train.rows(user_ids)][:, self.cols]
+        out = np.zeros((len(user_ids), self.train.n_items), dtype=np.float32)
         out[:, self.cols] = (x @ self.sim).toarray()
         return out
 
@@ -125,4 +174,10 @@ class EASE(_Base):
 
 
 def default_baselines() -> list[_Base]:
+    """Pop, ItemKNN and EASE(λ=500) as the protocol's reference defines them."""
     return [Pop(), ItemKNN(), EASE()]
+
+
+def strong_itemknn() -> ItemKNN:
+    """The best ItemKNN setting found on ml-latest-small (not the reference one)."""
+    return ItemKNN(neighbours=100, shrink=0.0, weighting="rating", neighbourhood="target", name="itemknn_rating_target")

@@ -1,0 +1,106 @@
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+from profiles.interest import InterestConfig, build_interest_profile
+from profiles.narrative import (
+    GroundingChecker,
+    NarrativeWriter,
+    build_digest,
+    normalise_title,
+    parse_answer,
+    template_narrative,
+)
+from tastebud.settings import DEFAULT_EVENT_WEIGHTS
+from tests.profile_helpers import item, rating
+
+ITEMS = {
+    "heat": item("heat", ["Crime", "Thriller"], ["heist"], "Heat (1995)"),
+    "ronin": item("ronin", ["Crime", "Action"], [], "Ronin (1998)"),
+    "notebook": item("notebook", ["Romance"], [], "Notebook, The (2004)"),
+}
+CATALOG = ["Heat (1995)", "Ronin (1998)", "Notebook, The (2004)", "Matrix, The (1999)", "Toy Story (1995)"]
+GENRES = ["Crime", "Thriller", "Action", "Romance", "Horror", "Comedy", "Sci-Fi"]
+
+
+def profile():
+    events = [rating("u", "heat", 5.0, 0), rating("u", "ronin", 4.5, 1), rating("u", "notebook", 1.0, 2)]
+    data = build_interest_profile("u", events, ITEMS, InterestConfig(event_weights=DEFAULT_EVENT_WEIGHTS)).computed()
+    return data
+
+
+GOOD = (
+    "LONG: This user loves Crime and Thriller stories; Heat (1995) and Ronin (1998) are favourites.\n"
+    "SHORT: Lately they keep returning to Crime and Action.\n"
+    "TAGS: tense [1,2]; slow burn [9]"
+)
+INVENTED = (
+    "LONG: This user loves Crime films like The Matrix and Heat.\n"
+    "SHORT: Lately they watch Horror.\n"
+    "TAGS:"
+)
+MIXED_UP = (
+    "LONG: This user enjoys Crime. The Notebook is also a strong choice for them.\n"
+    "SHORT: Lately they watch Crime and Action.\n"
+)
+
+
+def writer(responses):
+    checker = GroundingChecker(CATALOG, GENRES)
+    return NarrativeWriter(FakeListChatModel(responses=responses), checker, concurrency=1)
+
+
+def test_digest_is_compact_and_keeps_likes_and_dislikes_apart():
+    digest = build_digest(profile())
+    lines = digest.text.splitlines()
+    liked = next(line for line in lines if line.startswith("Liked titles"))
+    disliked = next(line for line in lines if line.startswith("Disliked titles"))
+    assert "Heat (1995)" in liked and "Notebook" not in liked
+    assert "Notebook, The (2004) rated 1/5" in disliked
+    assert len(digest.text) < 800
+
+
+def test_grounded_answer_is_kept_and_only_cited_tags_survive():
+    [result] = writer([GOOD]).write_many([profile()])
+    assert result.source == "llm" and result.attempts == 1
+    assert "Heat (1995)" in result.long
+    # "tense" cites liked titles [1,2]; "slow burn" cites [9], which does not exist
+    assert [t["tag"] for t in result.extra_tags] == ["tense"]
+    assert len(result.extra_tags[0]["evidence_event_ids"]) == 2
+
+
+def test_invented_title_triggers_one_regeneration():
+    [result] = writer([INVENTED, GOOD]).write_many([profile()])
+    assert result.source == "llm" and result.attempts == 2
+    assert any("matrix" in v for v in result.violations)
+
+
+def test_two_failures_fall_back_to_the_template():
+    [result] = writer([INVENTED, MIXED_UP]).write_many([profile()])
+    assert result.source == "template"
+    assert (result.long, result.short) == template_narrative(profile())
+    assert any("disliked title" in v for v in result.violations)
+
+
+def test_checker_flags_genres_without_evidence_and_accepts_negated_dislikes():
+    checker = GroundingChecker(CATALOG, GENRES)
+    digest = build_digest(profile())
+    assert checker.violations("They also like Horror movies.", digest) == ["genre 'horror' has no evidence"]
+    assert checker.violations("They did not enjoy The Notebook (2004), rating it 1/5.", digest) == []
+    assert checker.violations("They love Crime thrillers such as Heat.", digest) == []
+
+
+def test_parse_answer_and_title_normalisation():
+    long, short, tags = parse_answer("**LONG:** One.\nTwo.\nSHORT: Three.\nTAGS: noir [1, 2]")
+    assert (long, short, tags) == ("One. Two.", "Three.", [("noir", [1, 2])])
+    assert normalise_title("Matrix, The (1999)") == "the matrix"
+    assert normalise_title("Seven Samurai (Shichinin no samurai) (1954)") == "seven samurai"
+
+
+def test_model_errors_fall_back_to_the_template():
+    class Broken(FakeListChatModel):
+        def _call(self, *args, **kwargs):
+            raise TimeoutError("slow")
+
+    checker = GroundingChecker(CATALOG, GENRES)
+    [result] = NarrativeWriter(Broken(responses=["x"]), checker).write_many([profile()])
+    assert result.source == "template"
+    assert "the model did not answer" in result.violations

@@ -1,0 +1,100 @@
+import pytest
+
+from profiles.events import Event
+from profiles.interest import InterestConfig
+from profiles.refresh import Refresher, in_shard, parse_shard
+from profiles.store import EventStore
+from profiles.versions import ProfileRepository, content_hash
+from tastebud.errors import InputError, NotFoundError
+from tastebud.settings import DEFAULT_EVENT_WEIGHTS
+from tests.profile_helpers import DAY, T0, item, load, rating
+
+CONFIG = InterestConfig(event_weights=DEFAULT_EVENT_WEIGHTS)
+GENRES = ["Comedy", "Horror", "Drama", "Crime", "Sci-Fi"]
+
+
+def seed(store: EventStore, users: int = 30) -> None:
+    items = [item(f"i{n}", [GENRES[n % 5]], [f"tag{n % 7}"], title=f"Film number {n} (2001)") for n in range(60)]
+    events = [
+        rating(f"u{u}", f"i{(u * 7 + k) % 60}", float(1 + (u + k) % 5), k, n=k)
+        for u in range(users) for k in range(12)
+    ]
+    load(store, items, events)
+
+
+def test_refresh_creates_versions_only_when_content_changes(store):
+    seed(store, 3)
+    refresher = Refresher(store, CONFIG)
+    first = refresher.refresh(refresher.select_users(), narratives=False)
+    assert (first.users, first.new_versions) == (3, 3)
+    assert refresher.select_users() == []  # nothing stale any more
+    again = refresher.refresh(refresher.select_users(all_users=True), narratives=False)
+    assert (again.new_versions, again.unchanged) == (0, 3)
+    store.write_batch([rating("u1", "i5", 5.0, 30, n=99)])
+    assert refresher.select_users() == ["u1"]
+    third = refresher.refresh(refresher.select_users(), narratives=False)
+    assert third.new_versions == 1
+    history = ProfileRepository(store).history("u1")
+    assert [v["version"] for v in history] == [1, 2]
+    assert history[1]["trigger_event_ids"] == ["u1-i5-99"]
+    assert history[1]["changes"]["long_term"]["reweighted"]
+
+
+def test_profile_json_contract(store):
+    seed(store, 1)
+    refresher = Refresher(store, CONFIG)
+    refresher.refresh(["u0"], narratives=False)
+    data = ProfileRepository(store).require_latest("u0")
+    for key in ("user_id", "version", "narrative_source", "dislikes"):
+        assert key in data
+    for horizon in ("long_term", "short_term"):
+        assert isinstance(data[horizon]["narrative"], str) and data[horizon]["narrative"]
+        for tag in data[horizon]["tags"]:
+            assert set(tag) >= {"tag", "weight", "evidence_event_ids"}
+    assert set(data["drift"]) >= {"score", "emerging", "fading"}
+    assert data["narrative_source"] == "stale"  # --no-narratives marks narratives stale
+    assert data["content_hash"] == content_hash(data)
+
+
+def test_interrupted_refresh_resumes_to_the_same_profiles(tmp_path):
+    def run(home, interrupt_after=None):
+        store = EventStore(f"sqlite:///{home}/t.db")
+        seed(store, 30)
+        refresher = Refresher(store, CONFIG, chunk_size=4)
+
+        def progress(done, total):
+            if interrupt_after is not None and done == interrupt_after:
+                raise KeyboardInterrupt
+
+        if interrupt_after is not None:
+            with pytest.raises(KeyboardInterrupt):
+                refresher.refresh(refresher.select_users(), narratives=False, progress=progress)
+            assert 0 < len(refresher.select_users()) < 30  # some done, the rest still stale
+        refresher.refresh(refresher.select_users(), narratives=False)
+        assert refresher.select_users() == []
+        repo = ProfileRepository(store)
+        out = {u: (repo.latest(u)["content_hash"], repo.latest(u)["version"]) for u in (f"u{i}" for i in range(30))}
+        store.close()
+        return out
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert run(tmp_path / "a", interrupt_after=7) == run(tmp_path / "b")
+
+
+def test_shards_partition_users():
+    users = [str(u) for u in range(200)]
+    shards = [[u for u in users if in_shard(u, (i, 4))] for i in range(4)]
+    assert sorted(sum(shards, [])) == sorted(users)
+    assert all(shards)
+    with pytest.raises(InputError):
+        parse_shard("4/4")
+    assert parse_shard("1/4") == (1, 4)
+
+
+def test_unknown_user_is_a_clear_error(store):
+    seed(store, 1)
+    with pytest.raises(NotFoundError):
+        Refresher(store, CONFIG).select_users(["nobody"])
+    with pytest.raises(NotFoundError, match="no user"):
+        ProfileRepository(store).require_latest("nobody")
