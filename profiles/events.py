@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from math import isfinite as _isfinite
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
@@ -171,27 +172,42 @@ def _short(raw: Any) -> str:
         return "(a huge number)"
 
 
+_ID_HASH = hashlib.blake2b(digest_size=12)  # copied per id: cheaper than a fresh constructor call
+
+
 def stable_event_id(user_id: str, item_id: str | None, type_: str, ts: int, value: float | None, text: str | None) -> str:
     """Same fields, same id: re-ingesting a file without ids adds nothing."""
     key = f"{user_id}\x1f{item_id or ''}\x1f{type_}\x1f{ts}\x1f{'' if value is None else repr(value)}\x1f{text or ''}"
-    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+    digest = _ID_HASH.copy()
+    digest.update(key.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+EVENT_FIELDS = ("user_id", "type", "item_id", "timestamp", "value", "text", "event_id")
 
 
 def event_fields(row: Mapping[str, Any]) -> tuple[str, str, str | None, str, int, float | None, str | None]:
-    """Validate one raw mapping into a tuple in Event field order.
+    """Validate one raw mapping into a tuple in Event field order."""
+    get = row.get
+    return event_values(get("user_id"), get("type"), get("item_id"), get("timestamp"), get("value"),
+                        get("text"), get("event_id"))
+
+
+def event_values(user_id: Any, type_: Any, item_id: Any, timestamp: Any, value: Any, text: Any,
+                 event_id: Any) -> tuple[str, str, str | None, str, int, float | None, str | None]:
+    """The event rules, on raw values in EVENT_FIELDS order; returns a tuple in Event field order.
 
     This is the ingestion hot path (100k+ rows per file), so the common case of
-    clean strings is tested first and no Event object is built; every other
-    input falls through to the general helpers, so the rules are the same.
+    clean strings is handled inline and no Event object is built; anything
+    else falls through to the general helpers, so the rules stay the same.
     """
-    get = row.get
-    raw = get("user_id")
+    raw = user_id
     user_id = raw.strip() if raw.__class__ is str else _ident(raw)
     if not user_id:
         raise RowError("missing user_id")
     if len(user_id) > MAX_ID_LENGTH:
         raise RowError(f"user_id longer than {MAX_ID_LENGTH} characters")
-    raw = get("type")
+    raw = type_
     if raw.__class__ is str and raw in EVENT_TYPES:
         type_ = raw
     else:
@@ -201,23 +217,38 @@ def event_fields(row: Mapping[str, Any]) -> tuple[str, str, str | None, str, int
         type_ = type_.lower()
         if type_ not in EVENT_TYPES:
             raise RowError(f"unknown event type {type_[:30]!r}")
-    raw = get("item_id")
+    raw = item_id
     item_id = (raw.strip() if raw.__class__ is str else _ident(raw)) or None
     if item_id is None:
         if type_ not in ITEMLESS_TYPES:
             raise RowError(f"missing item_id for a {type_} event")
     elif len(item_id) > MAX_ID_LENGTH:
         raise RowError(f"item_id longer than {MAX_ID_LENGTH} characters")
-    ts = parse_timestamp(get("timestamp"))
-    raw = get("value")
-    value = None if raw is None or raw == "" else _number(raw, "rating" if type_ == "rating" else "value")
-    if value is None and type_ == "rating":
-        raise RowError("rating event without a value")
-    text = _text(get("text"))
+    raw = timestamp
+    if raw.__class__ is str and len(raw) <= 11 and raw.isdecimal():
+        ts = int(raw) * 1000  # epoch seconds (11 digits stay below _MS_THRESHOLD)
+    else:
+        ts = parse_timestamp(raw)
+    raw = value
+    if raw.__class__ is str and raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = _number(raw, "rating" if type_ == "rating" else "value")  # raises with the reason
+        if not _isfinite(value):
+            _number(raw, "rating" if type_ == "rating" else "value")
+    elif raw is None or raw == "":
+        value = None
+        if type_ == "rating":
+            raise RowError("rating event without a value")
+    else:
+        value = _number(raw, "rating" if type_ == "rating" else "value")
+    raw = text
+    text = None if raw is None else (raw.strip() or None) if raw.__class__ is str else _text(raw)
     if text is None and type_ in _TEXT_TYPES:
         raise RowError(f"{type_} event without text")
-    raw = get("event_id")
-    event_id = raw.strip() if raw.__class__ is str else _ident(raw)
+    raw = event_id
+    event_id = None if raw is None else raw.strip() if raw.__class__ is str else _ident(raw)
     if not event_id:
         event_id = stable_event_id(user_id, item_id, type_, ts, value, text)
     elif len(event_id) > MAX_ID_LENGTH:
@@ -239,41 +270,64 @@ def _list(raw: Any, what: str) -> tuple[str, ...]:
         if stripped.startswith("["):
             try:
                 raw = json.loads(stripped)
-            except json.JSONDecodeError as exc:
-                raise RowError(f"bad JSON in {what}: {exc.msg}") from None
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise RowError(f"bad JSON in {what}: {getattr(exc, 'msg', 'nested too deeply')}") from None
         else:
-            raw = stripped.split("|")
+            parts = [part.strip() for part in stripped.split("|")]
+            return tuple(dict.fromkeys(part for part in parts if part))
     if not isinstance(raw, (list, tuple)):
         raise RowError(f"{what} must be a list")
-    out: list[str] = []
+    out: dict[str, None] = {}
     for part in raw:
+        if isinstance(part, (dict, list)):
+            raise RowError(f"{what} must be a list of strings")
         text = _text(part)
-        if text and text not in out:
-            out.append(text)
+        if text:
+            out[text] = None
     return tuple(out)
 
 
 def parse_item(row: Mapping[str, Any]) -> Item:
-    item_id = _ident(row.get("item_id"))
+    get = row.get
+    item_id = _ident(get("item_id"))
     if item_id is None:
         raise RowError("missing item_id")
     if len(item_id) > MAX_ID_LENGTH:
         raise RowError(f"item_id longer than {MAX_ID_LENGTH} characters")
-    attributes = row.get("attributes") or {}
+    categories, tags, attributes = get("categories"), get("tags"), get("attributes") or {}
+    escaped = any(v.__class__ is str and "\\u" in v for v in (categories, tags, attributes))
     if isinstance(attributes, str):
         try:
             attributes = json.loads(attributes) if attributes.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise RowError(f"bad JSON in attributes: {exc.msg}") from None
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise RowError(f"bad JSON in attributes: {getattr(exc, 'msg', 'nested too deeply')}") from None
     if not isinstance(attributes, dict):
         raise RowError("attributes must be an object")
-    updated = row.get("updated_at")
-    return Item(
+    updated = get("updated_at")
+    item = Item(
         item_id=item_id,
-        title=_text(row.get("title")),
-        description=_text(row.get("description")),
-        categories=_list(row.get("categories"), "categories"),
-        tags=_list(row.get("tags"), "tags"),
+        title=_text(get("title")),
+        description=_text(get("description")),
+        categories=_list(categories, "categories"),
+        tags=_list(tags, "tags"),
         attributes=attributes,
         updated_at=parse_timestamp(updated) if updated not in (None, "") else None,
     )
+    if escaped and has_lone_surrogate([item.categories, item.tags, item.attributes]):
+        raise RowError("bad JSON: lone surrogate escape")
+    return item
+
+
+def has_lone_surrogate(obj: Any) -> bool:
+    """JSON escapes can spell half a surrogate pair, which no database can store."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(obj, dict):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return any(has_lone_surrogate(v) for v in obj)
+    return False

@@ -11,13 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from collections import Counter
+from operator import itemgetter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
-from profiles.events import Item, RowError, event_fields, parse_item
+from profiles.events import EVENT_FIELDS, Item, RowError, event_fields, event_values, has_lone_surrogate, parse_item
 from profiles.store import EventStore, QuarantinedRow
 from tastebud.errors import InputError
 
@@ -75,43 +77,19 @@ class IngestReport:
 class RawRow(NamedTuple):
     """One record as read: a tuple, because ingestion makes 100k+ of them."""
 
-    line_no: int
-    raw: str
+    line_no: int  # where the record starts
+    raw: str  # its text; a good CSV record keeps its line end (stripped only if quarantined)
     fields: Mapping[str, Any] | None  # None when the row could not even be split
     error: str | None = None
 
 
 # ---------------------------------------------------------------- readers
-class _Lines:
-    """Decodes a byte stream line by line, remembering line numbers, raw text
-    and bytes consumed, so the CSV reader can report where a record started."""
-
-    def __init__(self, stream: IO[bytes], encoding: str):
-        self.stream = stream
-        self.encoding = encoding
-        self.line_no = 0
-        self.bytes_done = 0
-        self.buffer: list[str] = []
-        self.last_bad = 0  # last line that did not decode; records ending at or after it are bad
-
-    def __iter__(self) -> Iterator[str]:
-        buffer = self.buffer
-        encoding = self.encoding
-        first = True
-        for raw in self.stream:
-            self.line_no += 1
-            self.bytes_done += len(raw)
-            try:
-                text = raw.decode(encoding)
-            except UnicodeDecodeError:
-                text = raw.decode(encoding, errors="replace")
-                self.last_bad = self.line_no
-            if first:
-                first = False
-                if text.startswith("\ufeff"):
-                    text = text[1:]
-            buffer.append(text)
-            yield text
+_LINE = re.compile(r"[^\n]*\n|[^\n]+")
+_BLINE = re.compile(rb"[^\n]*\n|[^\n]+")
+BLOCK_SIZE = 1 << 18
+_END = object()
+_new_row = tuple.__new__  # RawRow without the Python-level __new__: this runs per record
+_ITEM_OF = itemgetter(2)  # item_id of an event tuple
 
 
 def _canonical_header(header: Sequence[str], aliases: Mapping[str, Sequence[str]]) -> list[str]:
@@ -120,83 +98,166 @@ def _canonical_header(header: Sequence[str], aliases: Mapping[str, Sequence[str]
 
 
 class read_csv:
-    """Iterates the records of a CSV stream as RawRows.
+    """Iterates the records of a CSV stream as RawRows (line number, raw text, fields).
+
+    The stream is read in blocks cut at line ends; each block is decoded at
+    once and split into lines that `csv.reader` consumes as a plain list, so
+    no Python code runs per line, and `reader.line_num` says which lines made
+    each record (its raw text; a quoted field may span lines, and a record cut
+    by a block end is carried into the next block). A block that does not
+    decode is decoded line by line so only its bad lines are rejected.
 
     A class rather than a generator so the ingestor can read `names` (the
-    canonical header) and store it with quarantined rows: that is what makes a
-    row that could not even be split retryable after a fix.
+    canonical header) and `delimiter` to store with quarantined rows: that is
+    what makes a row that could not even be split retryable after a fix.
     """
 
     def __init__(self, stream: IO[bytes], aliases: Mapping[str, Sequence[str]], *, encoding: str = "utf-8",
                  delimiter: str = ",", header: Sequence[str] | None = None,
-                 progress: Callable[[int], None] | None = None):
-        self.lines = _Lines(stream, encoding)
-        self.reader = csv.reader(self.lines, delimiter=delimiter, strict=True)
+                 progress: Callable[[int], None] | None = None, block_size: int = BLOCK_SIZE):
+        self.stream = stream
         self.encoding = encoding
         self.delimiter = delimiter
         self.progress = progress
-        self.names: list[str] | None = None
-        if header is None:
-            try:
-                header = next(self.reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise InputError(f"cannot read the CSV header: {exc}") from exc
-            if self.lines.last_bad:
-                raise InputError(f"the CSV header is not valid {encoding}")
-        self.names = _canonical_header(header, aliases)
+        self.block_size = block_size
+        self.bytes_done = 0
+        self.aliases = aliases
+        self.names: list[str] | None = _canonical_header(header, aliases) if header is not None else None
+        self._records = self._read()
+        if self.names is None and next(self._records, _END) is _END:
+            self._records = iter(())  # an empty stream: no header, no rows
 
     def __iter__(self) -> Iterator[RawRow]:
-        if self.names is None:
-            return
-        names, width, lines, reader, progress = self.names, len(self.names), self.lines, self.reader, self.progress
-        buffer = lines.buffer
-        buffer.clear()
-        start = lines.line_no + 1
-        count = 0
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                yield RawRow(start, "".join(buffer).rstrip("\r\n"), None, f"malformed CSV: {exc}")
-                buffer.clear()
-                start = lines.line_no + 1
-                continue
-            raw = (buffer[0] if len(buffer) == 1 else "".join(buffer)).rstrip("\r\n")
-            buffer.clear()
-            line_no = start
-            start = lines.line_no + 1
-            count += 1
-            if progress is not None and not count & 2047:
-                progress(lines.bytes_done)
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank lines carry nothing; they are not rows
-            if lines.last_bad >= line_no:
-                yield RawRow(line_no, raw, None, f"not valid {self.encoding} text")
-            elif len(row) != width:
-                yield RawRow(line_no, raw, None, f"expected {width} fields, got {len(row)}")
+        names = self.names
+        for line_no, raw, row, error in self._records:
+            yield _new_row(RawRow, (line_no, raw, None if row is None else dict(zip(names, row)), error))
+
+    def records(self) -> Iterator[tuple[int, str, list[str] | None, str | None]]:
+        """Like iterating, but a good record's fields stay a list in header order
+        (for `picker`): the ingestion hot path skips a dict per row."""
+        return self._records
+
+    def picker(self, fields: Sequence[str], constants: Mapping[str, Any] | None = None) -> Callable[[list[str]], tuple]:
+        """A function from a record's list to the values of `fields` (None when
+        absent, `constants` overriding columns): the list twin of `dict.get`."""
+        index = {name: i for i, name in enumerate(self.names or ())}  # a repeated column: the last wins, as in a dict
+        extras: list[Any] = []
+        positions = []
+        for name in fields:
+            if constants and name in constants:
+                extras.append(constants[name])
+                positions.append(len(index) + len(extras) - 1)
+            elif name in index:
+                positions.append(index[name])
             else:
-                yield RawRow(line_no, raw, dict(zip(names, row)))
-        if progress is not None:
-            progress(lines.bytes_done)
+                extras.append(None)
+                positions.append(len(index) + len(extras) - 1)
+        getter = itemgetter(*positions)
+        if not extras:
+            return getter
+        return lambda row: getter(row + extras)  # records() gives only rows of the header's width
 
+    def _blocks(self) -> Iterator[tuple[list[str], list[int], bool]]:
+        """(lines with their line ends, indexes of lines that did not decode, is last block)."""
+        read, size, progress = self.stream.read, self.block_size, self.progress
+        tail = b""
+        first = True
+        pending = None
+        while True:
+            data = read(size)
+            if data:
+                data = tail + data if tail else data
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    tail = data
+                    continue
+                tail, data = data[cut:], data[:cut]
+            else:
+                data, tail = tail, b""
+            if data:
+                self.bytes_done += len(data)
+                lines, bad = self._decode(data, first)
+                first = False
+                if pending is not None:
+                    yield (*pending, False)
+                pending = (lines, bad)
+                if progress is not None:
+                    progress(self.bytes_done)
+            if not data and not tail:
+                break
+        if pending is not None:
+            yield (*pending, True)
 
-def _has_lone_surrogate(obj: Any) -> bool:
-    """JSON escapes can spell half a surrogate pair, which no database can store."""
-    if isinstance(obj, str):
+    def _decode(self, data: bytes, first: bool) -> tuple[list[str], list[int]]:
+        encoding = self.encoding
         try:
-            obj.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(obj, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in obj.items())
-    if isinstance(obj, list):
-        return any(_has_lone_surrogate(v) for v in obj)
-    return False
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            lines, bad = [], []
+            for i, raw in enumerate(_BLINE.findall(data)):
+                try:
+                    lines.append(raw.decode(encoding))
+                except UnicodeDecodeError:
+                    lines.append(raw.decode(encoding, errors="replace"))
+                    bad.append(i)
+            if first and lines and lines[0].startswith("\ufeff"):
+                lines[0] = lines[0][1:]
+            return lines, bad
+        if first and text.startswith("\ufeff"):
+            text = text[1:]
+        return _LINE.findall(text), []
+
+    def _read(self) -> Iterator[tuple[int, str, list[str] | None, str | None] | None]:
+        """(line number, raw text, fields list or None, error or None) per record;
+        without a given header, first reads it and yields None once."""
+        names = self.names
+        width = len(names) if names is not None else 0
+        base = 0  # lines before the current block
+        carry: list[str] = []  # lines of a record the previous block cut off
+        carry_bad: list[int] = []
+        delimiter = self.delimiter
+        for lines, bad, last in self._blocks():
+            if carry:
+                bad = carry_bad + [i + len(carry) for i in bad]
+                lines = carry + lines
+                carry, carry_bad = [], []
+            reader = csv.reader(lines, delimiter=delimiter, strict=True)
+            prev = 0
+            while True:
+                try:
+                    for row in reader:
+                        end = reader.line_num
+                        if bad and any(prev <= i < end for i in bad):
+                            if names is None:
+                                raise InputError(f"the CSV header is not valid {self.encoding}")
+                            yield (base + prev + 1, _join(lines, prev, end), None, f"not valid {self.encoding} text")
+                        elif names is None:
+                            names = self.names = _canonical_header(row, self.aliases)
+                            width = len(names)
+                            yield None
+                        elif not row or (len(row) == 1 and not row[0].strip()):
+                            pass  # a blank line carries nothing; it is not a row
+                        elif len(row) == width:
+                            yield (base + prev + 1, lines[prev] if end - prev == 1 else "".join(lines[prev:end]), row, None)
+                        else:
+                            yield (base + prev + 1, _join(lines, prev, end), None, f"expected {width} fields, got {len(row)}")
+                        prev = end
+                    break
+                except csv.Error as exc:
+                    end = reader.line_num
+                    if not last and end == len(lines) and str(exc).startswith("unexpected end of data"):
+                        carry = lines[prev:]
+                        carry_bad = [i - prev for i in bad if i >= prev]
+                        break
+                    if names is None:
+                        raise InputError(f"cannot read the CSV header: {exc}") from exc
+                    yield (base + prev + 1, _join(lines, prev, end), None, f"malformed CSV: {exc}")
+                    prev = end
+            base += prev
+
+
+def _join(lines: list[str], start: int, end: int) -> str:
+    return "".join(lines[start:end]).rstrip("\r\n")
 
 
 def _json_object(raw: str, aliases: Mapping[str, Sequence[str]]) -> dict[str, Any]:
@@ -209,7 +270,7 @@ def _json_object(raw: str, aliases: Mapping[str, Sequence[str]]) -> dict[str, An
         raise RowError("bad JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise RowError(f"bad JSON: expected an object, got {type(obj).__name__}")
-    if "\\u" in raw and _has_lone_surrogate(obj):
+    if "\\u" in raw and has_lone_surrogate(obj):
         raise RowError("bad JSON: lone surrogate escape")
     lookup = _lookup(aliases)
     return {lookup.get(k.lower(), k): v for k, v in obj.items()}
@@ -282,6 +343,8 @@ class Ingestor:
         self.store = store
         self.batch_size = max(1, batch_size)
         self.progress = progress
+        # Item ids this ingestor saw committed: their stub check is skipped (items are never deleted).
+        self._known_items: set[str] = set()
 
     # events -------------------------------------------------------------
     def ingest_events(self, path: str, fmt: str | None = None) -> IngestReport:
@@ -311,6 +374,29 @@ class Ingestor:
         bad: list[QuarantinedRow] = []
         batch_size = self.batch_size
         pending = 0
+        if transform is None and isinstance(rows, read_csv) and rows.names is not None:
+            # The hot path: CSV records stay lists, and a picker hands their values to the same rules.
+            pick = rows.picker(EVENT_FIELDS, constants)
+            for line_no, raw, row, error in rows.records():
+                if row is not None:
+                    try:
+                        good.append(event_values(*pick(row)))
+                    except RowError as exc:
+                        error = str(exc)
+                    else:
+                        pending += 1
+                        if pending >= batch_size:
+                            self._flush_events(good, bad, report)
+                            pending = 0
+                        continue
+                bad.append(quarantine.row(line_no, raw, error))
+                reasons[_reason_kind(error)] += 1
+                pending += 1
+                if pending >= batch_size:
+                    self._flush_events(good, bad, report)
+                    pending = 0
+            self._flush_events(good, bad, report)
+            return report
         for line_no, raw, fields, error in rows:
             if fields is not None:
                 try:
@@ -340,7 +426,8 @@ class Ingestor:
     def _flush_events(self, good: list[tuple], bad: list[QuarantinedRow], report: IngestReport) -> None:
         if not good and not bad:
             return
-        accepted, duplicates = self.store.write_event_rows(good, bad)
+        accepted, duplicates = self.store.write_event_rows(good, bad, known_items=self._known_items)
+        self._known_items.update(map(_ITEM_OF, good))  # committed now
         report.read += len(good) + len(bad)
         report.accepted += accepted
         report.duplicates += duplicates
@@ -373,6 +460,7 @@ class Ingestor:
             with self.store.transaction() as conn:
                 written, unchanged = self.store.upsert_items(list(good.values()), conn)
                 self.store.quarantine_rows(bad, conn)
+            self._known_items.update(good)  # committed now
             report.accepted += written
             report.duplicates += unchanged
             report.rejected += len(bad)
@@ -463,7 +551,8 @@ class _QuarantineContext:
         if header is None and self.fmt == "csv":
             header = getattr(self.rows, "names", None)
         delimiter = getattr(self.rows, "delimiter", ",")
-        return QuarantinedRow(self.kind, self.source, line_no, raw, reason, self.fmt, header, delimiter, self.constants)
+        return QuarantinedRow(self.kind, self.source, line_no, raw.rstrip("\r\n"), reason, self.fmt, header,
+                              delimiter, self.constants)
 
 
 def _reparse(row: Mapping[str, Any]) -> dict[str, Any]:

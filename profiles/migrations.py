@@ -106,6 +106,35 @@ profile_heads = Table(
 )
 
 
+# Every served recommendation list, with why each item scored: support staff
+# answer "why was X shown to U that day" from here, after the profile moved on.
+rec_requests = Table(
+    "rec_requests",
+    metadata,
+    Column("request_id", String(36), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("profile_version", Integer),
+    Column("source", String(16), nullable=False),  # cli | agent | api | eval
+    Column("params", Text, nullable=False),  # JSON: k, category, exclude, intent
+    Index("ix_rec_requests_user", "user_id", "created_at"),
+)
+
+rec_items = Table(
+    "rec_items",
+    metadata,
+    Column("request_id", String(36), primary_key=True),
+    Column("rank", Integer, primary_key=True, autoincrement=False),
+    Column("user_id", String(64), nullable=False),
+    Column("item_id", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("parts", Text, nullable=False),  # JSON: part -> weighted contribution
+    Column("evidence", Text, nullable=False),  # JSON: part -> evidence
+    Index("ix_rec_items_user_item", "user_id", "item_id", "created_at"),
+)
+
+
 def _create(*tables: Table) -> Callable[[Connection], None]:
     def run(conn: Connection) -> None:
         for table in tables:
@@ -117,6 +146,7 @@ def _create(*tables: Table) -> Callable[[Connection], None]:
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "events, items, quarantine", _create(events, items, quarantine)),
     (2, "profile versions and heads", _create(profile_versions, profile_heads)),
+    (3, "recommendation log", _create(rec_requests, rec_items)),
 ]
 
 

@@ -39,6 +39,7 @@ _NEGATIVE_CUES = re.compile(
 _QUOTED = re.compile(r"[\"“]([^\"”]{3,80})[\"”]")
 _YEAR_TITLE = re.compile(r"([A-Z][\w'’:,.&!\- ]{1,60}?) \((?:19|20)\d{2}\)")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_RATING_CLAIM = re.compile(r"\b(\d(?:\.\d)?)\s*(?:/\s*5|out of 5|stars?)\b", re.IGNORECASE)
 _TAG_ITEM = re.compile(r"([A-Za-z][\w' \-]{1,40}?)\s*\[([\d,\s]+)\]")
 
 
@@ -68,6 +69,7 @@ class Digest:
     allowed_titles: set[str]  # normalised
     disliked_titles: set[str]  # normalised
     allowed_tags: set[str]  # lowercased
+    ratings: dict[str, float] = field(default_factory=dict)  # normalised title -> rating
 
 
 @dataclass
@@ -96,7 +98,7 @@ def build_digest(profile: dict[str, Any]) -> Digest:
     refs: dict[int, dict[str, Any]] = {}
     seen: set[str] = set()
     lines = []
-    lines.append("Lasting interests: " + (", ".join(f"{t['tag']} {t['weight']:.2f}" for t in long_tags) or "none yet"))
+    lines.append("Lasting interests, strongest first: " + (", ".join(t["tag"] for t in long_tags) or "none yet"))
     liked = []
     for item in profile["long_term"]["top_items"][:DIGEST_LIKED]:
         n = len(refs) + 1
@@ -109,7 +111,7 @@ def build_digest(profile: dict[str, Any]) -> Digest:
     disliked_tags = profile["dislikes"]["tags"][:3]
     if disliked_tags:
         lines.append("Avoided tags: " + ", ".join(t["tag"] for t in disliked_tags))
-    lines.append("Recent interests: " + (", ".join(f"{t['tag']} {t['weight']:.2f}" for t in short_tags) or "none"))
+    lines.append("Recent interests, strongest first: " + (", ".join(t["tag"] for t in short_tags) or "none"))
     recent = []
     for item in profile["short_term"]["top_items"][:3]:
         if item["item_id"] in seen:
@@ -131,6 +133,8 @@ def build_digest(profile: dict[str, Any]) -> Digest:
         allowed_titles={normalise_title(i["title"]) for i in refs.values()} | {normalise_title(i["title"]) for i in disliked_items},
         disliked_titles={normalise_title(i["title"]) for i in disliked_items},
         allowed_tags=tags,
+        ratings={normalise_title(i["title"]): float(i["value"]) for i in list(refs.values()) + disliked_items
+                 if i.get("type") == "rating" and i.get("value") is not None},
     )
 
 
@@ -162,6 +166,10 @@ class GroundingChecker:
                 problems.append(f"genre {genre!r} has no evidence")
         for sentence in _SENTENCE.split(text):
             s = sentence.lower()
+            for claim in _RATING_CLAIM.findall(sentence):
+                # A rating may be stated only next to a title that got exactly that rating.
+                if not any(t in s and abs(r - float(claim)) < 1e-6 for t, r in digest.ratings.items()):
+                    problems.append(f"rating {claim}/5 not tied to a title with that rating")
             for title in digest.disliked_titles:
                 if title and title in s and not _NEGATIVE_CUES.search(sentence):
                     problems.append(f"disliked title {title!r} presented as liked")

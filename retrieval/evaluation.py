@@ -226,6 +226,14 @@ def split_store(store: "EventStore", config: EvalConfig | None = None) -> Split:
     return split_events(store.all_events(), store.items_by_id(), config)
 
 
+def validation_split(split: Split) -> Split:
+    """The same protocol applied to the train part only (for fitting blend weights
+    without touching the test part): per user, the last 20% of train become validation."""
+    events = [ev for user in split.train.users for ev in split.train.events[user]]
+    catalog = split.train.catalog if split.train.catalog is not None else split.train.items
+    return split_events(events, catalog, split.config)
+
+
 # ---- harness ------------------------------------------------------------------
 def _topk_from_scores(scores: np.ndarray, seen_rows: sp.csr_matrix, k: int) -> np.ndarray:
     scores = np.array(scores, dtype=np.float64, copy=True)

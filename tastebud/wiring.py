@@ -18,6 +18,14 @@ class App:
 
         return EventStore.from_settings(self.settings)
 
+    @cached_property
+    def llm(self):
+        """The chat model (vLLM when TASTEBUD_LLM_BASE_URL is set, else the
+        embedded server, started here and stopped by close() or at exit)."""
+        from tastebud.llm import get_llm
+
+        return get_llm(self.settings)
+
     def ingestor(self, progress=None):
         from profiles.ingest import Ingestor
 
@@ -38,7 +46,7 @@ class App:
             (i.title for i in catalog.values() if i.title),
             {c for i in catalog.values() for c in i.categories},
         )
-        return NarrativeWriter(self.llm.chat_model, checker, concurrency or self.settings.llm_concurrency)
+        return NarrativeWriter(self.llm.chat_model, checker, concurrency or self.llm.concurrency)
 
     def refresher(self, narratives: bool = True, concurrency: int | None = None):
         from profiles.interest import InterestConfig
@@ -47,10 +55,32 @@ class App:
         writer = self.narrative_writer(concurrency) if narratives else None
         return Refresher(self.store, InterestConfig.from_settings(self.settings), writer, hooks=self.profile_hooks())
 
+    @cached_property
+    def embedder(self):
+        from retrieval.embedder import get_embedder
+
+        return get_embedder(self.settings)
+
+    @cached_property
+    def vectors(self):
+        from retrieval.vectors import VectorStore
+
+        return VectorStore.from_settings(self.settings, self.embedder)
+
+    @cached_property
+    def recommendations(self):
+        from retrieval.service import RecommendationService
+
+        return RecommendationService(self.store, self.vectors, self.settings.blend, self.embedder)
+
     def profile_hooks(self) -> list:
-        """Called with each batch of new profile versions (vector sync plugs in here)."""
-        return []
+        """Called with each batch of new profile versions: keeps profile vectors in Chroma current."""
+        from retrieval.service import sync_profile_vectors
+
+        return [lambda profiles: sync_profile_vectors(self.vectors, profiles)]
 
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
+        if "llm" in self.__dict__:
+            self.llm.close()

@@ -46,3 +46,86 @@ def store(settings):
 @pytest.fixture
 def ml_small() -> Path:
     return ML_SMALL
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real bundled all-MiniLM-L6-v2, loaded once per test session."""
+    from retrieval.embedder import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+
+
+class CountingEmbedder:
+    """Wraps a real embedder and records every text it is asked to encode."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.calls: list[list[str]] = []
+
+    @property
+    def encoded(self) -> list[str]:
+        return [t for call in self.calls for t in call]
+
+    def encode(self, texts):
+        self.calls.append(list(texts))
+        return self.inner.encode(texts)
+
+
+@pytest.fixture
+def counting_embedder(embedder):
+    return CountingEmbedder(embedder)
+
+
+# --- embedded LLM (tests marked `llm`) -------------------------------------------------
+# The 491 MB GGUF is assembled once into pytest's cache dir (.pytest_cache/d/tastebud-models,
+# kept across sessions and re-verified only through its size+mtime stamp); one llama-cpp
+# server serves every test of the session. Tests that need the model in an App use
+# `llm_app`; the LLM they get is the session's, and closing the App does not stop it.
+
+
+@pytest.fixture(scope="session")
+def llm_models_dir(request) -> Path:
+    pytest.importorskip("llama_cpp", reason="needs the embedded extra: pip install 'tastebud[embedded]'")
+    from tastebud.embedded import ensure_model
+
+    path = request.config.cache.mkdir("tastebud-models")
+    ensure_model(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedded_server(llm_models_dir):
+    from tastebud.embedded import MODEL_FILENAME, EmbeddedServer
+    from tastebud.settings import Settings
+
+    defaults = Settings.model_fields
+    server = EmbeddedServer(
+        llm_models_dir / MODEL_FILENAME,
+        alias=defaults["llm_model"].default,
+        n_ctx=defaults["llm_context"].default,
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_llm(embedded_server):
+    """An `embedded`-backend LLM over the session's server (not owned: close() keeps it)."""
+    from tastebud.llm import Endpoint, connect
+
+    endpoint = Endpoint(embedded_server.base_url, embedded_server.alias, embedded_server.api_key,
+                        max_retries=0, concurrency=1)
+    return connect(endpoint, "embedded", timeout=120.0)
+
+
+@pytest.fixture
+def llm_app(settings, embedded_llm):
+    from tastebud.wiring import App
+
+    app = App(settings)
+    app.__dict__["llm"] = embedded_llm
+    yield app
+    app.close()

@@ -104,3 +104,11 @@ def test_model_errors_fall_back_to_the_template():
     [result] = NarrativeWriter(Broken(responses=["x"]), checker).write_many([profile()])
     assert result.source == "template"
     assert "the model did not answer" in result.violations
+
+
+def test_rating_claims_must_belong_to_a_title_with_that_rating():
+    checker = GroundingChecker(CATALOG, GENRES)
+    digest = build_digest(profile())
+    assert checker.violations("They gave Heat 5/5.", digest) == []
+    assert checker.violations("They rated Crime 5/5 on each genre.", digest) == ["rating 5/5 not tied to a title with that rating"]
+    assert checker.violations("They gave Ronin 5 stars.", digest) == ["rating 5/5 not tied to a title with that rating"]

@@ -1,0 +1,345 @@
+"""Chroma vector store: an `items` and a `profiles` collection, cosine space.
+
+A local `PersistentClient` under `settings.chroma_path` by default; an
+`HttpClient` when `settings.chroma_url` is set. Vectors come from our own
+embedder (collections have no embedding function), and every record carries a
+`content_hash` of (embedder name, text) in its metadata: `sync` re-encodes and
+upserts only records whose hash changed or that are new, and never deletes
+and re-adds. A change of embedding model changes every hash, so the next sync
+re-encodes everything, as it must. Texts are not stored in Chroma (the event
+store and the profile versions hold them; Chroma's full-text index on documents
+tripled the upsert time).
+
+Profile vectors have ids `{user_id}:{horizon}` (e.g. `42:long`, `42:short`) and
+metadata `user_id`, `horizon`, `version`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+
+from tastebud.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from profiles.events import Item
+    from retrieval.embedder import Embedder
+    from tastebud.settings import Settings
+
+ITEMS = "items"
+PROFILES = "profiles"
+SPACE = "cosine"
+HORIZONS = ("long", "short")
+RESERVED_KEYS = ("content_hash", "embedder")
+
+
+def content_hash(text: str, embedder_name: str) -> str:
+    return hashlib.sha256(f"{embedder_name}\x1f{text}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def profile_id(user_id: str, horizon: str) -> str:
+    return f"{user_id}:{horizon}"
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    new: int = 0
+    updated: int = 0  # text changed: re-encoded and upserted
+    unchanged: int = 0  # same text: not re-encoded
+    metadata_only: int = 0  # of the unchanged, how many had new metadata (updated without encoding)
+
+    @property
+    def encoded(self) -> int:
+        return self.new + self.updated
+
+    def __add__(self, other: "SyncReport") -> "SyncReport":
+        return SyncReport(self.new + other.new, self.updated + other.updated, self.unchanged + other.unchanged,
+                          self.metadata_only + other.metadata_only)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"new": self.new, "updated": self.updated, "unchanged": self.unchanged, "metadata_only": self.metadata_only}
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float  # cosine similarity, 1 = same direction
+    metadata: Mapping[str, Any]
+
+
+def _chroma_settings():
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    from chromadb.config import Settings as ChromaSettings
+
+    return ChromaSettings(anonymized_telemetry=False)
+
+
+def make_client(settings: "Settings"):
+    """PersistentClient under the home, or HttpClient when chroma_url is set."""
+    try:
+        import chromadb
+    except ImportError as exc:  # pragma: no cover - chromadb is a hard dependency
+        raise StoreError("chromadb is not installed") from exc
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url if "://" in settings.chroma_url else f"http://{settings.chroma_url}")
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(f"bad chroma_url {settings.chroma_url!r}", hint="e.g. http://127.0.0.1:8000")
+        port = url.port or (443 if url.scheme == "https" else 8000)
+        try:
+            client = chromadb.HttpClient(host=url.hostname, port=port, ssl=url.scheme == "https", settings=_chroma_settings())
+            client.heartbeat()
+        except Exception as exc:
+            raise StoreError(f"cannot reach Chroma at {settings.chroma_url}: {exc.__class__.__name__}: {exc}") from exc
+        return client
+    path = settings.chroma_path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+    except Exception as exc:
+        raise StoreError(f"cannot open Chroma at {path}: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _clean_metadata(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Chroma takes str/int/float/bool and non-empty lists of those; drop the rest."""
+    out: dict[str, Any] = {}
+    for key, value in (meta or {}).items():
+        if key in RESERVED_KEYS:
+            raise ValueError(f"metadata key {key!r} is reserved")
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            if value:
+                out[key] = list(value)
+        elif isinstance(value, (str, int, float, bool)):
+            out[key] = value
+        else:
+            out[key] = str(value)
+    return out
+
+
+class VectorCollection:
+    """One Chroma collection whose vectors we compute and keep in step with their texts."""
+
+    def __init__(self, collection: Any, embedder: "Embedder", batch_size: int):
+        self.collection = collection
+        self.embedder = embedder
+        self.batch_size = max(1, batch_size)
+
+    @property
+    def name(self) -> str:
+        return self.collection.name
+
+    def count(self) -> int:
+        return self._call("count", self.collection.count)
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, TypeError):
+            raise
+        except Exception as exc:
+            raise StoreError(f"Chroma {what} on {self.collection.name!r} failed: {exc.__class__.__name__}: {exc}") from exc
+
+    def _batches(self, seq: Sequence[Any]) -> Iterable[Sequence[Any]]:
+        for start in range(0, len(seq), self.batch_size):
+            yield seq[start : start + self.batch_size]
+
+    def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in self._batches(list(ids)):
+            got = self._call("get", self.collection.get, ids=list(chunk), include=["metadatas"])
+            for rid, meta in zip(got["ids"], got["metadatas"]):
+                out[rid] = dict(meta or {})
+        return out
+
+    def sync(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None) -> SyncReport:
+        """Make the collection hold `texts` (and metadata) under `ids`, encoding only what changed."""
+        ids = [str(i) for i in ids]
+        texts = list(texts)
+        metas = list(metadatas) if metadatas is not None else [None] * len(ids)
+        if not (len(ids) == len(texts) == len(metas)):
+            raise ValueError("ids, texts and metadatas must have the same length")
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate ids in one sync")
+        if not ids:
+            return SyncReport()
+        stored = self.metadata(ids)
+        name = self.embedder.name
+        encode_ids, encode_texts, encode_metas = [], [], []
+        meta_ids, meta_metas = [], []
+        new = updated = unchanged = 0
+        for rid, text, meta in zip(ids, texts, metas):
+            clean = _clean_metadata(meta)
+            full = {**clean, "content_hash": content_hash(text, name), "embedder": name}
+            old = stored.get(rid)
+            if old is not None:
+                # Chroma merges metadata on upsert/update: None deletes a key we no longer set
+                full.update({key: None for key in old if key not in full})
+            if old is not None and old.get("content_hash") == full["content_hash"]:
+                unchanged += 1
+                if _meta_differs(old, full):
+                    meta_ids.append(rid)
+                    meta_metas.append(full)
+                continue
+            if old is None:
+                new += 1
+            else:
+                updated += 1
+            encode_ids.append(rid)
+            encode_texts.append(text)
+            encode_metas.append(full)
+        for start in range(0, len(encode_ids), self.batch_size):
+            stop = start + self.batch_size
+            vectors = self.embedder.encode(encode_texts[start:stop])
+            self._call(
+                "upsert", self.collection.upsert,
+                ids=encode_ids[start:stop], embeddings=vectors, metadatas=encode_metas[start:stop],
+            )
+        for start in range(0, len(meta_ids), self.batch_size):
+            stop = start + self.batch_size
+            self._call("update", self.collection.update, ids=meta_ids[start:stop], metadatas=meta_metas[start:stop])
+        return SyncReport(new, updated, unchanged, len(meta_ids))
+
+    def query(
+        self, query: str | np.ndarray | Sequence[float], k: int = 10, where: Mapping[str, Any] | None = None
+    ) -> list[Hit]:
+        """Nearest records to a text or a vector, best first, with cosine similarity."""
+        return self.query_many([query] if isinstance(query, str) else [np.asarray(query, dtype=np.float32)], k, where)[0]
+
+    def query_many(
+        self, queries: Sequence[str] | np.ndarray | Sequence[np.ndarray], k: int = 10, where: Mapping[str, Any] | None = None
+    ) -> list[list[Hit]]:
+        if len(queries) == 0:
+            return []
+        if isinstance(queries[0], str):
+            vectors = self.embedder.encode(list(queries))
+        else:
+            vectors = np.asarray(queries, dtype=np.float32)
+            if vectors.ndim == 1:
+                vectors = vectors[None, :]
+        if vectors.shape[1] != self.embedder.dim:
+            raise ValueError(f"query vectors have dim {vectors.shape[1]}, the collection holds {self.embedder.dim}")
+        size = self.count()
+        if size == 0 or k <= 0:
+            return [[] for _ in range(len(vectors))]
+        got = self._call(
+            "query", self.collection.query,
+            query_embeddings=vectors, n_results=min(k, size), where=dict(where) if where else None,
+            include=["distances", "metadatas"],
+        )
+        out = []
+        for ids, dists, metas in zip(got["ids"], got["distances"], got["metadatas"]):
+            out.append([Hit(i, float(1.0 - d), dict(m or {})) for i, d, m in zip(ids, dists, metas)])
+        return out
+
+    def get_vectors(self, ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """(found ids in the order asked, (n × dim) float32); ids not stored are left out."""
+        found: dict[str, np.ndarray] = {}
+        for chunk in self._batches([str(i) for i in ids]):
+            got = self._call("get", self.collection.get, ids=list(chunk), include=["embeddings"])
+            for rid, vec in zip(got["ids"], got["embeddings"]):
+                found[rid] = np.asarray(vec, dtype=np.float32)
+        order = [str(i) for i in ids if str(i) in found]
+        matrix = np.stack([found[i] for i in order]) if order else np.zeros((0, self.embedder.dim), dtype=np.float32)
+        return order, matrix
+
+    def all_vectors(self, where: Mapping[str, Any] | None = None) -> tuple[list[str], np.ndarray]:
+        """Every stored vector (for exact, in-memory scoring of a whole catalog)."""
+        ids: list[str] = []
+        parts: list[np.ndarray] = []
+        offset = 0
+        while True:
+            got = self._call(
+                "get", self.collection.get, where=dict(where) if where else None, include=["embeddings"],
+                limit=self.batch_size, offset=offset,
+            )
+            if not got["ids"]:
+                break
+            ids.extend(got["ids"])
+            parts.append(np.asarray(got["embeddings"], dtype=np.float32))
+            offset += len(got["ids"])
+        return ids, (np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32))
+
+
+def _norm_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in meta.items() if v is not None}
+
+
+def _meta_differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return _norm_meta(old) != _norm_meta(new)
+
+
+def item_metadata(item: "Item") -> dict[str, Any]:
+    return {"title": item.title, "categories": list(item.categories), "is_stub": bool(item.is_stub)}
+
+
+class VectorStore:
+    """The two collections over one client; build it with `VectorStore.from_settings`."""
+
+    def __init__(self, client: Any, embedder: "Embedder", batch_size: int | None = None):
+        self.client = client
+        self.embedder = embedder
+        try:
+            max_batch = int(client.get_max_batch_size())
+        except Exception:  # pragma: no cover - older servers
+            max_batch = 1000
+        self.batch_size = min(batch_size or max_batch, max_batch)
+        self.items = VectorCollection(self._collection(ITEMS), embedder, self.batch_size)
+        self.profiles = VectorCollection(self._collection(PROFILES), embedder, self.batch_size)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", embedder: "Embedder | None" = None) -> "VectorStore":
+        if embedder is None:
+            from retrieval.embedder import get_embedder
+
+            embedder = get_embedder(settings)
+        return cls(make_client(settings), embedder)
+
+    def _collection(self, name: str):
+        try:
+            col = self.client.get_or_create_collection(
+                name, configuration={"hnsw": {"space": SPACE}}, embedding_function=None,
+            )
+        except Exception as exc:
+            raise StoreError(f"cannot open Chroma collection {name!r}: {exc.__class__.__name__}: {exc}") from exc
+        space = ((col.configuration or {}).get("hnsw") or {}).get("space") or (col.metadata or {}).get("hnsw:space")
+        if space != SPACE:
+            raise StoreError(f"Chroma collection {name!r} uses {space!r} distance, tastebud needs {SPACE!r}",
+                             hint="it was made by something else; point TASTEBUD_HOME/TASTEBUD_CHROMA_URL elsewhere")
+        return col
+
+    def heartbeat(self) -> int:
+        try:
+            return int(self.client.heartbeat())
+        except Exception as exc:
+            raise StoreError(f"Chroma is not answering: {exc.__class__.__name__}: {exc}") from exc
+
+    # ---- items ---------------------------------------------------------------
+    def sync_items(self, items: Iterable["Item"]) -> SyncReport:
+        items = list(items)
+        return self.items.sync(
+            [i.item_id for i in items], [i.text_for_embedding() for i in items], [item_metadata(i) for i in items]
+        )
+
+    # ---- profiles ------------------------------------------------------------
+    def sync_profiles(self, records: Iterable[tuple[str, str, str, int]], extra: Mapping[str, Mapping[str, Any]] | None = None) -> SyncReport:
+        """records: (user_id, horizon, text, version). Upserts `user:horizon` vectors that changed."""
+        ids, texts, metas = [], [], []
+        for user_id, horizon, text, version in records:
+            if horizon not in HORIZONS:
+                raise ValueError(f"unknown horizon {horizon!r}; expected one of {HORIZONS}")
+            pid = profile_id(user_id, horizon)
+            ids.append(pid)
+            texts.append(text)
+            metas.append({**((extra or {}).get(pid) or {}), "user_id": str(user_id), "horizon": horizon, "version": int(version)})
+        return self.profiles.sync(ids, texts, metas)
+
+    def profile_vectors(self, user_id: str) -> dict[str, np.ndarray]:
+        """{horizon: vector} for the horizons stored for this user."""
+        ids, matrix = self.profiles.get_vectors([profile_id(user_id, h) for h in HORIZONS])
+        return {pid.rsplit(":", 1)[1]: vec for pid, vec in zip(ids, matrix)}

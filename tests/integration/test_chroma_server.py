@@ -1,0 +1,96 @@
+"""The HttpClient path against a real `chroma run` server on loopback."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from profiles.events import Item
+from retrieval.vectors import SyncReport, VectorStore
+from tastebud.errors import StoreError
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _chroma_cli() -> str:
+    local = Path(sys.executable).with_name("chroma")
+    return str(local) if local.exists() else (shutil.which("chroma") or pytest.skip("no chroma CLI"))
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory):
+    path = tmp_path_factory.mktemp("chroma-server")
+    port = _free_port()
+    log = (path / "server.log").open("wb")
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    proc = subprocess.Popen(
+        [_chroma_cli(), "run", "--path", str(path / "data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"chroma run exited with {proc.returncode}: {(path / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("chroma server did not answer its heartbeat within 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_http_client_sync_and_query(chroma_server, home, monkeypatch, counting_embedder):
+    from tastebud.settings import load_settings
+
+    monkeypatch.setenv("TASTEBUD_CHROMA_URL", chroma_server)
+    settings = load_settings()
+    store = VectorStore.from_settings(settings, counting_embedder)
+    assert type(store.client).__name__ != "PersistentClient" and not settings.chroma_path.exists()
+    assert store.heartbeat() > 0
+    assert store.items.collection.configuration["hnsw"]["space"] == "cosine"
+    items = [
+        Item("1", "Heat", categories=("Crime", "Thriller"), tags=("heist",)),
+        Item("2", "Toy Story", categories=("Animation", "Children"), tags=("toys",)),
+    ]
+    assert store.sync_items(items) == SyncReport(new=2)
+    counting_embedder.calls.clear()
+    # a second client (another process would do the same) sees the stored hashes
+    other = VectorStore.from_settings(settings, counting_embedder)
+    assert other.sync_items(items) == SyncReport(unchanged=2) and counting_embedder.calls == []
+    assert other.items.query("bank robbers and detectives", k=1)[0].id == "1"
+    store.sync_profiles([("7", "long", "Enjoys animated films about toys.", 3)])
+    assert other.profiles.metadata(["7:long"])["7:long"]["version"] == 3
+    assert other.items.query(other.profile_vectors("7")["long"], k=1)[0].id == "2"
+
+
+def test_unreachable_server_is_a_store_error(home, monkeypatch, embedder):
+    from tastebud.settings import load_settings
+
+    monkeypatch.setenv("TASTEBUD_CHROMA_URL", f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(StoreError, match="cannot reach Chroma"):
+        VectorStore.from_settings(load_settings(), embedder)
