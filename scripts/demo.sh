@@ -1,9 +1,41 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults: ingest MovieLens, show status.
-# Later stages (profiles, recommendations, chat) extend this script.
+# The main job on embedded defaults, end to end on MovieLens ml-latest-small:
+# ingest -> computed profiles for everyone -> item vectors -> LLM narratives for
+# a few users -> a profile -> recommendations -> why. Safe to rerun: every step
+# is idempotent and skips unchanged work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False
 tb() { .venv/bin/tastebud "$@"; }
-echo "== tastebud demo (home: ${TASTEBUD_HOME})"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+DEMO_USER=${DEMO_USER:-1}
+
+echo "tastebud demo (TASTEBUD_HOME=${TASTEBUD_HOME})"
+step "1. ingest MovieLens ml-latest-small (events + catalog; bad rows would be quarantined)"
 tb ingest movielens examples/ml-latest-small
 tb status
+
+step "2. computed profiles for every user (tags with evidence, dislikes, drift)"
+tb refresh --all --no-narratives
+
+step "3. embed catalog items into Chroma (content-hashed: unchanged items are skipped)"
+tb index
+
+step "4. LLM narratives for a handful of users with the embedded model"
+tb refresh --user "$DEMO_USER" --user 414 --user 610
+
+step "5. the living profile of user $DEMO_USER"
+tb profile show "$DEMO_USER"
+
+step "6. recommendations for user $DEMO_USER"
+tb recommend "$DEMO_USER" -k 5
+TOP=$(tb recommend "$DEMO_USER" -k 1 --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["item_id"])')
+
+step "7. why was item $TOP recommended to user $DEMO_USER?"
+tb why "$DEMO_USER" "$TOP"
+
+if tb ask --help >/dev/null 2>&1; then
+  step "8. ask the agent (embedded model)"
+  tb ask --user "$DEMO_USER" "why was item $TOP recommended to me?"
+  printf '\nChat yourself:  TASTEBUD_HOME=%s .venv/bin/tastebud chat --user %s\n' "$TASTEBUD_HOME" "$DEMO_USER"
+fi
