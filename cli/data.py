@@ -152,6 +152,34 @@ def quarantine_retry(
         )
 
 
+@quarantine_app.command("fix")
+def quarantine_fix(
+    qid: int = typer.Argument(..., help="Row id, from `quarantine list`."),
+    raw: str = typer.Argument(..., help="The corrected row, written as in its file (same columns and delimiter)."),
+    retry: bool = typer.Option(True, "--retry/--no-retry", help="Re-validate the row right away."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Correct a quarantined row's raw text (a typo, a bad date) and retry it."""
+    from cli.render import console, print_json
+
+    state = State.app()
+    state.store.fix_quarantine(qid, raw)
+    if not retry:
+        if as_json:
+            print_json({"id": qid, "fixed": True, "retried": False})
+        else:
+            console.print(f"row {qid} updated; run [bold]tastebud quarantine retry {qid}[/] to ingest it")
+        return
+    report = state.ingestor().retry_quarantine([qid])
+    if as_json:
+        print_json({"id": qid, "fixed": True, "retried": True, **report.as_dict()})
+    elif report.rejected:
+        [row] = state.store.open_quarantine(ids=[qid])
+        console.print(f"row {qid} still rejected: {row['reason']}", highlight=False)
+    else:
+        console.print(f"row {qid} ingested ({'already present' if report.duplicates else 'new'})")
+
+
 @app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Counts of users, items, events, quarantine and stale profiles."""

@@ -81,11 +81,12 @@ def why(
     service = State.app().recommendations
     try:
         entry = service.why(user, item, request)
-    except NotFoundError as exc:
+    except NotFoundError as exc:  # a plain answer, not an error: exit 1 so scripts can tell
         if as_json:
             print_json({"user_id": user, "item_id": item, "request_id": request, "recommended": False, "message": str(exc)})
-            raise typer.Exit(1)
-        raise
+        else:
+            console.print(f"{exc}.", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     if as_json:
         print_json({**entry, "recommended": True})
         return

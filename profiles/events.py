@@ -12,7 +12,8 @@ import json
 import math
 from math import isfinite as _isfinite
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Mapping
 
 EVENT_TYPES = frozenset(
@@ -40,7 +41,7 @@ class Event:
 
     @property
     def timestamp(self) -> datetime:
-        return datetime.fromtimestamp(self.ts / 1000, tz=timezone.utc)
+        return _EPOCH + timedelta(milliseconds=self.ts)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,17 +78,25 @@ class Item:
 
 
 def iso(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat().replace("+00:00", "Z")
 
 
 _MS_THRESHOLD = 100_000_000_000  # epoch seconds pass this only in the year 5138
 _MAX_MS = 253402300799000  # 9999-12-31T23:59:59Z
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
+_HALF_MS = timedelta(microseconds=500)
 
 
 def parse_timestamp(raw: Any) -> int:
-    """ISO-8601 or epoch seconds/milliseconds -> epoch ms UTC. Naive ISO means UTC."""
+    """ISO-8601 or epoch seconds/milliseconds -> epoch ms UTC. Naive ISO means UTC.
+
+    Fractions round to the nearest millisecond in exact arithmetic: a float
+    product like 1079337347.472 * 1000 lands just below the integer, and
+    truncating it stored one event in 150 a millisecond early.
+    """
     if raw.__class__ is str and raw.isdecimal():
-        # Fast path for the common digits-only epoch; same result as the float path below.
+        # Fast path for the common digits-only epoch.
         try:
             number = int(raw)
         except ValueError:  # more digits than int() will parse
@@ -100,11 +109,16 @@ def parse_timestamp(raw: Any) -> int:
         raise RowError("missing timestamp")
     if isinstance(raw, bool):
         raise RowError(f"unparsable timestamp {raw!r}")
-    if isinstance(raw, (int, float)):
-        try:
-            number = float(raw)
-        except OverflowError:
-            raise RowError("timestamp out of range (a huge number)") from None
+    if isinstance(raw, int):
+        if raw < 0:
+            raise RowError(f"unparsable timestamp {_short(raw)}")
+        ms = raw if raw >= _MS_THRESHOLD else raw * 1000
+        if ms > _MAX_MS:
+            raise RowError(f"timestamp out of range {_short(raw)}")
+        return ms
+    if isinstance(raw, float):
+        number = raw
+        text = repr(raw)
     else:
         text = str(raw).strip()
         if not text:
@@ -118,13 +132,17 @@ def parse_timestamp(raw: Any) -> int:
                 raise RowError(f"unparsable timestamp {text[:40]!r}") from None
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=timezone.utc)
-            return int(dt.timestamp() * 1000)
+            return (dt - _EPOCH + _HALF_MS) // _ONE_MS
     if not math.isfinite(number) or number < 0:
         raise RowError(f"unparsable timestamp {_short(raw)}")
-    ms = number if number >= _MS_THRESHOLD else number * 1000
-    if ms > _MAX_MS:
+    if number * (1 if number >= _MS_THRESHOLD else 1000) > _MAX_MS:
         raise RowError(f"timestamp out of range {_short(raw)}")
-    return int(ms)
+    try:
+        exact = Decimal(text)  # the digits as written, not their binary approximation
+    except InvalidOperation:
+        exact = Decimal(number)
+    ms = exact if number >= _MS_THRESHOLD else exact * 1000
+    return int(ms.to_integral_value(ROUND_HALF_UP))
 
 
 def _text(raw: Any) -> str | None:
@@ -313,21 +331,33 @@ def parse_item(row: Mapping[str, Any]) -> Item:
         attributes=attributes,
         updated_at=parse_timestamp(updated) if updated not in (None, "") else None,
     )
-    if escaped and has_lone_surrogate([item.categories, item.tags, item.attributes]):
-        raise RowError("bad JSON: lone surrogate escape")
+    if escaped:
+        reason = unstorable([item.categories, item.tags, item.attributes])
+        if reason:
+            raise RowError(reason)
     return item
 
 
-def has_lone_surrogate(obj: Any) -> bool:
-    """JSON escapes can spell half a surrogate pair, which no database can store."""
+def unstorable(obj: Any) -> str | None:
+    """Why a parsed value cannot be stored, if it cannot: JSON escapes can spell
+    half a surrogate pair, which no database stores, or a NUL, which PostgreSQL
+    text refuses. Readers check this so that both backends accept the same rows."""
     if isinstance(obj, str):
+        if "\x00" in obj:
+            return "contains a NUL character"
         try:
             obj.encode("utf-8")
         except UnicodeEncodeError:
-            return True
-        return False
+            return "bad JSON: lone surrogate escape"
+        return None
     if isinstance(obj, dict):
-        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return any(has_lone_surrogate(v) for v in obj)
-    return False
+        for k, v in obj.items():
+            reason = unstorable(k) or unstorable(v)
+            if reason:
+                return reason
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            reason = unstorable(v)
+            if reason:
+                return reason
+    return None

@@ -14,12 +14,12 @@ import json
 import re
 import sys
 from collections import Counter
-from operator import itemgetter
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
-from profiles.events import EVENT_FIELDS, Item, RowError, event_fields, event_values, has_lone_surrogate, parse_item
+from profiles.events import EVENT_FIELDS, Item, RowError, event_fields, event_values, parse_item, unstorable
 from profiles.store import EventStore, QuarantinedRow
 from tastebud.errors import InputError
 
@@ -88,6 +88,7 @@ _LINE = re.compile(r"[^\n]*\n|[^\n]+")
 _BLINE = re.compile(rb"[^\n]*\n|[^\n]+")
 BLOCK_SIZE = 1 << 18
 _END = object()
+NUL_REASON = "contains a NUL character"  # PostgreSQL text cannot hold one; SQLite could, but both must agree
 _new_row = tuple.__new__  # RawRow without the Python-level __new__: this runs per record
 _ITEM_OF = itemgetter(2)  # item_id of an event tuple
 
@@ -102,7 +103,7 @@ class read_csv:
 
     The stream is read in blocks cut at line ends; each block is decoded at
     once and split into lines that `csv.reader` consumes as a plain list, so
-    no Python code runs per line, and `reader.line_num` says which lines made
+    no Python code runs per input line, and `reader.line_num` says which lines made
     each record (its raw text; a quoted field may span lines, and a record cut
     by a block end is carried into the next block). A block that does not
     decode is decoded line by line so only its bad lines are rejected.
@@ -157,23 +158,23 @@ class read_csv:
             return getter
         return lambda row: getter(row + extras)  # records() gives only rows of the header's width
 
-    def _blocks(self) -> Iterator[tuple[list[str], list[int], bool]]:
-        """(lines with their line ends, indexes of lines that did not decode, is last block)."""
+    def _blocks(self) -> Iterator[tuple[list[str], dict[int, str], bool]]:
+        """(lines with their line ends, unusable lines by index with the reason, is last block)."""
         read, size, progress = self.stream.read, self.block_size, self.progress
-        tail = b""
+        partial: list[bytes] = []  # bytes after the last line end read so far
         first = True
         pending = None
         while True:
-            data = read(size)
-            if data:
-                data = tail + data if tail else data
-                cut = data.rfind(b"\n") + 1
+            chunk = read(size)
+            if chunk:
+                cut = chunk.rfind(b"\n") + 1
                 if cut == 0:
-                    tail = data
+                    partial.append(chunk)  # no line end yet: keep reading (joined once, not per read)
                     continue
-                tail, data = data[cut:], data[:cut]
+                data = b"".join(partial) + chunk[:cut] if partial else chunk[:cut]
+                partial = [chunk[cut:]] if cut < len(chunk) else []
             else:
-                data, tail = tail, b""
+                data, partial = b"".join(partial), []  # the last line may lack its line end
             if data:
                 self.bytes_done += len(data)
                 lines, bad = self._decode(data, first)
@@ -183,29 +184,37 @@ class read_csv:
                 pending = (lines, bad)
                 if progress is not None:
                     progress(self.bytes_done)
-            if not data and not tail:
+            if not chunk:
                 break
         if pending is not None:
             yield (*pending, True)
 
-    def _decode(self, data: bytes, first: bool) -> tuple[list[str], list[int]]:
+    def _decode(self, data: bytes, first: bool) -> tuple[list[str], dict[int, str]]:
+        """A block's lines, and why some of them are unusable (by index)."""
         encoding = self.encoding
         try:
             text = data.decode(encoding)
         except UnicodeDecodeError:
-            lines, bad = [], []
+            lines, bad = [], {}
             for i, raw in enumerate(_BLINE.findall(data)):
                 try:
                     lines.append(raw.decode(encoding))
                 except UnicodeDecodeError:
                     lines.append(raw.decode(encoding, errors="replace"))
-                    bad.append(i)
+                    bad[i] = f"not valid {encoding} text"
             if first and lines and lines[0].startswith("\ufeff"):
                 lines[0] = lines[0][1:]
-            return lines, bad
-        if first and text.startswith("\ufeff"):
-            text = text[1:]
-        return _LINE.findall(text), []
+        else:
+            if first and text.startswith("\ufeff"):
+                text = text[1:]
+            lines, bad = _LINE.findall(text), {}
+            if "\x00" not in text:  # one C-speed scan per block
+                return lines, bad
+        for i, line in enumerate(lines):
+            if "\x00" in line:
+                lines[i] = line.replace("\x00", "\ufffd")  # storable in quarantine on every backend
+                bad.setdefault(i, NUL_REASON)
+        return lines, bad
 
     def _read(self) -> Iterator[tuple[int, str, list[str] | None, str | None] | None]:
         """(line number, raw text, fields list or None, error or None) per record;
@@ -214,13 +223,13 @@ class read_csv:
         width = len(names) if names is not None else 0
         base = 0  # lines before the current block
         carry: list[str] = []  # lines of a record the previous block cut off
-        carry_bad: list[int] = []
+        carry_bad: dict[int, str] = {}
         delimiter = self.delimiter
         for lines, bad, last in self._blocks():
             if carry:
-                bad = carry_bad + [i + len(carry) for i in bad]
+                bad = {**carry_bad, **{i + len(carry): reason for i, reason in bad.items()}}
                 lines = carry + lines
-                carry, carry_bad = [], []
+                carry, carry_bad = [], {}
             reader = csv.reader(lines, delimiter=delimiter, strict=True)
             prev = 0
             while True:
@@ -228,9 +237,10 @@ class read_csv:
                     for row in reader:
                         end = reader.line_num
                         if bad and any(prev <= i < end for i in bad):
+                            reason = next(bad[i] for i in range(prev, end) if i in bad)
                             if names is None:
-                                raise InputError(f"the CSV header is not valid {self.encoding}")
-                            yield (base + prev + 1, _join(lines, prev, end), None, f"not valid {self.encoding} text")
+                                raise InputError(f"cannot use the CSV header: {reason}")
+                            yield (base + prev + 1, _join(lines, prev, end), None, reason)
                         elif names is None:
                             names = self.names = _canonical_header(row, self.aliases)
                             width = len(names)
@@ -247,7 +257,7 @@ class read_csv:
                     end = reader.line_num
                     if not last and end == len(lines) and str(exc).startswith("unexpected end of data"):
                         carry = lines[prev:]
-                        carry_bad = [i - prev for i in bad if i >= prev]
+                        carry_bad = {i - prev: reason for i, reason in bad.items() if i >= prev}
                         break
                     if names is None:
                         raise InputError(f"cannot read the CSV header: {exc}") from exc
@@ -270,20 +280,23 @@ def _json_object(raw: str, aliases: Mapping[str, Sequence[str]]) -> dict[str, An
         raise RowError("bad JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise RowError(f"bad JSON: expected an object, got {type(obj).__name__}")
-    if "\\u" in raw and has_lone_surrogate(obj):
-        raise RowError("bad JSON: lone surrogate escape")
+    if "\\u" in raw:
+        reason = unstorable(obj)
+        if reason:
+            raise RowError(reason)
     lookup = _lookup(aliases)
     return {lookup.get(k.lower(), k): v for k, v in obj.items()}
 
 
 def _lookup(aliases: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """alias -> canonical name, built once per aliases mapping (it is asked per JSONL line)."""
     cached = _LOOKUPS.get(id(aliases))
-    if cached is None:
-        cached = _LOOKUPS[id(aliases)] = {alias: canon for canon, names in aliases.items() for alias in names}
-    return cached
+    if cached is None or cached[0] is not aliases:  # the mapping is kept, so its id cannot be reused
+        cached = _LOOKUPS[id(aliases)] = (aliases, {alias: canon for canon, names in aliases.items() for alias in names})
+    return cached[1]
 
 
-_LOOKUPS: dict[int, dict[str, str]] = {}
+_LOOKUPS: dict[int, tuple[Mapping[str, Sequence[str]], dict[str, str]]] = {}
 
 
 def read_jsonl(stream: IO[bytes], aliases: Mapping[str, Sequence[str]], *, progress: Callable[[int], None] | None = None) -> Iterator[RawRow]:
@@ -294,13 +307,20 @@ def read_jsonl(stream: IO[bytes], aliases: Mapping[str, Sequence[str]], *, progr
             progress(done)
         try:
             raw = raw_bytes.decode("utf-8")
+            error = None
         except UnicodeDecodeError:
-            yield RawRow(line_no, raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n"), None, "not valid utf-8 text")
-            continue
+            raw = raw_bytes.decode("utf-8", errors="replace")
+            error = "not valid utf-8 text"
         raw = raw.rstrip("\r\n")
         if line_no == 1 and raw.startswith("\ufeff"):
             raw = raw[1:]
+        if error:
+            yield RawRow(line_no, raw, None, error)
+            continue
         if not raw.strip():
+            continue
+        if "\x00" in raw:
+            yield RawRow(line_no, raw.replace("\x00", "\ufffd"), None, NUL_REASON)
             continue
         try:
             fields = _json_object(raw, aliases)
@@ -351,7 +371,7 @@ class Ingestor:
         fmt = detect_format(path, fmt)
         stream, source, size = _open(path)
         try:
-            rows = self._rows(stream, fmt, EVENT_ALIASES, size)
+            rows = self._rows(stream, fmt, EVENT_ALIASES, size, path)
             return self.ingest_event_rows(rows, source, fmt)
         finally:
             if stream is not sys.stdin.buffer:
@@ -440,7 +460,7 @@ class Ingestor:
         fmt = detect_format(path, fmt)
         stream, source, size = _open(path)
         try:
-            return self.ingest_item_rows(self._rows(stream, fmt, ITEM_ALIASES, size), source, fmt)
+            return self.ingest_item_rows(self._rows(stream, fmt, ITEM_ALIASES, size, path), source, fmt)
         finally:
             if stream is not sys.stdin.buffer:
                 stream.close()
@@ -528,10 +548,10 @@ class Ingestor:
         return report
 
     # helpers ------------------------------------------------------------
-    def _rows(self, stream: IO[bytes], fmt: str, aliases, size: int) -> Iterable[RawRow]:
+    def _rows(self, stream: IO[bytes], fmt: str, aliases, size: int, path: str = "") -> Iterable[RawRow]:
         progress = (lambda done: self.progress(done, size)) if self.progress and size else None
         if fmt == "csv":
-            return read_csv(stream, aliases, progress=progress)
+            return read_csv(stream, aliases, progress=progress, delimiter="\t" if path.lower().endswith(".tsv") else ",")
         return read_jsonl(stream, aliases, progress=progress)
 
 
@@ -562,8 +582,10 @@ def _reparse(row: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(context, list):  # the original form: just the CSV header
         context = {"columns": context}
     constants = context.get("constants") or {}
-    if row["reason"].startswith("not valid ") and "\ufffd" in raw:
-        raise RowError(row["reason"])  # still the replacement characters of the failed decode
+    if row["reason"].startswith(("not valid ", NUL_REASON)) and "\ufffd" in raw:
+        raise RowError(row["reason"])  # still the replacement characters put in when it was read
+    if "\x00" in raw:
+        raise RowError(NUL_REASON)
     if row["format"] == "csv":
         header = context.get("columns")
         if not header:

@@ -14,43 +14,70 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-DIGEST_TAGS = 6
-DIGEST_LIKED = 5
+DIGEST_TAGS = 4
+DIGEST_LIKED = 4
 DIGEST_DISLIKED = 3
-MAX_TOKENS = 220
+MAX_TOKENS = 160
 
+# Measured on ten ml-latest-small users with the embedded 0.5B model: the model
+# recites whatever it is shown (every genre, every "rated 5/5", every year), so
+# the digest shows few genres, titles without years or ratings, and the
+# instructions ask for one or two genres and one title, about "this viewer".
 SYSTEM_PROMPT = (
-    "You write short, factual taste profiles for a recommender system. "
-    "Use only facts from the digest. Never invent titles, genres or numbers. "
+    "You write short taste profiles of movie viewers for a recommender. "
+    "Use only the facts given. Never add titles, genres, ratings or numbers that are not given. "
     "Liked and disliked titles are separate lists: never call a disliked title a favourite."
 )
 INSTRUCTIONS = (
     "Write exactly three lines:\n"
-    "LONG: 2-3 sentences, in the third person, on this user's lasting tastes.\n"
-    "SHORT: 1-2 sentences on what they are into lately.\n"
-    "TAGS: up to 3 extra descriptive tags, each with the [numbers] of liked titles that show it, e.g. heist [1,2]"
+    "LONG: two sentences about this viewer's lasting taste. Name one or two genres from Lasting interests "
+    "and one title from Liked.\n"
+    "SHORT: one sentence about what this viewer watches lately, naming one genre from Lately.\n"
+    "TAGS: up to 3 short descriptive tags for the liked titles, each with the [numbers] of the titles, e.g. heist [1,2]"
 )
+# Tags the instructions show as examples: an echo of them is not a proposal.
+EXAMPLE_TAGS = {"heist"}
 
 _NEGATIVE_CUES = re.compile(
     r"(?:\b(?:dislike[sd]?|disliking|avoid\w*|not|never|low\w*|poor\w*|hate[sd]?|unimpress\w*|negative\w*|"
     r"rated (?:0|1|2)(?:\.5)?|less|fading|bor(?:ed|ing)|weak\w*|critic\w*)\b|n't\b|\b[0-2](?:\.5)?/5)",
     re.IGNORECASE,
 )
-_QUOTED = re.compile(r"[\"“]([^\"”]{3,80})[\"”]")
+_QUOTED = re.compile(r"[\"“]([^\"”\n]{1,80})[\"”]")  # short ones kept so quotes pair up
 _YEAR_TITLE = re.compile(r"([A-Z][\w'’:,.&!\- ]{1,60}?) \((?:19|20)\d{2}\)")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE = re.compile(r"(?<!\b[a-z]\.[a-z]\.)(?<!\b[A-Z][a-z]\.)(?<=[.!?])\s+")
 _RATING_CLAIM = re.compile(r"\b(\d(?:\.\d)?)\s*(?:/\s*5|out of 5|stars?)\b", re.IGNORECASE)
 _TAG_ITEM = re.compile(r"([A-Za-z][\w' \-]{1,40}?)\s*\[([\d,\s]+)\]")
 
 
-def normalise_title(title: str) -> str:
-    """'Matrix, The (1999)' -> 'the matrix': how people write titles in prose."""
+def display_title(title: str) -> str:
+    """'Matrix, The (1999)' -> 'The Matrix': how the digest shows titles and how people write them."""
     t = re.sub(r"\s*\((?:[^)]*\d{4}[^)]*|[^)]*)\)\s*$", "", title.strip())
     t = re.sub(r"\s*\([^)]*\)", "", t)  # alternate-language titles
     m = re.match(r"^(.*), (The|A|An|Les|La|Le|Il|El|Das|Der|Die)$", t)
     if m:
         t = f"{m.group(2)} {m.group(1)}"
-    return re.sub(r"\s+", " ", t).strip().lower()
+    return re.sub(r"\s+", " ", t).strip()
+
+
+def normalise_title(title: str) -> str:
+    """'Matrix, The (1999)' -> 'the matrix': the form titles are compared in."""
+    return display_title(title).lower()
+
+
+_ARTICLE = re.compile(r"^(?:the|a|an|les|la|le|il|el|das|der|die) ")
+
+
+def _core(name: str) -> str:
+    """A normalised title without its leading article: 'the big lebowski' -> 'big lebowski'."""
+    return _ARTICLE.sub("", name)
+
+
+def _mentions(name: str, text: str) -> bool:
+    """Whether lowered `text` names the normalised title `name` (or it without its article)."""
+    core = _core(name)
+    probe = core if len(core) >= 4 else name
+    return re.search(rf"(?<!\w){re.escape(probe)}(?!\w)", text) is not None
 
 
 def _genre_forms(genre: str) -> set[str]:
@@ -84,34 +111,31 @@ class NarrativeResult:
     seconds: float = 0.0
 
 
-def _fmt_rating(item: dict[str, Any]) -> str:
-    if item.get("type") == "rating" and item.get("value") is not None:
-        v = item["value"]
-        return f" rated {int(v) if float(v).is_integer() else v}/5"
-    return f" ({item.get('type')})" if item.get("type") else ""
-
-
 def build_digest(profile: dict[str, Any]) -> Digest:
-    """A compact, labelled summary: never a raw event dump."""
+    """A compact, labelled summary: never a raw event dump.
+
+    Titles appear as people write them ('The Matrix'), without years or
+    ratings: the lists' labels say liked or disliked, and numbers shown to the
+    small model come back as invented claims ("rated 5/5 on each genre").
+    """
     long_tags = profile["long_term"]["tags"][:DIGEST_TAGS]
     short_tags = profile["short_term"]["tags"][:DIGEST_TAGS]
     refs: dict[int, dict[str, Any]] = {}
     seen: set[str] = set()
-    lines = []
-    lines.append("Lasting interests, strongest first: " + (", ".join(t["tag"] for t in long_tags) or "none yet"))
+    lines = ["Lasting interests: " + (", ".join(t["tag"] for t in long_tags) or "none yet")]
     liked = []
     for item in profile["long_term"]["top_items"][:DIGEST_LIKED]:
         n = len(refs) + 1
         refs[n] = item
         seen.add(item["item_id"])
-        liked.append(f"[{n}] {item['title']}{_fmt_rating(item)}")
-    lines.append("Liked titles: " + ("; ".join(liked) or "none"))
+        liked.append(f"[{n}] {display_title(item['title'])}")
+    lines.append("Liked: " + ("; ".join(liked) or "none"))
     disliked_items = profile["dislikes"]["items"][:DIGEST_DISLIKED]
-    lines.append("Disliked titles: " + ("; ".join(f"{i['title']}{_fmt_rating(i)}" for i in disliked_items) or "none"))
+    lines.append("Disliked: " + ("; ".join(display_title(i["title"]) for i in disliked_items) or "none"))
     disliked_tags = profile["dislikes"]["tags"][:3]
     if disliked_tags:
-        lines.append("Avoided tags: " + ", ".join(t["tag"] for t in disliked_tags))
-    lines.append("Recent interests, strongest first: " + (", ".join(t["tag"] for t in short_tags) or "none"))
+        lines.append("Avoided: " + ", ".join(t["tag"] for t in disliked_tags))
+    lines.append("Lately: " + (", ".join(t["tag"] for t in short_tags) or "nothing"))
     recent = []
     for item in profile["short_term"]["top_items"][:3]:
         if item["item_id"] in seen:
@@ -119,13 +143,14 @@ def build_digest(profile: dict[str, Any]) -> Digest:
         n = len(refs) + 1
         refs[n] = item
         seen.add(item["item_id"])
-        recent.append(f"[{n}] {item['title']}{_fmt_rating(item)}")
+        recent.append(f"[{n}] {display_title(item['title'])}")
     if recent:
-        lines.append("Recently liked: " + "; ".join(recent))
+        lines.append("Liked lately: " + "; ".join(recent))
     drift = profile["drift"]
-    lines.append(f"Emerging: {', '.join(drift['emerging']) or 'none'}. Fading: {', '.join(drift['fading']) or 'none'}.")
+    if drift["emerging"] or drift["fading"]:
+        lines.append(f"Growing: {', '.join(drift['emerging'][:3]) or 'none'}. Fading: {', '.join(drift['fading'][:3]) or 'none'}.")
     tags = {t["tag"].lower() for t in long_tags + short_tags + disliked_tags}
-    tags |= {t.lower() for t in drift["emerging"] + drift["fading"]}
+    tags |= {t.lower() for t in drift["emerging"][:3] + drift["fading"][:3]}
     return Digest(
         user_id=profile["user_id"],
         text="\n".join(lines),
@@ -144,20 +169,44 @@ class GroundingChecker:
     def __init__(self, catalog_titles: Iterable[str], genres: Iterable[str]):
         names = {normalise_title(t) for t in catalog_titles if t}
         # Titles short or common enough to be ordinary words ('Heat', 'Up') can't be policed in prose.
-        self._titles = sorted((n for n in names if len(n) >= 8 and " " in n), key=len, reverse=True)
+        titles = sorted((n for n in names if len(n) >= 8 and " " in n), key=len, reverse=True)
+        self._titles = [t for t in titles if " " in _core(t)]
+        # 'The Children', 'The Martian': only with capitals does prose mean the film, not the word.
+        self._article_titles = [t for t in titles if " " not in _core(t)]
         self._genres = {g.lower(): _genre_forms(g) for g in genres if g}
+
+    @staticmethod
+    def _mask(text: str, digest: Digest) -> str:
+        """The text without the digest's titles (and their 'Star Wars'-style prefixes), so the
+        words inside a title the model may name are not read as genres or other titles."""
+        forms: set[str] = set()
+        for name in digest.allowed_titles:
+            forms |= {name, _core(name)}
+            head = re.split(r":| - ", name)[0].strip()
+            if len(head) >= 4:
+                forms |= {head, _core(head)}
+        for form in sorted((f for f in forms if len(f) >= 3), key=len, reverse=True):
+            text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", " ", text, flags=re.IGNORECASE)
+        return text
 
     def violations(self, text: str, digest: Digest) -> list[str]:
         problems: list[str] = []
-        lowered = text.lower()
+        masked = self._mask(text, digest)
+        lowered = masked.lower()
         for title in self._titles:
-            if title in lowered and title not in digest.allowed_titles:
-                if not any(title in allowed for allowed in digest.allowed_titles):
-                    if re.search(rf"(?<![\w]){re.escape(title)}(?![\w])", lowered):
-                        problems.append(f"invented title {title!r}")
-        for quoted in _QUOTED.findall(text) + _YEAR_TITLE.findall(text):
+            if title in lowered and not any(title in allowed for allowed in digest.allowed_titles):
+                if re.search(rf"(?<![\w]){re.escape(title)}(?![\w])", lowered):
+                    problems.append(f"invented title {title!r}")
+        for title in self._article_titles:
+            if any(title in allowed for allowed in digest.allowed_titles):
+                continue
+            shown = " ".join(w[:1].upper() + w[1:] for w in title.split())
+            if re.search(rf"(?<![\w]){re.escape(shown)}(?![\w])", masked):
+                problems.append(f"invented title {title!r}")
+        for quoted in [q for q in _QUOTED.findall(text) if len(q.strip()) >= 3] + _YEAR_TITLE.findall(text):
             name = normalise_title(quoted)
-            if name and not any(name in a or a in name for a in digest.allowed_titles) and name.lower() not in digest.allowed_tags:
+            if name and not any(name in a or a in name or _core(a) in name for a in digest.allowed_titles) \
+                    and name not in digest.allowed_tags:
                 problems.append(f"invented title {quoted.strip()!r}")
         for genre, forms in self._genres.items():
             if genre in digest.allowed_tags:
@@ -168,10 +217,10 @@ class GroundingChecker:
             s = sentence.lower()
             for claim in _RATING_CLAIM.findall(sentence):
                 # A rating may be stated only next to a title that got exactly that rating.
-                if not any(t in s and abs(r - float(claim)) < 1e-6 for t, r in digest.ratings.items()):
+                if not any(_mentions(t, s) and abs(r - float(claim)) < 1e-6 for t, r in digest.ratings.items()):
                     problems.append(f"rating {claim}/5 not tied to a title with that rating")
             for title in digest.disliked_titles:
-                if title and title in s and not _NEGATIVE_CUES.search(sentence):
+                if title and _mentions(title, s) and not _NEGATIVE_CUES.search(sentence):
                     problems.append(f"disliked title {title!r} presented as liked")
         return sorted(set(problems))
 
@@ -223,8 +272,10 @@ def template_narrative(profile: dict[str, Any]) -> tuple[str, str]:
 
 
 def _valid_sentences(text: str) -> bool:
-    n = len([s for s in _SENTENCE.split(text.strip()) if s.strip()])
-    return 1 <= n <= 5 and 20 <= len(text) <= 700
+    text = text.strip()
+    n = len([s for s in _SENTENCE.split(text) if s.strip()])
+    # A missing full stop at the end is an answer cut off at max_tokens.
+    return 1 <= n <= 5 and 20 <= len(text) <= 700 and text[-1] in ".!?\"”)'"
 
 
 class NarrativeWriter:
@@ -239,7 +290,7 @@ class NarrativeWriter:
     def messages(self, digest: Digest, problems: Sequence[str] = ()) -> list[Any]:
         from langchain_core.messages import HumanMessage, SystemMessage
 
-        prompt = f"Digest for user {digest.user_id}:\n{digest.text}\n\n{INSTRUCTIONS}"
+        prompt = f"Facts about this viewer:\n{digest.text}\n\n{INSTRUCTIONS}"
         if problems:
             prompt += "\nYour previous answer was rejected: " + "; ".join(problems[:4]) + ". Use only the digest."
         return [SystemMessage(SYSTEM_PROMPT), HumanMessage(prompt)]
@@ -272,15 +323,16 @@ class NarrativeWriter:
         long, short, tags = parse_answer(answer)
         problems = []
         if not _valid_sentences(long):
-            problems.append("LONG must be 1-5 sentences")
+            problems.append("LONG must be 1-5 complete sentences")
         if not _valid_sentences(short):
-            problems.append("SHORT must be 1-5 sentences")
+            problems.append("SHORT must be 1-5 complete sentences")
         problems += self.checker.violations(f"{long}\n{short}", digest)
         extra = []
         for tag, refs in tags:
             cited = [digest.liked_refs[n]["event_id"] for n in refs if n in digest.liked_refs]
             # Kept only when every citation is a real event of this user.
-            if cited and len(cited) == len(refs) and 1 <= len(tag.split()) <= 3 and tag not in digest.allowed_tags:
+            if cited and len(cited) == len(refs) and 1 <= len(tag.split()) <= 3 and tag not in digest.allowed_tags \
+                    and tag not in EXAMPLE_TAGS:
                 extra.append({"tag": tag, "evidence_event_ids": cited, "source": "llm"})
         return long, short, extra[:3], problems
 

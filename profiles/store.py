@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from profiles.events import Event, Item, iso
 from profiles.migrations import events, items, migrate, profile_heads, profile_versions, quarantine
-from tastebud.errors import NotFoundError, StoreError
+from tastebud.errors import InputError, NotFoundError, StoreError
 
 
 def _now_ms() -> int:
@@ -284,6 +284,8 @@ class EventStore:
 
         The reason becomes a note until the retry gives the real verdict.
         """
+        if "\x00" in raw:
+            raise InputError("the corrected row contains a NUL character")
         with self.transaction() as conn:
             result = conn.execute(
                 update(quarantine)
@@ -448,7 +450,10 @@ def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot open event store at {url}: {exc.strerror}: {exc.filename}") from exc
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")

@@ -3,18 +3,16 @@ Pop, ItemKNN and EASE on the same split, plus ablations and blend fitting."""
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from profiles.interest import InterestConfig, build_interest_profile
-from retrieval.evaluation import EvalConfig, Split, TrainData, evaluate, evaluate_model, split_events
-from retrieval.recommender import PARTS, ItemSide, Recommender, UserContext, profile_text
+from retrieval.evaluation import Split, TrainData, evaluate, evaluate_model, split_events, validation_split
+from retrieval.recommender import PARTS, ItemSide, Recommender, UserContext, interaction_matrix, profile_text
 
 ABLATIONS = {
     "long_term_only": {"semantic_short": 0.0},
@@ -42,7 +40,8 @@ class TastebudScorer:
         if self.item_vectors is None and self.embedder is not None:
             texts = [catalog[i].text_for_embedding() if i in catalog else i for i in train.items]
             self.item_vectors = self.embedder.encode(texts)
-        side = ItemSide.build(train.items, catalog, train.binary, self.item_vectors)
+        events = (ev for user in train.users for ev in train.events[user])
+        side = ItemSide.build(train.items, catalog, interaction_matrix(events, train.item_index), self.item_vectors)
         self.recommender = Recommender(side, self.blend)
         self.profiles = {u: build_interest_profile(u, evs, catalog, self.interest).computed() for u, evs in train.events.items()}
         self.vectors: dict[str, dict[str, np.ndarray]] = {u: {} for u in train.users}
@@ -81,12 +80,6 @@ class TastebudScorer:
             total = self.recommender.total(parts)
             out[row] = np.where(parts["_blocked"], -np.inf, total)
         return out
-
-
-def validation_split(train: TrainData, fraction: float = 0.8) -> Split:
-    """The same protocol inside the training data: for fitting blend weights."""
-    events = [e for evs in train.events.values() for e in evs]
-    return split_events(events, train.catalog or train.items, EvalConfig(train_fraction=fraction))
 
 
 def fit_blend(scorer: TastebudScorer, split: Split, log: Callable[[str], None] | None = None) -> dict[str, float]:
@@ -136,7 +129,7 @@ def run_eval(
                               "narratives": "used" if narratives else "not used (computed profiles only)"}
     if fit:
         say("fitting blend weights on a validation split of the training data")
-        blend = fit_blend(TastebudScorer(blend, interest, embedder, "fit"), validation_split(split.train), say)
+        blend = fit_blend(TastebudScorer(blend, interest, embedder, "fit"), validation_split(split), say)
         result["fitted_blend"] = blend
     scorer = TastebudScorer(blend, interest, embedder)
     result["tastebud"] = _clean(evaluate_model(scorer, split))

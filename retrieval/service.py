@@ -3,7 +3,12 @@ deterministic "why" rendering support staff and the agent rely on."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import threading
+from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -13,32 +18,124 @@ from profiles.events import Event
 from profiles.store import EventStore
 from profiles.versions import ProfileRepository
 from retrieval.reclog import Recommendation, RecommendationLog
-from retrieval.recommender import ItemSide, Recommender, UserContext, profile_text
+from retrieval.recommender import RECOMMENDER_PARAMS, ItemSide, Recommender, UserContext, interaction_matrix, profile_text
 from tastebud.errors import InputError, NotFoundError
 
 
-def build_item_side(store: EventStore, vectors: Any | None) -> ItemSide:
+ITEM_SIDE_FORMAT = 1  # bump when ItemSide's contents or their computation change
+
+
+def _item_vectors(vectors: Any | None, items: Sequence[str]) -> np.ndarray | None:
+    if vectors is None or not items:
+        return None
+    ids, vecs = vectors.items.get_vectors(items)
+    if len(ids) != len(items):
+        return None  # not every item is indexed yet: no semantic parts, no near-duplicate filter
+    order = {iid: i for i, iid in enumerate(ids)}
+    return vecs[[order[i] for i in items]].astype(np.float32)
+
+
+def build_item_side(store: EventStore, vectors: Any | None, catalog: Mapping[str, Any] | None = None) -> ItemSide:
     """Item-side state from the whole event store and the item vectors in Chroma."""
-    catalog = store.items_by_id()
+    catalog = catalog if catalog is not None else store.items_by_id()
     items = sorted(catalog)
     index = {iid: i for i, iid in enumerate(items)}
-    users: dict[str, int] = {}
-    rows, cols = [], []
-    for ev in store.all_events():
-        if ev.item_id in index and ev.type not in ("dislike", "skip", "search"):
-            rows.append(users.setdefault(ev.user_id, len(users)))
-            cols.append(index[ev.item_id])
-    positives = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(max(1, len(users)), len(items)))
-    positives.data[:] = 1.0
-    positives.sum_duplicates()
-    positives.data = np.minimum(positives.data, 1.0)
-    matrix = None
-    if vectors is not None and items:
-        ids, vecs = vectors.items.get_vectors(items)
-        if len(ids) == len(items):
-            order = {iid: i for i, iid in enumerate(ids)}
-            matrix = vecs[[order[i] for i in items]].astype(np.float32)
-    return ItemSide.build(items, catalog, positives, matrix)
+    return ItemSide.build(items, catalog, interaction_matrix(store.all_events(), index), _item_vectors(vectors, items))
+
+
+def item_side_fingerprint(store: EventStore, catalog: Mapping[str, Any], vectors: Any | None) -> str:
+    """What the item side is a function of: every event (append-only, so the max
+    seq and the count), the catalog's texts, and which item vectors exist."""
+    from sqlalchemy import func, select
+
+    from profiles.migrations import events
+
+    with store.engine.connect() as conn:
+        max_seq, n_events = conn.execute(select(func.max(events.c.seq), func.count())).one()
+    h = hashlib.sha256()
+    h.update(f"{ITEM_SIDE_FORMAT}|{RECOMMENDER_PARAMS}|{max_seq}|{n_events}|".encode())
+    for iid in sorted(catalog):
+        item = catalog[iid]
+        h.update(json.dumps([iid, item.title, item.description, list(item.categories), list(item.tags)],
+                            ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    if vectors is not None:
+        h.update(f"|{vectors.embedder.name}|{vectors.items.count()}".encode())
+    return h.hexdigest()[:24]
+
+
+def _save_csr(out: dict[str, Any], name: str, m: sp.csr_matrix | None) -> None:
+    if m is None:
+        return
+    out[f"{name}_data"], out[f"{name}_indices"], out[f"{name}_indptr"] = m.data, m.indices, m.indptr
+    out[f"{name}_shape"] = np.asarray(m.shape)
+
+
+def _load_csr(z: Any, name: str) -> sp.csr_matrix | None:
+    if f"{name}_data" not in z:
+        return None
+    return sp.csr_matrix((z[f"{name}_data"], z[f"{name}_indices"], z[f"{name}_indptr"]), shape=tuple(z[f"{name}_shape"]))
+
+
+def save_item_side(side: ItemSide, path: Path) -> None:
+    """Write atomically (a reader never sees half a file)."""
+    out: dict[str, Any] = {
+        "items": np.asarray(side.items, dtype=object), "popularity": side.popularity, "pop_counts": side.pop_counts,
+        "tag_vocab": np.asarray(list(side.tag_vocab), dtype=object),
+    }
+    _save_csr(out, "similarity", side.similarity)
+    _save_csr(out, "tag_matrix", side.tag_matrix)
+    _save_csr(out, "near", side.near)
+    if side.vectors is not None:
+        out["vectors"] = side.vectors
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **out)
+    os.replace(tmp, path)
+
+
+def load_item_side(path: Path, catalog: Mapping[str, Any]) -> ItemSide:
+    with np.load(path, allow_pickle=True) as z:
+        items = [str(i) for i in z["items"]]
+        return ItemSide(
+            items, {iid: i for i, iid in enumerate(items)}, catalog, z["popularity"], z["pop_counts"],
+            _load_csr(z, "similarity"), {str(t): i for i, t in enumerate(z["tag_vocab"])}, _load_csr(z, "tag_matrix"),
+            z["vectors"] if "vectors" in z else None, _load_csr(z, "near"),
+        )
+
+
+def cached_item_side(store: EventStore, vectors: Any | None, cache_dir: Path | None) -> ItemSide:
+    """The item side from `cache_dir` when nothing it depends on changed, else built
+    (and cached). A broken or foreign cache file is rebuilt, never trusted."""
+    catalog = store.items_by_id()
+    if cache_dir is None:
+        return build_item_side(store, vectors, catalog)
+    key = item_side_fingerprint(store, catalog, vectors)
+    path = Path(cache_dir) / f"item_side-{key}.npz"
+    if path.is_file():
+        try:
+            side = load_item_side(path, catalog)
+            if side.items == sorted(catalog):
+                return side
+        except Exception:  # noqa: BLE001 - a cache is never worth a failure
+            pass
+    side = build_item_side(store, vectors, catalog)
+    try:
+        save_item_side(side, path)
+        for old in Path(cache_dir).glob("item_side-*.npz"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass
+    return side
+
+
+def default_cache_dir(store: EventStore) -> Path | None:
+    """Next to a SQLite database; None (no disk cache) for other engines or in-memory."""
+    url = store.engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).expanduser().resolve().parent / "cache"
 
 
 def sync_item_vectors(store: EventStore, vectors: Any) -> Any:
@@ -54,26 +151,78 @@ def sync_profile_vectors(vectors: Any, profiles: Sequence[Mapping[str, Any]]) ->
 
 
 class RecommendationService:
-    def __init__(self, store: EventStore, vectors: Any | None, blend: Mapping[str, float], embedder: Any = None):
+    PROFILE_VECTOR_CACHE = 4096  # users whose profile vectors are kept in memory
+
+    def __init__(self, store: EventStore, vectors: Any | None, blend: Mapping[str, float], embedder: Any = None,
+                 cache_dir: Path | str | None | bool = True):
+        """cache_dir: where the item side is cached on disk; True = next to a SQLite
+        database (see default_cache_dir), None/False = no disk cache."""
         self.store = store
         self.vectors = vectors
         self.blend = dict(blend)
-        self.embedder = embedder or (vectors.embedder if vectors is not None else None)
+        self._embedder = embedder
         self.repo = ProfileRepository(store)
         self.log = RecommendationLog(store)
+        self.cache_dir = default_cache_dir(store) if cache_dir is True else (Path(cache_dir) if cache_dir else None)
         self._side: ItemSide | None = None
+        self._recommender: Recommender | None = None
         self._lock = threading.Lock()
+        self._profile_vectors: OrderedDict[str, tuple[int, dict[str, np.ndarray]]] = OrderedDict()
+
+    @property
+    def embedder(self) -> Any:
+        return self._embedder or (self.vectors.embedder if self.vectors is not None else None)
 
     @property
     def side(self) -> ItemSide:
         with self._lock:
             if self._side is None:
-                self._side = build_item_side(self.store, self.vectors)
+                self._side = cached_item_side(self.store, self.vectors, self.cache_dir)
+                self._recommender = None
             return self._side
 
+    @property
+    def recommender(self) -> Recommender:
+        side = self.side
+        with self._lock:
+            if self._recommender is None or self._recommender.side is not side:
+                self._recommender = Recommender(side, self.blend)
+            return self._recommender
+
     def invalidate(self) -> None:
+        """Forget the item side (new events or items); the next request rebuilds or reloads it."""
         with self._lock:
             self._side = None
+            self._recommender = None
+            self._profile_vectors.clear()
+
+    def _vectors_for(self, user_id: str, profile: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The user's profile vectors for this profile version: memory, else Chroma,
+        else encoded on the fly (not synced yet). Only vectors that Chroma holds for
+        exactly this version are remembered."""
+        version = int(profile.get("version") or 0)
+        with self._lock:
+            hit = self._profile_vectors.get(user_id)
+            if hit is not None and hit[0] == version:
+                self._profile_vectors.move_to_end(user_id)
+                return hit[1]
+        ids = [f"{user_id}:{h}" for h in ("long", "short")]
+        col = self.vectors.profiles
+        got = col._call("get", col.collection.get, ids=ids, include=["embeddings", "metadatas"])
+        vecs: dict[str, np.ndarray] = {}
+        current = True
+        for rid, vec, meta in zip(got["ids"], got["embeddings"], got["metadatas"]):
+            vecs[rid.rsplit(":", 1)[1]] = np.asarray(vec, dtype=np.float32)
+            current &= int((meta or {}).get("version", -1)) == version
+        if len(vecs) == 2 and current:
+            with self._lock:
+                self._profile_vectors[user_id] = (version, vecs)
+                if len(self._profile_vectors) > self.PROFILE_VECTOR_CACHE:
+                    self._profile_vectors.popitem(last=False)
+        elif self.embedder is not None:  # missing or from an older version: encode this version's texts
+            encoded = self.embedder.encode([profile_text(profile, "long_term"), profile_text(profile, "short_term")])
+            vecs = {"long": encoded[0], "short": encoded[1]}
+        return vecs
 
     def context(self, user_id: str, intent: str | None = None) -> UserContext:
         events = self.store.events_for_user(user_id)
@@ -82,10 +231,7 @@ class RecommendationService:
             raise NotFoundError(f"user {user_id!r} has no profile yet", hint=f"run: tastebud refresh --user {user_id}")
         vecs: dict[str, np.ndarray] = {}
         if profile is not None and self.vectors is not None:
-            vecs = self.vectors.profile_vectors(user_id)
-            if not vecs and self.embedder is not None:  # not synced yet: encode on the fly
-                encoded = self.embedder.encode([profile_text(profile, "long_term"), profile_text(profile, "short_term")])
-                vecs = {"long": encoded[0], "short": encoded[1]}
+            vecs = self._vectors_for(user_id, profile)
         intent_vec = self.embedder.encode([intent])[0] if intent and self.embedder is not None else None
         return UserContext(user_id, events, profile, vecs, intent, intent_vec)
 
@@ -96,7 +242,7 @@ class RecommendationService:
         if k < 1 or k > 100:
             raise InputError("k must be between 1 and 100")
         ctx = self.context(user_id, intent)
-        items = Recommender(self.side, self.blend).recommend(ctx, k, category, exclude, diversify)
+        items = self.recommender.recommend(ctx, k, category, exclude, diversify)
         rec = Recommendation(
             request_id=RecommendationLog.new_request_id(), user_id=user_id, created_at=RecommendationLog.now_ms(),
             profile_version=(ctx.profile or {}).get("version"),

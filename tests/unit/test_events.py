@@ -182,3 +182,13 @@ def test_parse_item_lists_and_attributes():
 def test_parse_item_rejection_reasons(row, reason):
     with pytest.raises(RowError, match=reason):
         parse_item(row)
+
+
+def test_millisecond_fractions_are_exact():
+    """Float arithmetic stored about one such timestamp in 150 a millisecond early."""
+    ms = 1079337347472
+    assert parse_timestamp("1079337347.472") == ms
+    assert parse_timestamp(1079337347.472) == ms
+    assert parse_timestamp("2004-03-15T07:55:47.472Z") == ms
+    assert parse_timestamp("2004-03-15T07:55:47.4725Z") == ms + 1  # sub-millisecond rounds half up
+    assert iso(ms) == "2004-03-15T07:55:47.472000Z"

@@ -279,3 +279,36 @@ def test_not_a_movielens_directory(store, tmp_path):
         ingest_movielens(Ingestor(store), tmp_path)
     with pytest.raises(InputError, match="no such directory"):
         ingest_movielens(Ingestor(store), tmp_path / "nope")
+
+
+def test_nul_characters_are_rejected_so_every_backend_accepts_the_same_rows(store, tmp_path):
+    """PostgreSQL text cannot hold a NUL; the quarantined raw text shows it as U+FFFD."""
+    csv_path = write(tmp_path / "e.csv", f"user,item,type,ts,text\nu,i,review,{T},ok\x00no\nu,j,view,{T},\n")
+    report = Ingestor(store).ingest_events(str(csv_path))
+    assert (report.accepted, dict(report.reasons)) == (1, {"contains a NUL character": 1})
+    jsonl = write(tmp_path / "e.jsonl", (
+        '{"user": "u", "item": "k", "type": "review", "ts": 1, "text": "a\\u0000b"}\n'
+        '{"user": "u", "item": "k", "type": "view", "ts": 1}\x00\n'
+        '{"user": "u", "item": "k", "type": "review", "ts": 1, "text": "a\\\\u0000b"}\n'  # an escaped backslash: fine
+    ))
+    report = Ingestor(store).ingest_events(str(jsonl))
+    assert (report.accepted, report.rejected) == (1, 2)
+    rows = open_rows(store)
+    assert [(r["line_no"], r["reason"]) for r in rows] == [(2, "contains a NUL character"), (1, "contains a NUL character"),
+                                                            (2, "contains a NUL character")]
+    assert rows[0]["raw"] == f"u,i,review,{T},ok\ufffdno" and rows[2]["raw"].endswith("}\ufffd")
+    assert counts(Ingestor(store).retry_quarantine()) == (3, 0, 0, 3)
+    with pytest.raises(InputError, match="NUL"):
+        store.fix_quarantine(rows[0]["id"], "u,i,review,1,ok\x00no")
+    store.fix_quarantine(rows[0]["id"], f"u,i,review,{T},ok no")
+    assert counts(Ingestor(store).retry_quarantine([rows[0]["id"]])) == (1, 1, 0, 0)
+
+
+def test_tsv_files_are_tab_separated(store, tmp_path):
+    path = write(tmp_path / "events.tsv", f"user\titem\ttype\tts\nu\ta,b\tclick\t{T}\nu\tc\tclick\n")
+    report = Ingestor(store).ingest_events(str(path))
+    assert counts(report) == (2, 1, 0, 1)
+    assert store.events_for_user("u")[0].item_id == "a,b"
+    [row] = open_rows(store)
+    store.fix_quarantine(row["id"], f"u\tc\tclick\t{T}")
+    assert counts(Ingestor(store).retry_quarantine()) == (1, 1, 0, 0)

@@ -1,3 +1,5 @@
+import re
+
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from profiles.interest import InterestConfig, build_interest_profile
@@ -51,11 +53,14 @@ def writer(responses):
 def test_digest_is_compact_and_keeps_likes_and_dislikes_apart():
     digest = build_digest(profile())
     lines = digest.text.splitlines()
-    liked = next(line for line in lines if line.startswith("Liked titles"))
-    disliked = next(line for line in lines if line.startswith("Disliked titles"))
-    assert "Heat (1995)" in liked and "Notebook" not in liked
-    assert "Notebook, The (2004) rated 1/5" in disliked
-    assert len(digest.text) < 800
+    liked = next(line for line in lines if line.startswith("Liked:"))
+    disliked = next(line for line in lines if line.startswith("Disliked:"))
+    assert "[1] Heat" in liked and "Notebook" not in liked
+    assert disliked == "Disliked: The Notebook"
+    # titles as people write them; no years or ratings for the small model to recite
+    assert not re.search(r"\d/5|\(\d{4}\)", digest.text)
+    assert digest.ratings == {"heat": 5.0, "ronin": 4.5, "the notebook": 1.0}
+    assert len(digest.text) < 400
 
 
 def test_grounded_answer_is_kept_and_only_cited_tags_survive():
@@ -112,3 +117,30 @@ def test_rating_claims_must_belong_to_a_title_with_that_rating():
     assert checker.violations("They gave Heat 5/5.", digest) == []
     assert checker.violations("They rated Crime 5/5 on each genre.", digest) == ["rating 5/5 not tied to a title with that rating"]
     assert checker.violations("They gave Ronin 5 stars.", digest) == ["rating 5/5 not tied to a title with that rating"]
+
+
+def test_checker_reads_titles_in_their_written_forms():
+    checker = GroundingChecker(CATALOG + ["Big Lebowski, The (1998)", "Star Wars: Episode IV - A New Hope (1977)",
+                                          "Children, The (1980)"], GENRES + ["War", "Children"])
+    events = [rating("u", "lebowski", 5.0, 0), rating("u", "sw", 4.0, 1), rating("u", "notebook", 1.0, 2)]
+    items = {**ITEMS, "lebowski": item("lebowski", ["Comedy"], [], "Big Lebowski, The (1998)"),
+             "sw": item("sw", ["Sci-Fi"], [], "Star Wars: Episode IV - A New Hope (1977)")}
+    digest = build_digest(build_interest_profile("u", events, items, InterestConfig(event_weights=DEFAULT_EVENT_WEIGHTS)).computed())
+    # 'Star Wars' is a digest title, not the genre War; a rating may sit next to the title without its article
+    assert checker.violations("They loved Star Wars and gave Big Lebowski 5/5.", digest) == []
+    # 'the children' as a word is not the film 'The Children'; with capitals it is
+    assert checker.violations("Not much for the children genre.", digest) == ["genre 'children' has no evidence"]
+    assert checker.violations("They like Comedy, e.g. The Children.", digest) == [
+        "genre 'children' has no evidence", "invented title 'the children'"]
+    # quotes pair up even around a short title (too short to police itself)
+    assert checker.violations('They enjoy "Big Lebowski" and "Up" and "Hot Shots".', digest) == [
+        "invented title 'Hot Shots'"]
+    assert checker.violations("Notebook is a favourite.", digest) == ["disliked title 'the notebook' presented as liked"]
+
+
+def test_cut_off_answers_and_echoed_example_tags_are_not_kept():
+    cut = "LONG: This user loves Crime and Thriller, with Heat (1995) a favourite.\nSHORT: Lately they watch Crime and"
+    echo = GOOD.replace("tense [1,2]", "heist [1,2]")
+    [result] = writer([cut, echo]).write_many([profile()])
+    assert result.attempts == 2 and "SHORT must be 1-5 complete sentences" in result.violations
+    assert result.source == "llm" and result.extra_tags == []

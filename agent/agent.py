@@ -1,0 +1,472 @@
+"""The chat agent: one turn = pick tools, run them under the role gate, phrase
+the answer, check it is grounded, remember the turn.
+
+Two drivers over the same `Toolbox`:
+
+* ``tools``: LangChain's tool-calling agent (``langchain.agents.create_agent``)
+  for endpoints that call tools reliably: vLLM serving a Qwen model started
+  with ``--enable-auto-tool-choice --tool-call-parser hermes``.
+* ``router``: for the embedded 0.5B model (which makes no tool call when asked
+  with ``tool_choice="auto"``): `agent.router` picks the tool by rules and
+  embedding similarity, one constrained call fills free-text arguments, code
+  runs the tool, a second call phrases the answer from the result.
+
+``agent_mode`` "auto" picks ``tools`` for the openai backend and ``router``
+otherwise. ``phrasing=False`` (``tastebud chat --template``) never calls the
+LLM: answers are the deterministic renderings.
+
+Every answer is checked before it is shown (`agent.grounding`): tokens are
+released sentence by sentence only while the text so far names no item
+outside this turn's tool results; otherwise the whole answer becomes the
+deterministic rendering of the results.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from agent.grounding import UNTRUSTED_NOTE, Grounding, as_data, check_answer, clip, tokens
+from agent.render import render_call, render_calls
+from agent.roles import Principal, Role
+from agent.router import Plan, Router, help_text
+from agent.session import Session
+from agent.tools import ToolCall, Toolbox
+from tastebud.errors import ModelError
+
+if TYPE_CHECKING:
+    from tastebud.wiring import App
+
+log = logging.getLogger(__name__)
+
+PHRASED = frozenset({"recommend", "explain", "get_profile", "get_history", "search_items", "recommendation_log"})
+MAX_ANSWER_TOKENS = 110
+TextFn = Callable[[str], None]
+
+
+class Cancelled(Exception):
+    """The user cancelled the answer (Ctrl-C); the session is unchanged."""
+
+
+@dataclass
+class Turn:
+    question: str
+    answer: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    grounded: bool = True
+    replaced: bool = False  # the model's answer was replaced by the deterministic rendering
+    ungrounded: list[str] = field(default_factory=list)
+    driver: str = "router"
+    plan: str | None = None
+    phrased_by: str = "template"  # "llm" | "template"
+    first_token_s: float | None = None
+    total_s: float = 0.0
+    model_answer: str | None = None  # what the model said, when it was replaced
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        for c in reversed(self.tool_calls):
+            if c.ok and c.name in ("recommend", "recommendation_log", "search_items"):
+                return c.result["items"]  # type: ignore[index]
+        return []
+
+    @property
+    def table_call(self) -> ToolCall | None:
+        for c in reversed(self.tool_calls):
+            if c.ok and c.name in ("recommend", "recommendation_log", "search_items"):
+                return c
+        return None
+
+    def as_dict(self, session_id: str | None = None) -> dict[str, Any]:
+        out = {
+            "answer": self.answer,
+            "tool_calls": [c.as_dict() for c in self.tool_calls],
+            "grounded": self.grounded,
+            "replaced": self.replaced,
+            "driver": self.driver,
+            "phrased_by": self.phrased_by,
+            "items": [{"rank": i.get("rank"), "item_id": i["item_id"], "title": i["title"]} for i in self.items],
+            "timing": {"first_token_s": None if self.first_token_s is None else round(self.first_token_s, 3),
+                       "total_s": round(self.total_s, 3)},
+        }
+        if self.ungrounded:
+            out["ungrounded"] = self.ungrounded
+        if session_id:
+            out["session"] = session_id
+        return out
+
+
+class SentenceGate:
+    """Streams text to `on_text` a sentence at a time, only while everything
+    released so far passes the grounding check."""
+
+    _BOUNDARY = re.compile(r"[.!?:;](?=\s)|\n")
+
+    def __init__(self, check: Callable[[str], Grounding], on_text: TextFn | None):
+        self.check = check
+        self.on_text = on_text
+        self.text = ""
+        self.released = 0
+        self.failed = False
+        self.first_token_at: float | None = None
+
+    def feed(self, piece: str) -> None:
+        if not piece:
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        self.text += piece
+        if self.failed or self.on_text is None:
+            return
+        last = None
+        for m in self._BOUNDARY.finditer(self.text, self.released):
+            last = m.end()
+        if last is not None and last > self.released:
+            self._release(last)
+
+    def _release(self, upto: int) -> None:
+        if self.check(self.text[:upto]).grounded:
+            self.released = upto
+            self.on_text(self.text[:upto])  # type: ignore[misc]
+        else:
+            self.failed = True
+
+    def close(self) -> Grounding:
+        result = self.check(self.text)
+        if result.grounded and not self.failed and self.on_text is not None and len(self.text) > self.released:
+            self.released = len(self.text)
+            self.on_text(self.text)
+        return result
+
+    def reset(self) -> None:
+        self.text, self.released, self.failed = "", 0, False
+        if self.on_text is not None:
+            self.on_text("")
+
+
+class Agent:
+    def __init__(
+        self,
+        app: "App",
+        principal: Principal,
+        session: Session | None = None,
+        *,
+        mode: str | None = None,
+        phrasing: bool = True,
+        max_tokens: int = MAX_ANSWER_TOKENS,
+    ):
+        self.app = app
+        self.principal = principal
+        self.session = session or Session.new(principal.role.value, principal.user_id)
+        if principal.role is Role.USER:
+            self.session.target_user = principal.user_id
+        self.toolbox = Toolbox(app, principal, self.session)
+        self.router = Router(self.toolbox, app.embedder)
+        self.phrasing = phrasing
+        self.max_tokens = max_tokens
+        self._mode = mode or getattr(app.settings, "agent_mode", "auto") or "auto"
+        self.cancel = threading.Event()
+
+    # ------------------------------------------------------------ public
+    @property
+    def mode(self) -> str:
+        if self._mode in ("tools", "router"):
+            return self._mode if self.phrasing else "router"
+        if not self.phrasing:
+            return "router"
+        if "llm" in self.app.__dict__:
+            backend = self.app.llm.backend
+        else:
+            from tastebud.llm import backend_name
+
+            backend = backend_name(self.app.settings)
+        return "tools" if backend == "openai" else "router"
+
+    def warm_up(self) -> None:
+        """Load what the first turn would (embedder, intent vectors, catalog titles, LLM)."""
+        _ = self.router.matcher
+        _ = self.toolbox.titles
+        if self.phrasing:
+            _ = self.app.llm
+
+    def ask(self, text: str, on_text: TextFn | None = None) -> Turn:
+        """Answer one message. `on_text(text_so_far)` receives the grounded
+        answer as it streams ("" resets it). Raises KeyboardInterrupt/Cancelled
+        untouched so the caller can cancel; the session then keeps no trace."""
+        t0 = time.perf_counter()
+        self.cancel.clear()
+        self.toolbox.begin_turn()
+        text = (text or "").strip()
+        snapshot = _snapshot(self.session)
+        try:
+            if text.startswith("/") or self.mode == "router":
+                turn = self._router_turn(text, on_text, t0)
+            else:
+                turn = self._tools_turn(text, on_text, t0)
+        except (KeyboardInterrupt, Cancelled):
+            _restore(self.session, snapshot)
+            raise
+        turn.total_s = time.perf_counter() - t0
+        self.session.remember_turn(text, turn.answer, [c.name for c in turn.tool_calls])
+        return turn
+
+    def save(self) -> None:
+        self.session.save(self.app.settings.home)
+
+    # ------------------------------------------------------------ router driver
+    def _router_turn(self, text: str, on_text: TextFn | None, t0: float) -> Turn:
+        plan = self.router.plan(text)
+        turn = Turn(text, "", driver="router", plan=plan.describe())
+        if plan.set_user:
+            if self.principal.is_staff:
+                self.session.target_user = plan.set_user
+            elif plan.tool is None:
+                return self._finish_fixed(turn, "Sorry, I can only show you your own data.", on_text)
+        if plan.tool is None:
+            reply = plan.reply or (f"Now looking at user {plan.set_user}." if plan.set_user else help_text(self.principal.role.value))
+            return self._finish_fixed(turn, reply, on_text)
+        if plan.fill and self.phrasing:
+            self._fill(plan, text)
+        elif plan.fill and plan.fill not in plan.args and plan.residual:
+            plan.args[plan.fill] = plan.residual
+        call = self.toolbox.run(plan.tool, plan.args)
+        turn.tool_calls = list(self.toolbox.calls)
+        deterministic = render_calls(turn.tool_calls)
+        if not call.ok or call.name not in PHRASED or not self.phrasing:
+            return self._finish_fixed(turn, deterministic, on_text)
+        return self._phrase(turn, text, call, deterministic, on_text, t0)
+
+    def _finish_fixed(self, turn: Turn, answer: str, on_text: TextFn | None) -> Turn:
+        turn.answer, turn.phrased_by = answer, "template"
+        if on_text is not None:
+            on_text(answer)
+        return turn
+
+    def _fill(self, plan: Plan, question: str) -> None:
+        """The one constrained call: a short free-text argument, accepted only
+        when its content words all come from the user's message."""
+        from pydantic import BaseModel, Field
+
+        what = {"intent": "what kind of movie the user is in the mood for", "query": "what to search the catalog for"}[plan.fill]  # type: ignore[index]
+
+        class Fill(BaseModel):
+            value: str | None = Field(None, description=what)
+
+        prompt = [
+            ("system", f"Extract {what} from the user's message as a short phrase (2-6 words) using the user's own "
+                       "words, or null if the message says nothing about it. Reply with JSON only."),
+            ("human", f"Message: {question}"),
+        ]
+        value = None
+        try:
+            from tastebud.llm import LLM
+
+            llm = self.app.llm
+            short = LLM(llm.chat_model.bind(max_tokens=48, temperature=0), llm.backend, concurrency=llm.concurrency)
+            got = short.structured(Fill).invoke(prompt)
+            value = (got.value or "").strip() or None
+        except ModelError as exc:
+            log.info("argument fill failed: %s", exc)
+        if value:
+            asked = {w.lower() for w in tokens(question)}
+            if not all(w.lower() in asked for w in tokens(value)):
+                log.info("fill %r rejected: words not in the message", value)
+                value = None
+        if value:
+            plan.args[plan.fill] = clip(value, 120)  # type: ignore[index]
+        elif plan.fill not in plan.args and plan.residual:
+            plan.args[plan.fill] = plan.residual  # type: ignore[index]
+
+    def _phrase(self, turn: Turn, question: str, call: ToolCall, deterministic: str, on_text: TextFn | None, t0: float) -> Turn:
+        results = [c.result for c in turn.tool_calls if c.ok]
+        check = lambda t: check_answer(t, results, self.toolbox.titles, question)  # noqa: E731
+        gate = SentenceGate(check, on_text)
+        messages = self._phrase_prompt(question, call)
+        model = self.app.llm.chat_model.bind(max_tokens=self.max_tokens, temperature=0.2)
+        from tastebud.llm import model_errors
+
+        try:
+            with model_errors():
+                for chunk in model.stream(messages):
+                    if self.cancel.is_set():
+                        raise Cancelled()
+                    gate.feed(_chunk_text(chunk))
+        except ModelError as exc:
+            log.warning("phrasing failed, using the deterministic answer: %s", exc)
+            gate.failed = True
+            gate.text = ""
+        if gate.first_token_at is not None:
+            turn.first_token_s = gate.first_token_at - t0
+        return self._settle(turn, gate, deterministic, on_text, phrased=True)
+
+    def _settle(self, turn: Turn, gate: SentenceGate, deterministic: str, on_text: TextFn | None, phrased: bool) -> Turn:
+        answer = gate.text.strip()
+        result = gate.check(answer) if answer else Grounding(False, [])
+        if answer and result.grounded and not gate.failed:
+            turn.answer, turn.phrased_by = answer, "llm"
+            gate.close()
+            return turn
+        turn.model_answer = answer or None
+        turn.ungrounded = result.ungrounded
+        turn.replaced = bool(answer)
+        turn.answer = deterministic or "Sorry, I have no answer from the data for that."
+        turn.phrased_by = "template"
+        if on_text is not None:
+            on_text(turn.answer)
+        return turn
+
+    def _phrase_prompt(self, question: str, call: ToolCall) -> list[tuple[str, str]]:
+        who = "the user themself" if self.principal.role is Role.USER else f"a {self.principal.role.value} staff member"
+        how = {
+            "recommend": "In two sentences, name the top two titles and give the reason listed for each.",
+            "explain": "In two or three sentences, explain why the item was recommended, using only the reasons listed.",
+            "get_profile": "In two sentences, describe this taste profile.",
+            "get_history": "In two sentences, summarise this recent activity.",
+            "search_items": "In one or two sentences, say which titles best match the search.",
+            "recommendation_log": "In one or two sentences, say what was recommended and when.",
+        }[call.name]
+        system = (
+            f"You are tastebud, a movie assistant talking to {who}. {how} Use only facts from the data; copy titles "
+            "exactly and name no other movie. " + UNTRUSTED_NOTE
+        )
+        if call.name == "explain":  # code resolved "the second one": give the model the plain question
+            subject = "me" if self.principal.role is Role.USER else f"user {call.result['user_id']}"  # type: ignore[index]
+            question = f"Why was {call.result['title']} recommended to {subject}?"  # type: ignore[index]
+        return [("system", system), ("human", f"Question: {question}\n\n{as_data(_compact(call))}")]
+
+    # ------------------------------------------------------------ tool-calling driver
+    def _tools_turn(self, text: str, on_text: TextFn | None, t0: float) -> Turn:
+        from langchain.agents import create_agent
+        from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+
+        from tastebud.llm import model_errors
+
+        turn = Turn(text, "", driver="tools")
+        tools = self.toolbox.langchain_tools()
+        graph = create_agent(model=self.app.llm.chat_model, tools=tools, system_prompt=self._tools_system_prompt())
+        results_of = lambda: [c.result for c in self.toolbox.calls if c.ok]  # noqa: E731
+        gate = SentenceGate(lambda t: check_answer(t, results_of(), self.toolbox.titles, text), on_text)
+        final: list[Any] = []
+        current_id: str | None = None
+        try:
+            with model_errors():
+                for mode, payload in graph.stream({"messages": [HumanMessage(text)]}, {"recursion_limit": 12},
+                                                  stream_mode=["messages", "values"]):
+                    if self.cancel.is_set():
+                        raise Cancelled()
+                    if mode == "values":
+                        final = payload.get("messages", final)
+                        continue
+                    chunk, meta = payload
+                    if not isinstance(chunk, (AIMessageChunk, AIMessage)):
+                        continue
+                    if chunk.id != current_id:
+                        current_id = chunk.id
+                        if gate.text:
+                            gate.reset()
+                    if getattr(chunk, "tool_call_chunks", None) or getattr(chunk, "tool_calls", None):
+                        continue
+                    gate.feed(_chunk_text(chunk))
+        except ModelError as exc:
+            log.warning("tool-calling agent failed: %s", exc)
+            final = []
+        offered = {t.name for t in tools}
+        last_ai = None
+        for msg in final:
+            if isinstance(msg, AIMessage):
+                for tc in msg.tool_calls or []:
+                    if tc["name"] not in offered:  # never offered: record the refusal
+                        self.toolbox.run(tc["name"], tc.get("args") or {})
+                last_ai = msg
+        turn.tool_calls = list(self.toolbox.calls)
+        if last_ai is not None and not last_ai.tool_calls:
+            gate.text = _chunk_text(last_ai)
+        else:
+            gate.text = ""
+        if gate.first_token_at is not None:
+            turn.first_token_s = gate.first_token_at - t0
+        deterministic = render_calls(turn.tool_calls)
+        refused = [c for c in turn.tool_calls if c.refused]
+        if refused and not any(c.ok for c in turn.tool_calls):
+            turn.answer = render_calls(refused)
+            turn.model_answer = gate.text or None
+            turn.phrased_by = "template"
+            if on_text is not None:
+                on_text(turn.answer)
+            return turn
+        return self._settle(turn, gate, deterministic, on_text, phrased=True)
+
+    def _tools_system_prompt(self) -> str:
+        p = self.principal
+        if p.role is Role.USER:
+            who = (f"You are talking to end user {p.user_id}. Every tool acts on their own data; you cannot see "
+                   "other users' data.")
+        else:
+            who = (f"You are talking to a {p.role.value} staff member. Pass user_id to tools"
+                   + (f"; the current user is {self.session.target_user}." if self.session.target_user else "."))
+        context: dict[str, Any] = {}
+        if self.session.shown:
+            context["items_just_shown"] = [{"n": n, **s} for n, s in enumerate(self.session.shown, 1)]
+            if self.session.request_id:
+                context["request_id"] = self.session.request_id
+        if self.session.turns:
+            context["earlier_turns"] = [{"user": clip(t["q"], 200), "assistant": clip(t["a"], 300)}
+                                        for t in self.session.recent_turns(3)]
+        prompt = (
+            "You are tastebud, a movie recommendation assistant. " + who + " Use the tools to look things up; "
+            "explanations must come from the explain tool's evidence. Answer in at most three sentences and name only "
+            "items that appear in tool results. " + UNTRUSTED_NOTE
+        )
+        if context:
+            prompt += "\n\nConversation context:\n" + as_data(context, 3000)
+        return prompt
+
+
+# ------------------------------------------------------------ helpers
+
+def _chunk_text(chunk: Any) -> str:
+    content = getattr(chunk, "content", chunk)
+    if isinstance(content, list):
+        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+    return str(content or "")
+
+
+def _short(sentence: str, n: int = 140) -> str:
+    return sentence if len(sentence) <= n else sentence[: n - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _compact(call: ToolCall) -> dict[str, Any]:
+    """A small view of a result for the phrasing prompt: the 0.5B model reads
+    short prompts better, and prompt tokens are most of the wait on a CPU."""
+    r = call.result or {}
+    if call.name == "recommend":
+        return {"items": [{"title": i["title"], "why": _short(i["why"][0]) if i["why"] else None}
+                          for i in r["items"][:3]]}
+    if call.name == "explain":
+        return {"title": r["title"], "rank": r["rank"], "reasons": [_short(s, 200) for s in r["sentences"][:4]]}
+    if call.name == "get_profile":
+        return {"summary": clip(r.get("narrative_long_term"), 300), "recently": clip(r.get("narrative_recent"), 200),
+                "top_interests": [t["tag"] for t in r["long_term_tags"][:5]], "avoids": [t["tag"] for t in r["disliked_tags"][:3]],
+                "liked_titles": [i["title"] for i in r["liked_items"][:3]]}
+    if call.name == "get_history":
+        return {"events": [{k: e[k] for k in ("when", "type", "title", "value", "text") if e.get(k) is not None}
+                           for e in r["events"][:6]]}
+    if call.name == "search_items":
+        return {"query": r["query"], "items": [{"title": i["title"], "categories": i["categories"][:3],
+                                                "description": clip(i.get("description"), 120)} for i in r["items"][:4]]}
+    if call.name == "recommendation_log":
+        return {"when": r["created_at"], "items": [i["title"] for i in r["items"][:5]]}
+    return r
+
+
+def _snapshot(session: Session) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
+            for k, v in session.__dict__.items()}
+
+
+def _restore(session: Session, snap: dict[str, Any]) -> None:
+    session.__dict__.update(snap)

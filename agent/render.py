@@ -1,0 +1,135 @@
+"""Deterministic Markdown for every tool result: the answer when no model is
+used, and the replacement when a model's answer is not grounded. Built only
+from the result itself, so it is grounded by construction."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from agent.tools import ToolCall
+
+
+def _md(text: Any) -> str:
+    """Untrusted text shown as text: no Markdown links, emphasis or headings."""
+    s = " ".join(str(text).split())
+    for ch in "\\`*_[]<>#|":
+        s = s.replace(ch, "\\" + ch)
+    return s
+
+
+def _items(items: list[dict[str, Any]], reasons: bool = True) -> list[str]:
+    lines = []
+    for it in items:
+        line = f"{it.get('rank', len(lines) + 1)}. **{_md(it['title'])}**"
+        if it.get("categories"):
+            line += f" ({', '.join(it['categories'][:3])})"
+        if reasons and it.get("why"):
+            line += f" — {_md(it['why'][0])}"
+        lines.append(line)
+    return lines
+
+
+def recommend(r: dict[str, Any]) -> str:
+    if not r["items"]:
+        return "Nothing left to recommend with these filters."
+    head = "Here is what I'd recommend"
+    if r["params"].get("intent"):
+        head += f" for \u201c{_md(r['params']['intent'][:80])}\u201d"
+    if r["params"].get("category"):
+        head += f" in {r['params']['category']}"
+    return head + ":\n\n" + "\n".join(_items(r["items"])) + "\n\nAsk *why the first one?* for the full reasons."
+
+
+def explain(r: dict[str, Any]) -> str:
+    lines = [f"**{_md(r['title'])}** was #{r['rank']} in the list for user {r['user_id']} on {r['recommended_at']}:"]
+    lines += [f"- {_md(s)}" for s in r["sentences"]]
+    return "\n".join(lines)
+
+
+def get_profile(r: dict[str, Any]) -> str:
+    lines = [f"**Profile of user {r['user_id']}** (v{r['version']})"]
+    if r.get("narrative_long_term"):
+        lines.append(_md(r["narrative_long_term"]))
+    if r.get("narrative_recent"):
+        lines.append(f"Lately: {_md(r['narrative_recent'])}")
+    if r["long_term_tags"]:
+        lines.append("Top interests: " + ", ".join(f"{t['tag']} ({t['weight']:.2f})" for t in r["long_term_tags"][:6]))
+    if r["disliked_tags"]:
+        lines.append("Avoids: " + ", ".join(t["tag"] for t in r["disliked_tags"]))
+    if r["liked_items"]:
+        lines.append("Liked most: " + "; ".join(f"**{_md(i['title'])}**" for i in r["liked_items"][:4]))
+    if r["emerging"] or r["fading"]:
+        lines.append(f"Emerging: {', '.join(r['emerging']) or 'none'} · fading: {', '.join(r['fading']) or 'none'}")
+    return "\n\n".join(lines)
+
+
+def get_history(r: dict[str, Any]) -> str:
+    if not r["events"]:
+        return f"No matching events for user {r['user_id']}."
+    lines = [f"Latest events of user {r['user_id']} ({r['total_events']} in all):", ""]
+    for e in r["events"]:
+        what = f"{e['type']}" + (f" {e['value']:g}" if e.get("value") is not None else "")
+        line = f"- {e['when']} · {what} · **{_md(e['title'])}**"
+        if e.get("text"):
+            line += f" · \u201c{_md(e['text'])}\u201d"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def search_items(r: dict[str, Any]) -> str:
+    if not r["items"]:
+        return f"Nothing in the catalog matches \u201c{_md(r['query'])}\u201d."
+    lines = [f"Closest matches for \u201c{_md(r['query'])}\u201d:", ""]
+    lines += [f"{n}. **{_md(it['title'])}** ({', '.join(it['categories'][:3])}) · similarity {it['similarity']:.2f}"
+              for n, it in enumerate(r["items"], 1)]
+    return "\n".join(lines)
+
+
+def record_feedback(r: dict[str, Any]) -> str:
+    if r.get("stored") == "session":
+        verb = "leave out" if r["kind"] == "dislike" else "include"
+        return (f"Noted: I'll {verb} {r['category']} in recommendations for the rest of this chat. "
+                "(Lasting category preferences aren't stored yet; telling me about individual titles is.)")
+    verb = "didn't like" if r["kind"] == "dislike" else "liked"
+    tail = (" It won't be recommended to you again, nor will near-duplicates of it."
+            if r["kind"] == "dislike" else " I'll look for more like it.")
+    return f"Noted: you {verb} **{_md(r['title'])}**.{tail} Your profile is updated (v{r.get('profile_version')})."
+
+
+def recommendation_log(r: dict[str, Any]) -> str:
+    head = f"Recommendations logged for user {r['user_id']} on {r['created_at']} (request {r['request_id']}, {r['source']}):"
+    return head + "\n\n" + "\n".join(_items(r["items"], reasons=False))
+
+
+def refresh_profiles(r: dict[str, Any]) -> str:
+    if not r.get("users"):
+        return r.get("message", "All profiles are up to date.")
+    return (f"Refreshed {r['users']} profile(s): {r['new_versions']} new version(s), {r['unchanged']} unchanged "
+            f"in {r['seconds']:.1f} s.")
+
+
+def status(r: dict[str, Any]) -> str:
+    lines = [f"- users: {r['users']:,}", f"- items: {r['items']:,}", f"- events: {r['events']:,}",
+             f"- profiles: {r['profiles']:,} ({r['profiles_stale']:,} stale)", f"- quarantined rows: {r['quarantined']:,}"]
+    if isinstance(r.get("vectors"), dict) and "items" in r["vectors"]:
+        lines.append(f"- vectors: {r['vectors']['items']:,} items, {r['vectors']['profiles']:,} profiles")
+    if r.get("llm"):
+        lines.append(f"- LLM: {r['llm'].get('backend')} {r['llm'].get('model') or ''}".rstrip())
+    return "System status:\n\n" + "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "recommend": recommend, "explain": explain, "get_profile": get_profile, "get_history": get_history,
+    "search_items": search_items, "record_feedback": record_feedback, "recommendation_log": recommendation_log,
+    "refresh_profiles": refresh_profiles, "status": status,
+}
+
+
+def render_call(call: ToolCall) -> str:
+    if not call.ok:
+        return call.error or "Sorry, that didn't work."
+    return RENDERERS[call.name](call.result)  # type: ignore[arg-type]
+
+
+def render_calls(calls: list[ToolCall]) -> str:
+    return "\n\n".join(render_call(c) for c in calls) if calls else ""

@@ -1,0 +1,107 @@
+"""The store's generic (non-SQLite) write path on a real PostgreSQL, started in a temp dir.
+
+Skipped when the PostgreSQL server binaries or psycopg are missing.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from profiles.events import Event, Item
+from profiles.ingest import Ingestor
+from profiles.store import EventStore
+
+pytestmark = pytest.mark.integration
+T = 1_700_000_000
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:] or [None]
+    return found if isinstance(found, str) else found[0]
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    pytest.importorskip("psycopg")
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL server binaries not installed")
+    root = Path(tempfile.mkdtemp(prefix="tastebud-pg-"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
+        if shutil.which("runuser") is None or subprocess.run(["id", "postgres"], capture_output=True).returncode:
+            pytest.skip("running as root without a postgres user")
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"),
+                    "-o", f"-k {sock} -c listen_addresses='' -c fsync=off", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@/postgres?host={sock}"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_store(pg_url):
+    store = EventStore(pg_url)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("TRUNCATE events, items, quarantine RESTART IDENTITY")
+    yield store
+    store.close()
+
+
+def ev(eid: str, item: str | None = "i", user: str = "u") -> Event:
+    return Event(eid, user, item, "view", T * 1000, None, None)
+
+
+def test_write_path_accounting_on_postgresql(pg_store):
+    assert pg_store.dialect == "postgresql"
+    assert pg_store.write_batch([ev("a"), ev("b", item="new"), ev("a", user="other")]) == (2, 1)
+    assert pg_store.write_batch([ev("b"), ev("c")]) == (1, 1)
+    assert [e.event_id for e in pg_store.events_for_user("u")] == ["a", "b", "c"]
+    assert pg_store.get_item("new").is_stub
+
+    heat = Item("new", "Heat", categories=("Action",), attributes={"year": 1995})
+    assert pg_store.upsert_items([heat, Item("m2", "Ronin")]) == (2, 0)
+    assert pg_store.upsert_items([heat, Item("m2", "Ronin")]) == (0, 2)
+    assert pg_store.get_item("new") == heat
+
+
+def test_ingest_quarantine_and_retry_on_postgresql(pg_store, tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text(f"user,item,type,ts,value\nu1,i1,rating,{T},4\nu1,i2,rating,{T},four\nu2,i1,view,{T},\n")
+    first = Ingestor(pg_store, batch_size=2).ingest_events(str(path))
+    again = Ingestor(pg_store, batch_size=2).ingest_events(str(path))
+    assert (first.read, first.accepted, first.duplicates, first.rejected) == (3, 2, 0, 1)
+    assert (again.read, again.accepted, again.duplicates, again.rejected) == (3, 0, 2, 1)
+    [row] = pg_store.open_quarantine()
+    pg_store.fix_quarantine(row["id"], f"u1,i2,rating,{T},4.5")
+    retried = Ingestor(pg_store).retry_quarantine()
+    assert (retried.accepted, retried.rejected) == (1, 0)
+    status = pg_store.status()
+    assert (status["users"], status["events"], status["quarantined"], status["stub_items"]) == (2, 3, 0, 2)
+
+
+def test_rows_postgresql_cannot_store_are_quarantined_not_fatal(pg_store, tmp_path):
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(
+        b'{"user": "u", "item": "i", "type": "review", "ts": 1, "text": "a\\u0000b"}\n'
+        b'{"user": "u", "item": "i", "type": "review", "ts": 1, "text": "fine"}\x00\n'
+        b'{"user": "u", "item": "i", "type": "view", "ts": 1}\n'
+    )
+    report = Ingestor(pg_store).ingest_events(str(path))
+    assert (report.read, report.accepted, report.rejected) == (3, 1, 2)
+    assert [r["reason"] for r in pg_store.open_quarantine()] == ["contains a NUL character"] * 2

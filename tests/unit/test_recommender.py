@@ -1,0 +1,216 @@
+"""The recommender's arithmetic on hand-made data: co-occurrence orientation and
+weights, explanations that are the score, filters, cold start, the item-side cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from profiles.events import Event, Item
+from retrieval import recommender as R
+from retrieval.recommender import (
+    PARTS, ItemSide, Recommender, UserContext, interaction_matrix, item_similarity, near_pairs, positive_weights,
+)
+
+T0 = 1_600_000_000_000
+
+
+def ev(user, item, type_="rating", value=None, n=0):
+    return Event(f"{user}-{item}-{type_}-{n}", user, item, type_, T0 + n * 1000, value)
+
+
+def catalog(n=8):
+    cats = ["Comedy", "Drama", "Horror", "Comedy", "Drama", "Horror", "Comedy", "Drama"]
+    return {f"i{k}": Item(f"i{k}", f"Title {k}", None, (cats[k % len(cats)],), ("tag-a",) if k % 2 else ()) for k in range(n)}
+
+
+def side_for(events, cat=None, vectors=None, **kw):
+    cat = cat or catalog()
+    items = sorted(cat)
+    index = {iid: i for i, iid in enumerate(items)}
+    return ItemSide.build(items, cat, interaction_matrix(events, index), vectors, **kw)
+
+
+# ------------------------------------------------------------------ interactions and weights
+def test_interaction_matrix_takes_latest_rating_and_implicit_value_and_skips_negatives():
+    index = {"a": 0, "b": 1, "c": 2, "d": 3}
+    events = [ev("u", "a", value=2.0, n=0), ev("u", "a", value=4.5, n=1), ev("u", "b", "like", n=2),
+              ev("u", "b", "purchase", n=3), ev("u", "c", "dislike", n=4), ev("u", "d", "search", n=5),
+              ev("u", "a", "tag", n=6), ev("v", "b", "rating", 3.0, n=7), ev("v", "b", "like", n=8)]
+    m = interaction_matrix(events, index).toarray()
+    assert m[0].tolist() == [4.5, R.IMPLICIT_VALUE, 0.0, 0.0]  # tag after a rating keeps the rating
+    assert m[1].tolist() == [0.0, 3.0, 0.0, 0.0]  # a rating wins over an implicit event
+
+
+def test_positive_weights_recent_items_strongest_event_and_negatives_drop():
+    events = [ev("u", "a", value=5.0, n=0), ev("u", "b", value=1.0, n=1), ev("u", "c", value=4.0, n=2),
+              ev("u", "d", "like", n=3), ev("u", "c", "dislike", n=4), ev("u", "a", "tag", n=5)]
+    got = positive_weights(events)
+    mean = (5.0 + 1.0 + 4.0) / 3
+    assert set(got) == {"a", "d"}  # b is low-rated, c disliked later
+    assert list(got) == ["d", "a"]  # recency order: a was touched last
+    w_a, e_a = got["a"]
+    assert e_a.type == "rating"  # the 5-star rating outweighs the later tag
+    assert w_a == pytest.approx((1 + (5.0 - mean) / 2) * 0.5 ** (5 / R.POSITION_HALF_LIFE))
+    assert got["d"][0] == pytest.approx(0.5 ** (2 / R.POSITION_HALF_LIFE))  # two events came after it
+
+
+def test_positive_weights_keeps_only_the_most_recent(monkeypatch):
+    monkeypatch.setattr(R, "RECENT_POSITIVES", 3)
+    events = [ev("u", f"x{k}", "like", n=k) for k in range(6)]
+    assert list(positive_weights(events)) == ["x3", "x4", "x5"]
+
+
+def test_item_similarity_is_rating_cosine_with_shrink_and_top_neighbours():
+    x = sp.csr_matrix(np.array([[5, 4, 0, 1], [4, 0, 3, 1], [0, 5, 2, 0]], dtype=np.float32))
+    sim = item_similarity(x, neighbours=2, shrink=1.0).toarray()
+    dense = x.toarray()
+    norms = np.linalg.norm(dense, axis=0)
+    full = dense.T @ dense / (np.outer(norms, norms) + 1.0)
+    np.fill_diagonal(full, 0)
+    for i in range(4):
+        top = set(np.argsort(-full[i])[:2])
+        assert set(np.flatnonzero(sim[i])) == top
+        for j in top:
+            assert sim[i, j] == pytest.approx(full[i, j], rel=1e-5)
+
+
+def test_co_occurrence_uses_the_target_neighbourhood():
+    """side.similarity[j, i] = sim(i, j) when j is among i's neighbours: a
+    candidate is scored only from its own nearest items."""
+    x = sp.csr_matrix(np.array([[5, 4, 0, 1], [4, 0, 3, 1], [0, 5, 2, 0], [1, 1, 1, 1]], dtype=np.float32))
+    cat = {f"i{k}": Item(f"i{k}", f"T{k}") for k in range(4)}
+    side = ItemSide.build(sorted(cat), cat, x, neighbours=1, shrink=0.0)
+    own = item_similarity(x, neighbours=1, shrink=0.0).toarray()
+    assert np.allclose(side.similarity.toarray(), own.T)
+
+
+def test_near_pairs_match_brute_force():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(50, 8)).astype(np.float32)
+    v[1] = v[0] + 0.01
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    got = near_pairs(v, threshold=0.5, chunk=7).toarray()
+    full = v @ v.T
+    np.fill_diagonal(full, 0)
+    want = np.where(full >= 0.5, full, 0)
+    assert np.allclose(got, want, atol=1e-6)
+    assert got[0, 1] > 0.99
+
+
+# ------------------------------------------------------------------ scoring and explanations
+def _world():
+    others = []
+    for u in range(6):  # i0, i1, i2 and i3 go together; i5 and i6 together
+        for k, item in enumerate(["i0", "i1", "i2", "i3"]):
+            others.append(ev(f"o{u}", item, value=4.0 + (u + k) % 2, n=k))
+        if u < 3:
+            others += [ev(f"o{u}", "i5", value=4.0, n=10), ev(f"o{u}", "i6", value=5.0, n=11)]
+    return others
+
+
+def profile():
+    return {"version": 3, "long_term": {"tags": [{"tag": "Comedy", "weight": 0.6, "evidence_event_ids": ["u-i0-rating-0"]}]},
+            "short_term": {"tags": []}, "dislikes": {"tags": []}}
+
+
+def test_parts_sum_to_score_and_co_occurrence_evidence_is_the_score():
+    mine = [ev("u", "i0", value=5.0, n=0), ev("u", "i1", value=4.0, n=1), ev("u", "i7", value=1.0, n=2)]
+    side = side_for(_world() + mine)
+    blend = {"co_occurrence": 1.0, "popularity": 0.2, "tag_match": 0.3}
+    rec = Recommender(side, blend)
+    ctx = UserContext("u", mine, profile())
+    items = rec.recommend(ctx, k=5)
+    assert items and items[0].item_id in ("i2", "i3")
+    liked = positive_weights(mine)
+    cols = [side.index[i] for i in liked]
+    weights = np.array([liked[i][0] for i in liked])
+    raw = side.similarity[cols].toarray().T @ weights  # what co-occurrence sums, per item
+    for it in items:
+        assert sum(it.parts.values()) == pytest.approx(it.score, abs=1e-9)
+        col = side.index[it.item_id]
+        assert it.parts["co_occurrence"] == pytest.approx(raw[col] / raw.max(), rel=1e-5)
+        for e in it.evidence.get("co_occurrence", []):
+            j = side.index[e["item_id"]]
+            assert e["contribution"] == pytest.approx(liked[e["item_id"]][0] * side.similarity[j, col], abs=1e-4)
+            assert e["event_id"] in {m.event_id for m in mine}
+        if it.parts["co_occurrence"] > 0:
+            assert it.evidence["co_occurrence"], "a co-occurrence score must cite the past items behind it"
+        assert {t["tag"] for t in it.evidence.get("tag_match", [])} <= {"Comedy"}
+
+
+def test_consumed_disliked_and_near_duplicates_never_shown():
+    cat = catalog()
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(len(cat), 16)).astype(np.float32)
+    vecs[5] = vecs[6] + 0.001  # i5 and i6: near-duplicates
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    mine = [ev("u", "i0", value=5.0, n=0), ev("u", "i6", "dislike", n=1), ev("u", "i4", value=1.5, n=2)]
+    side = side_for(_world() + mine, cat, vecs)
+    items = Recommender(side, {"co_occurrence": 1.0, "popularity": 0.5}).recommend(UserContext("u", mine, profile()), k=20)
+    shown = {it.item_id for it in items}
+    assert shown and not shown & {"i0", "i4", "i5", "i6"}
+    # without the dislike, i5 and i6 are recommendable
+    ok = [mine[0]]
+    shown = {it.item_id for it in Recommender(side, {"co_occurrence": 1.0, "popularity": 0.5}).recommend(UserContext("u", ok, profile()), k=20)}
+    assert {"i5", "i6"} <= shown
+
+
+def test_category_exclude_and_cold_start():
+    side = side_for(_world())
+    rec = Recommender(side, {"co_occurrence": 1.0, "popularity": 0.2})
+    cold = UserContext("new", [], None)
+    drama = rec.recommend(cold, k=10, category="drama")
+    assert [it.item_id for it in drama] == ["i1", "i4", "i7"]  # i1 is the only popular one; ties in catalog order
+    assert all(it.parts == {"popularity": pytest.approx(side.popularity[side.index[it.item_id]])} for it in drama)
+    assert rec.recommend(cold, k=10, category="No Such Category") == []
+    shown = {it.item_id for it in rec.recommend(cold, k=10, exclude=["i0", "HORROR", "tag-a"])}
+    assert shown == {"i4", "i6"}  # i0 by id, i2/i5 Horror, odd items carry tag-a
+    everything = {it.item_id for it in rec.recommend(cold, k=10, exclude=["unknown-thing"])}
+    assert len(everything) == len(side.items)
+
+
+def test_blocked_matches_a_brute_force_filter():
+    cat = catalog(8)
+    side = side_for(_world(), cat)
+    rec = Recommender(side, {"popularity": 1.0})
+    mask, _ = rec.blocked(UserContext("u", [ev("u", "i3", value=4.0)], None), "Comedy", ["i6", "tag-a"])
+    brute = [iid == "i3" or "Comedy" not in cat[iid].categories or iid == "i6" or "tag-a" in cat[iid].tags for iid in side.items]
+    assert mask.tolist() == brute
+
+
+def test_mmr_diversify_returns_k_distinct_items():
+    cat = catalog()
+    vecs = np.eye(len(cat), 16, dtype=np.float32)
+    side = side_for(_world(), cat, vecs)
+    items = Recommender(side, {"popularity": 1.0}).recommend(UserContext("u", [ev("u", "i7", "like")], profile()), k=4, diversify=0.5)
+    assert len({it.item_id for it in items}) == 4 and [it.rank for it in items] == [1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------ the item-side cache
+def test_item_side_cache_round_trip_and_fingerprint(store, tmp_path):
+    from retrieval.service import cached_item_side, item_side_fingerprint
+
+    cat = catalog()
+    store.upsert_items(list(cat.values()))
+    store.write_batch(_world())
+    first = cached_item_side(store, None, tmp_path)
+    files = list(tmp_path.glob("item_side-*.npz"))
+    assert len(files) == 1
+    again = cached_item_side(store, None, tmp_path)
+    assert again.items == first.items
+    assert (again.similarity != first.similarity).nnz == 0 and np.array_equal(again.popularity, first.popularity)
+    assert again.tag_vocab == first.tag_vocab
+    key = item_side_fingerprint(store, store.items_by_id(), None)
+    store.write_batch([ev("late", "i7", value=5.0, n=99)])
+    assert item_side_fingerprint(store, store.items_by_id(), None) != key
+    rebuilt = cached_item_side(store, None, tmp_path)
+    assert rebuilt.pop_counts[rebuilt.index["i7"]] == first.pop_counts[first.index["i7"]] + 1
+    assert len(list(tmp_path.glob("item_side-*.npz"))) == 1  # the stale file is gone
+    next(tmp_path.glob("item_side-*.npz")).write_bytes(b"garbage")
+    assert cached_item_side(store, None, tmp_path).items == first.items  # a broken cache is rebuilt
+
+
+def test_every_part_is_named():
+    assert set(PARTS) == {"semantic_long", "semantic_short", "co_occurrence", "popularity", "tag_match"}
