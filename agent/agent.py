@@ -320,9 +320,12 @@ class Agent:
         return turn
 
     def _phrase_prompt(self, question: str, call: ToolCall) -> list[tuple[str, str]]:
-        who = "the user themself" if self.principal.role is Role.USER else f"a {self.principal.role.value} staff member"
+        if self.principal.role is Role.USER:
+            who = "the user themself (call them \"you\")"
+        else:
+            who = f"a {self.principal.role.value} staff member about a customer (call the customer \"the user\")"
         how = {
-            "recommend": "In two sentences, name the top two titles and give the reason listed for each.",
+            "recommend": "In two sentences, name the top two recommended titles and give the reason listed for each.",
             "explain": "In two or three sentences, explain why the item was recommended, using only the reasons listed.",
             "get_profile": "In two sentences, describe this taste profile.",
             "get_history": "In two sentences, summarise this recent activity.",
@@ -333,10 +336,11 @@ class Agent:
             f"You are tastebud, a movie assistant talking to {who}. {how} Use only facts from the data; copy titles "
             "exactly and name no other movie. " + UNTRUSTED_NOTE
         )
-        if call.name == "explain":  # code resolved "the second one": give the model the plain question
-            subject = "me" if self.principal.role is Role.USER else f"user {call.result['user_id']}"  # type: ignore[index]
-            question = f"Why was {call.result['title']} recommended to {subject}?"  # type: ignore[index]
-        return [("system", system), ("human", f"Question: {question}\n\n{as_data(_compact(call))}")]
+        if call.name == "explain":  # code resolved "the second one": give the model the plain request
+            r = call.result or {}
+            subject = "the user, speaking to them as \"you\"" if self.principal.role is Role.USER else f"user {r['user_id']}"
+            question = f"Explain why {r['title']} was recommended to {subject}."
+        return [("system", system), ("human", f"{question}\n\n{as_data(_compact(call))}")]
 
     # ------------------------------------------------------------ tool-calling driver
     def _tools_turn(self, text: str, on_text: TextFn | None, t0: float) -> Turn:
@@ -390,9 +394,10 @@ class Agent:
         if gate.first_token_at is not None:
             turn.first_token_s = gate.first_token_at - t0
         deterministic = render_calls(turn.tool_calls)
-        refused = [c for c in turn.tool_calls if c.refused]
-        if refused and not any(c.ok for c in turn.tool_calls):
-            turn.answer = render_calls(refused)
+        if any(c.refused for c in turn.tool_calls):
+            # the model tried something this role may not do (asked to, or
+            # talked into it by data): its prose is not trusted this turn
+            turn.answer = deterministic
             turn.model_answer = gate.text or None
             turn.phrased_by = "template"
             if on_text is not None:
@@ -444,8 +449,8 @@ def _compact(call: ToolCall) -> dict[str, Any]:
     short prompts better, and prompt tokens are most of the wait on a CPU."""
     r = call.result or {}
     if call.name == "recommend":
-        return {"items": [{"title": i["title"], "why": _short(i["why"][0]) if i["why"] else None}
-                          for i in r["items"][:3]]}
+        return {"recommended": [{"title": i["title"], "why": _short(i["why"][0]) if i["why"] else None}
+                                for i in r["items"][:3]]}
     if call.name == "explain":
         return {"title": r["title"], "rank": r["rank"], "reasons": [_short(s, 200) for s in r["sentences"][:4]]}
     if call.name == "get_profile":

@@ -5,11 +5,15 @@ Two detectors, both conservative:
 
 * catalog titles: every run of 2+ words in the answer that is a catalog title
   (case as written, the leading article and the "(1995)" year optional) must be
-  (part of) a title in the tool results;
+  (part of) a title in the tool results: an item the results *name* (a
+  "title" field), not one that a request text or the question mentions;
 * emphasised names: text in quotes or Markdown emphasis that starts with a
   capital letter must be (part of) a title in the results, or appear somewhere
   in the results (a tag, a category, the request text) or in the question.
   This catches invented titles that are not in the catalog at all.
+
+Text written by outsiders (item descriptions, review text) never makes a name
+allowed: an injected description cannot whitelist what it wants said.
 
 Also here: how untrusted text (item descriptions, reviews, earlier turns) is
 handed to a model: as quoted JSON data inside a block the system prompt tells
@@ -91,7 +95,7 @@ class TitleIndex:
                 run = folded[i : i + n]
                 skip = 1 if n > 1 and run[0] in _ARTICLES else 0
                 key = " ".join(run[skip:])
-                if n - skip < min_words or key not in self.by_norm:
+                if n < min_words or not key or key not in self.by_norm:
                     continue
                 first = words[i + skip]
                 if case_sensitive and not (first[:1].isupper() or first[:1].isdigit()):
@@ -129,6 +133,9 @@ def titles_in(value: Any) -> set[str]:
     return out
 
 
+UNTRUSTED_KEYS = frozenset({"description", "text"})  # written by outsiders: never a source of allowed names
+
+
 def _strings_in(value: Any) -> str:
     return " ".join(norm(s) for s in _all_strings(value))
 
@@ -137,8 +144,9 @@ def _all_strings(value: Any) -> Iterable[str]:
     if isinstance(value, str):
         yield value
     elif isinstance(value, Mapping):
-        for x in value.values():
-            yield from _all_strings(x)
+        for k, x in value.items():
+            if k not in UNTRUSTED_KEYS:
+                yield from _all_strings(x)
     elif isinstance(value, (list, tuple)):
         for x in value:
             yield from _all_strings(x)
@@ -172,11 +180,11 @@ def check_answer(answer: str, results: list[Any], index: TitleIndex | None, ques
         allowed |= titles_in(r)
     bad: list[str] = []
     words = tokens(answer)
+    haystack = f" {_strings_in(results)} {norm(question)} "
     if index is not None:
         for start, end, key in index.mentions(answer):
             if not _within(key, allowed):
                 bad.append(" ".join(words[start:end]))
-    haystack = _strings_in(results) + " " + norm(question)
     for m in _EMPHASIS.finditer(answer):
         span = next(g for g in m.groups() if g)
         span = span.strip().rstrip(":").strip()
@@ -186,7 +194,7 @@ def check_answer(answer: str, results: list[Any], index: TitleIndex | None, ques
         key = norm(span)
         if not key or len(key) < 3 or key.replace(" ", "").isdigit():
             continue
-        if _within(key, allowed) or f" {key} " in f" {haystack} ":
+        if _within(key, allowed) or f" {key} " in haystack:
             continue
         if span not in bad:
             bad.append(span)

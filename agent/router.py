@@ -7,9 +7,10 @@ fills free text.
    a handful of example utterances per intent (measured: 10/12 right, where
    the 0.5B model picking the tool through a JSON schema got 4/9).
 3. Arguments: numbers, ids, ordinals, categories and "like <title>" are parsed
-   by code; only the free-text intent of a recommendation (and a search query)
-   is filled by one constrained LLM call, whose output is accepted only if
-   every content word comes from the user's own message.
+   by code (a search query is the message's content words); only the
+   free-text intent of a recommendation is filled by one constrained LLM
+   call, whose output is accepted only if every word comes from the user's
+   own message (else the content words are used).
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ _NEGATIVE = re.compile(r"\b(tired of|sick of|fed up with|not interested|no longe
                        r"dislike[ds]?|didn'?t like|did not like|do not like|don'?t like|don'?t show|stop (?:showing|recommending)|"
                        r"no more|boring|awful|terrible|thumbs down)\b", re.I)
 _RECOMMEND_VERB = re.compile(r"\b(recommend|suggest|suggestions?|recommendations?|what should i watch|something to watch|pick me)\b", re.I)
+_SEARCH_VERB = re.compile(r"^\s*(?:please\s+)?(?:search|find|look\s+up|look\s+for|lookup)\b", re.I)
+_RECOMMEND_START = re.compile(r"^\s*(?:please\s+|can you\s+|could you\s+)?(?:recommend|suggest)\b", re.I)
 _NEGATORS = ("not", "no", "without", "except", "excluding", "avoid", "skip", "tired of", "sick of", "hate", "no more",
              "anything but", "other than", "instead of", "dislike")
 _REF_WORDS = {"why", "was", "were", "recommended", "suggested", "picked", "chosen", "shown", "explain", "how", "come",
@@ -261,6 +264,11 @@ class Router:
             return self.slash(text)
         users = user_mentions(text)
         plan = self._rules(text) or self._by_embedding(text)
+        if not self.principal.is_staff and users and users[0] != self.principal.user_id and plan.tool is None:
+            # an end user asking about someone else: let the gate refuse it, on the record
+            tool = INTENTS.get(plan.intent, (None, []))[0] or "get_profile"
+            plan = Plan(tool, {"user_id": users[0], **({"item_id": "?"} if tool == "explain" else {})},
+                        plan.intent, plan.how, plan.score)
         if plan.tool and plan.tool not in ("search_items", "status", "refresh_profiles") and users and "user_id" not in plan.args:
             plan.args["user_id"] = users[0]
             if self.principal.is_staff:
@@ -308,6 +316,10 @@ class Router:
     def _rules(self, text: str) -> Plan | None:
         if _WHY.search(text):
             return self._explain_plan(text, how="rule")
+        if _SEARCH_VERB.search(text):
+            return self._args_search(text, Plan("search_items", {}, "search", "rule"))
+        if _RECOMMEND_START.search(text) and not _NEGATIVE.search(text):
+            return self._args_recommend(text, Plan("recommend", {}, "recommend", "rule"))
         return None
 
     def _explain_plan(self, text: str, how: str, bare_ref: str | None = None) -> Plan:
@@ -338,6 +350,8 @@ class Router:
     def _item_ref(self, text: str, bare: bool = False) -> str | None:
         """An item the text points at: an ordinal of the shown list, an item
         id, a shown title, a catalog title, or "it/this" (the focus)."""
+        if not self.session.shown and (ordinal(text) is not None or (bare and text.strip().isdigit())):
+            self._recall_latest_list(text)
         if bare and text.strip().isdigit() and self.session.shown:
             n = int(text.strip())
             got = self.session.shown_item(n)
@@ -377,6 +391,16 @@ class Router:
         if _THIS.search(text):
             return self._focus()
         return None
+
+    def _recall_latest_list(self, text: str) -> None:
+        """A new session asked about "the second one": that means the latest
+        list logged for the user (their own, or the staff's current user)."""
+        users = user_mentions(text)
+        try:
+            user = self.principal.resolve_user(users[0] if users else None, self.session.target_user)
+            self.toolbox.remember_latest_list(user)
+        except Exception:  # no user, not allowed, nothing logged: the plan asks back
+            return
 
     # ------------------------------------------------------------ embeddings
     def _by_embedding(self, text: str) -> Plan:
@@ -439,9 +463,8 @@ class Router:
         k = count(text)
         if k:
             plan.args["k"] = k
-        rest = residual(text, {"set", "called", "named", "film", "films", "there", "is", "are"})
-        plan.args["query"] = rest or text
-        plan.fill, plan.residual = "query", rest or text
+        rest = residual(text, {"set", "called", "named", "film", "films", "there", "is", "are", "search", "find", "look", "lookup"})
+        plan.args["query"] = rest or text  # the content words are the query: no LLM needed
         return plan
 
     def _args_explain(self, text: str, plan: Plan) -> Plan:

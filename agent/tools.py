@@ -51,7 +51,7 @@ class GetHistoryArgs(UserArg):
 class RecommendArgs(UserArg):
     """Ranked recommendations for the user, each with why it scored; the list is logged."""
 
-    k: int = Field(5, ge=1, le=20, description="How many items.")
+    k: int = Field(5, ge=1, le=100, description="How many items.")
     category: str | None = Field(None, description="Only items in this category, e.g. Comedy.")
     exclude: list[str] = Field(default_factory=list, description="Item ids or categories/tags to leave out.")
     intent: str | None = Field(None, description="Free text describing what the user is in the mood for.")
@@ -267,6 +267,16 @@ class Toolbox:
                     return iid
         return ids[0]
 
+    def remember_latest_list(self, user_id: str) -> None:
+        """Put the user's latest logged list in the session (no tool call: the
+        router resolves "the second one" with it; the explain call that
+        follows goes through the gate as usual)."""
+        user_id = self.principal.resolve_user(user_id, self.session.target_user if self.session else None)
+        rec = self.app.recommendations.log.latest_request(user_id)
+        if rec is not None and self.session is not None:
+            self.session.remember_items([{"item_id": it.item_id, "title": self._title(it.item_id)} for it in rec.items],
+                                        user_id, rec.request_id)
+
     def _title(self, item_id: str) -> str:
         title = self.titles.titles.get(item_id)
         return display_title(title) if title else item_id
@@ -323,7 +333,9 @@ class Toolbox:
         items = [{
             "rank": it.rank, "item_id": it.item_id, "title": display_title(it.title), "score": round(it.score, 3),
             "categories": list(it.categories),
-            "why": render_why({"parts": it.parts, "evidence": it.evidence})[:2],
+            "why": _display_titles(render_why({"parts": it.parts, "evidence": it.evidence})[:2], it.evidence),
+            "because_you_liked": [{"item_id": e["item_id"], "title": display_title(e["title"])}
+                                  for e in it.evidence.get("co_occurrence") or []],
         } for it in rec.items]
         if self.session is not None:
             self.session.remember_items(items, user_id, rec.request_id)
@@ -343,7 +355,7 @@ class Toolbox:
             "user_id": user_id, "item_id": item_id, "title": title, "request_id": entry["request_id"],
             "rank": entry["rank"], "recommended_at": _iso(entry["created_at"]), "score": round(entry["score"], 3),
             "profile_version": entry["profile_version"], "source": entry.get("source"),
-            "sentences": entry["sentences"],
+            "sentences": _display_titles(entry["sentences"], evidence),
             "parts": {k: round(v, 3) for k, v in sorted(entry["parts"].items(), key=lambda kv: -abs(kv[1]))},
             "evidence": {"because_you_liked": liked,
                          "matching_tags": [{"tag": t["tag"], "weight": t["weight"]} for t in evidence.get("tag_match") or []],
@@ -443,10 +455,11 @@ class Toolbox:
 
 
 def _polite(exc: TastebudError) -> str:
-    text = str(exc)
-    if text.lower().startswith("sorry"):
+    text = str(exc).strip() or "that failed"
+    if text.lower().startswith("sorry") or text.endswith("?") or "?" in text.split("(")[0]:
         return text
-    return f"Sorry, {text[0].lower() + text[1:] if text else 'that failed'}."
+    text = text[0].lower() + text[1:]
+    return f"Sorry, {text}" + ("" if text.endswith((".", "!", ")")) else ".")
 
 
 def _ids_as_text(key: str, value: Any) -> Any:
@@ -458,3 +471,15 @@ def _ids_as_text(key: str, value: Any) -> Any:
     if key in ("user_ids", "exclude", "types") and isinstance(value, str):
         return [value]
     return value
+
+
+def _display_titles(sentences: list[str], evidence: dict[str, Any]) -> list[str]:
+    """The service writes catalog titles as stored ("Matrix, The (1999)"); say them as people do."""
+    out = []
+    for sentence in sentences:
+        for e in evidence.get("co_occurrence") or []:
+            raw = e.get("title") or ""
+            if raw and raw in sentence:
+                sentence = sentence.replace(raw, display_title(raw))
+        out.append(sentence)
+    return out

@@ -446,8 +446,11 @@ class Ingestor:
     def _flush_events(self, good: list[tuple], bad: list[QuarantinedRow], report: IngestReport) -> None:
         if not good and not bad:
             return
-        accepted, duplicates = self.store.write_event_rows(good, bad, known_items=self._known_items)
-        self._known_items.update(map(_ITEM_OF, good))  # committed now
+        new_items = set(map(_ITEM_OF, good))
+        new_items -= self._known_items
+        new_items.discard(None)
+        accepted, duplicates = self.store.write_event_rows(good, bad, item_ids=new_items)
+        self._known_items |= new_items  # committed now
         report.read += len(good) + len(bad)
         report.accepted += accepted
         report.duplicates += duplicates

@@ -1,10 +1,16 @@
 """Narratives: an LLM writes them from a compact digest; code checks them.
 
 The digest lists likes and dislikes separately and labelled (the small model
-mixes them up otherwise). A narrative may name only titles and genres that are
-in the digest; a disliked title may appear only in a sentence that says so.
-A failed check earns one regeneration with the problem spelled out, then a
-deterministic template narrative (`narrative_source: template`).
+mixes them up otherwise), titles as people write them, without years or
+ratings. The prompt is a system message plus one worked example exchange; the
+model answers LONG/SHORT/TAGS lines. A narrative may name only titles and
+genres that are in the digest; a disliked title needs a negative word in its
+own stretch of the sentence and a liked one must not follow a rejection; a
+rating may be stated only next to a title with that rating. A failed check
+earns one regeneration with the problem spelled out, then a deterministic
+template narrative (`narrative_source: template`). Extra tags the model
+proposes are kept only when they cite liked titles (real events of this user)
+and are not genres, titles or the example's tags.
 """
 
 from __future__ import annotations
@@ -14,35 +20,50 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-DIGEST_TAGS = 4
-DIGEST_LIKED = 4
+DIGEST_TAGS = 3
+DIGEST_LIKED = 3
+DIGEST_RECENT = 2
 DIGEST_DISLIKED = 3
 MAX_TOKENS = 160
 
-# Measured on ten ml-latest-small users with the embedded 0.5B model: the model
-# recites whatever it is shown (every genre, every "rated 5/5", every year), so
-# the digest shows few genres, titles without years or ratings, and the
-# instructions ask for one or two genres and one title, about "this viewer".
+# Measured on ten ml-latest-small users with the embedded 0.5B model: it
+# recites whatever it is shown (every genre, every "rated 5/5", every year) and
+# copies the shape of an example far better than it follows a description. So
+# the digest shows few genres and titles without years or ratings, and one
+# worked example (a prior exchange) shows the three lines about "this viewer".
 SYSTEM_PROMPT = (
-    "You write short taste profiles of movie viewers for a recommender. "
-    "Use only the facts given. Never add titles, genres, ratings or numbers that are not given. "
-    "Liked and disliked titles are separate lists: never call a disliked title a favourite."
+    "You describe a movie viewer's taste for a recommender, in plain sentences about \"this viewer\". "
+    "Use only the facts given: never add titles, genres, ratings or numbers. "
+    "Never call a Disliked title a favourite. Answer with exactly three lines:\n"
+    "LONG: two sentences on lasting taste, naming one or two genres and one Liked title.\n"
+    "SHORT: one sentence on what this viewer watches lately.\n"
+    "TAGS: up to 3 short tags describing Liked titles, each with the [numbers] of those titles."
 )
-INSTRUCTIONS = (
-    "Write exactly three lines:\n"
-    "LONG: two sentences about this viewer's lasting taste. Name one or two genres from Lasting interests "
-    "and one title from Liked.\n"
-    "SHORT: one sentence about what this viewer watches lately, naming one genre from Lately.\n"
-    "TAGS: up to 3 short descriptive tags for the liked titles, each with the [numbers] of the titles, e.g. heist [1,2]"
+EXAMPLE_FACTS = (
+    "Lasting interests: Crime, Thriller, Drama\n"
+    "Liked: [1] The Godfather; [2] Heat; [3] Se7en\n"
+    "Disliked: Pretty Woman\n"
+    "Lately: Comedy, Crime, Drama\n"
+    "Liked lately: [4] The Big Lebowski\n"
+    "Growing: Comedy\n"
+    "Fading: Thriller"
 )
+EXAMPLE_ANSWER = (
+    "LONG: This viewer loves Crime and Thriller films such as The Godfather and Heat. "
+    "They did not enjoy Pretty Woman.\n"
+    "SHORT: Lately this viewer has turned to Comedy, such as The Big Lebowski.\n"
+    "TAGS: mafia [1]; gritty [2,3]"
+)
+INSTRUCTIONS = "Write the three lines for this viewer, using only these facts."
 # Tags the instructions show as examples: an echo of them is not a proposal.
-EXAMPLE_TAGS = {"heist"}
+EXAMPLE_TAGS = {"mafia", "gritty", "heist"}
 
 _NEGATIVE_CUES = re.compile(
     r"(?:\b(?:dislike[sd]?|disliking|avoid\w*|not|never|low\w*|poor\w*|hate[sd]?|unimpress\w*|negative\w*|"
     r"rated (?:0|1|2)(?:\.5)?|less|fading|bor(?:ed|ing)|weak\w*|critic\w*)\b|n't\b|\b[0-2](?:\.5)?/5)",
     re.IGNORECASE,
 )
+_REJECTION = re.compile(r"\b(?:not|never|dislike[sd]?|disliking|avoid\w*|hate[sd]?|disappoint\w*)\b|n't\b", re.IGNORECASE)
 _QUOTED = re.compile(r"[\"“]([^\"”\n]{1,80})[\"”]")  # short ones kept so quotes pair up
 _YEAR_TITLE = re.compile(r"([A-Z][\w'’:,.&!\- ]{1,60}?) \((?:19|20)\d{2}\)")
 _SENTENCE = re.compile(r"(?<!\b[a-z]\.[a-z]\.)(?<!\b[A-Z][a-z]\.)(?<=[.!?])\s+")
@@ -71,13 +92,6 @@ _ARTICLE = re.compile(r"^(?:the|a|an|les|la|le|il|el|das|der|die) ")
 def _core(name: str) -> str:
     """A normalised title without its leading article: 'the big lebowski' -> 'big lebowski'."""
     return _ARTICLE.sub("", name)
-
-
-def _mentions(name: str, text: str) -> bool:
-    """Whether lowered `text` names the normalised title `name` (or it without its article)."""
-    core = _core(name)
-    probe = core if len(core) >= 4 else name
-    return re.search(rf"(?<!\w){re.escape(probe)}(?!\w)", text) is not None
 
 
 def _genre_forms(genre: str) -> set[str]:
@@ -121,13 +135,11 @@ def build_digest(profile: dict[str, Any]) -> Digest:
     long_tags = profile["long_term"]["tags"][:DIGEST_TAGS]
     short_tags = profile["short_term"]["tags"][:DIGEST_TAGS]
     refs: dict[int, dict[str, Any]] = {}
-    seen: set[str] = set()
     lines = ["Lasting interests: " + (", ".join(t["tag"] for t in long_tags) or "none yet")]
     liked = []
     for item in profile["long_term"]["top_items"][:DIGEST_LIKED]:
         n = len(refs) + 1
         refs[n] = item
-        seen.add(item["item_id"])
         liked.append(f"[{n}] {display_title(item['title'])}")
     lines.append("Liked: " + ("; ".join(liked) or "none"))
     disliked_items = profile["dislikes"]["items"][:DIGEST_DISLIKED]
@@ -137,18 +149,21 @@ def build_digest(profile: dict[str, Any]) -> Digest:
         lines.append("Avoided: " + ", ".join(t["tag"] for t in disliked_tags))
     lines.append("Lately: " + (", ".join(t["tag"] for t in short_tags) or "nothing"))
     recent = []
-    for item in profile["short_term"]["top_items"][:3]:
-        if item["item_id"] in seen:
-            continue
-        n = len(refs) + 1
-        refs[n] = item
-        seen.add(item["item_id"])
+    # Always a recent title when there is one (repeating a liked one with its number):
+    # with the line missing, the small model fills the gap from the prompt's example.
+    for item in profile["short_term"]["top_items"][:DIGEST_RECENT]:
+        n = next((k for k, v in refs.items() if v["item_id"] == item["item_id"]), None)
+        if n is None:
+            n = len(refs) + 1
+            refs[n] = item
         recent.append(f"[{n}] {display_title(item['title'])}")
     if recent:
         lines.append("Liked lately: " + "; ".join(recent))
     drift = profile["drift"]
-    if drift["emerging"] or drift["fading"]:
-        lines.append(f"Growing: {', '.join(drift['emerging'][:3]) or 'none'}. Fading: {', '.join(drift['fading'][:3]) or 'none'}.")
+    if drift["emerging"]:
+        lines.append("Growing: " + ", ".join(drift["emerging"][:3]))
+    if drift["fading"]:
+        lines.append("Fading: " + ", ".join(drift["fading"][:3]))
     tags = {t["tag"].lower() for t in long_tags + short_tags + disliked_tags}
     tags |= {t.lower() for t in drift["emerging"][:3] + drift["fading"][:3]}
     return Digest(
@@ -174,24 +189,34 @@ class GroundingChecker:
         # 'The Children', 'The Martian': only with capitals does prose mean the film, not the word.
         self._article_titles = [t for t in titles if " " not in _core(t)]
         self._genres = {g.lower(): _genre_forms(g) for g in genres if g}
+        self._all_titles = names
+        self._all_cores = {_core(n) for n in names}
 
     @staticmethod
-    def _mask(text: str, digest: Digest) -> str:
-        """The text without the digest's titles (and their 'Star Wars'-style prefixes), so the
-        words inside a title the model may name are not read as genres or other titles."""
-        forms: set[str] = set()
-        for name in digest.allowed_titles:
-            forms |= {name, _core(name)}
+    def _protect(text: str, digest: Digest) -> tuple[str, dict[str, str]]:
+        """The text with each digest title it names (in full, without its article, or by its
+        'Star Wars'-style head) replaced by a placeholder, and placeholder -> title.
+
+        So words inside a title are not read as genres or other titles, and a '!' or 'Mr.'
+        inside a title does not split the sentence it stands in."""
+        forms: dict[str, str] = {}
+        for name in sorted(digest.allowed_titles):
             head = re.split(r":| - ", name)[0].strip()
-            if len(head) >= 4:
-                forms |= {head, _core(head)}
-        for form in sorted((f for f in forms if len(f) >= 3), key=len, reverse=True):
-            text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", " ", text, flags=re.IGNORECASE)
-        return text
+            for form in (name, _core(name), head, _core(head)):
+                if len(form) >= 4 or form == name:
+                    forms.setdefault(form, name)
+        names: dict[str, str] = {}
+        for i, form in enumerate(sorted(forms, key=len, reverse=True)):
+            token = f"\ue000{chr(97 + i % 26)}{chr(97 + i // 26)}\ue001"
+            text, n = re.subn(rf"(?<!\w){re.escape(form)}(?!\w)", token, text, flags=re.IGNORECASE)
+            if n:
+                names[token] = forms[form]
+        return text, names
 
     def violations(self, text: str, digest: Digest) -> list[str]:
         problems: list[str] = []
-        masked = self._mask(text, digest)
+        protected, names = self._protect(text, digest)
+        masked = re.sub("\ue000..\ue001", " ", protected)
         lowered = masked.lower()
         for title in self._titles:
             if title in lowered and not any(title in allowed for allowed in digest.allowed_titles):
@@ -213,16 +238,50 @@ class GroundingChecker:
                 continue
             if any(re.search(rf"\b{re.escape(f)}\b", lowered) for f in forms):
                 problems.append(f"genre {genre!r} has no evidence")
-        for sentence in _SENTENCE.split(text):
-            s = sentence.lower()
-            for claim in _RATING_CLAIM.findall(sentence):
+        for sentence in _SENTENCE.split(protected):
+            named = {names[t] for t in re.findall("\ue000..\ue001", sentence)}
+            plain = re.sub("\ue000..\ue001", " ", sentence)
+            for claim in _RATING_CLAIM.findall(plain):
                 # A rating may be stated only next to a title that got exactly that rating.
-                if not any(_mentions(t, s) and abs(r - float(claim)) < 1e-6 for t, r in digest.ratings.items()):
+                if not any(abs(digest.ratings.get(t, -1) - float(claim)) < 1e-6 for t in named):
                     problems.append(f"rating {claim}/5 not tied to a title with that rating")
-            for title in digest.disliked_titles:
-                if title and _mentions(title, s) and not _NEGATIVE_CUES.search(sentence):
-                    problems.append(f"disliked title {title!r} presented as liked")
+            problems += self._misplaced(sentence, names, digest)
         return sorted(set(problems))
+
+    @staticmethod
+    def _misplaced(sentence: str, names: dict[str, str], digest: Digest) -> list[str]:
+        """Likes and dislikes swapped, read from one sentence with titles as placeholders.
+
+        A disliked title needs a negative word in its own stretch: from the last liked title
+        (or the sentence start) up to it, or after it up to the next comma or title. 'They
+        did not enjoy A, B' qualifies both; 'loves X, Y, A' does not. A liked title must not
+        follow a negative word with no disliked title in between ('did not enjoy X')."""
+        problems = []
+        marks = list(re.finditer("\ue000..\ue001", sentence))
+        start = 0
+        for k, m in enumerate(marks):
+            title = names[m.group()]
+            before = sentence[start:m.start()]
+            if title in digest.disliked_titles:
+                stop = marks[k + 1].start() if k + 1 < len(marks) else len(sentence)
+                after = re.split(r"[,;]", sentence[m.end():stop].lstrip(" ,;"), maxsplit=1)[0]
+                if not (_NEGATIVE_CUES.search(re.sub("\ue000..\ue001", " ", before)) or _NEGATIVE_CUES.search(after)):
+                    problems.append(f"disliked title {title!r} presented as liked")
+            else:
+                last = before.split("\ue001")[-1]  # the words since the previous title of either kind
+                if _REJECTION.search(last) and not re.search(r",|\band\b|\bbut\b", last):
+                    problems.append(f"liked title {title!r} presented as disliked")
+                start = m.end()
+        return problems
+
+    def is_genre(self, text: str) -> bool:
+        return text.lower() in self._genres
+
+    def is_title(self, text: str) -> bool:
+        """Whether `text` is a catalog title of two words or more (a proposed tag that only
+        repeats a title); one-word titles ('Heist', 'Love') are ordinary words too."""
+        name = normalise_title(text)
+        return " " in _core(name) and (name in self._all_titles or name in self._all_cores)
 
 
 def parse_answer(text: str) -> tuple[str, str, list[tuple[str, list[int]]]]:
@@ -288,12 +347,12 @@ class NarrativeWriter:
         self.max_tokens = max_tokens
 
     def messages(self, digest: Digest, problems: Sequence[str] = ()) -> list[Any]:
-        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-        prompt = f"Facts about this viewer:\n{digest.text}\n\n{INSTRUCTIONS}"
+        prompt = f"{digest.text}\n\n{INSTRUCTIONS}"
         if problems:
-            prompt += "\nYour previous answer was rejected: " + "; ".join(problems[:4]) + ". Use only the digest."
-        return [SystemMessage(SYSTEM_PROMPT), HumanMessage(prompt)]
+            prompt += "\nYour previous answer was rejected: " + "; ".join(problems[:4]) + ". Use only these facts."
+        return [SystemMessage(SYSTEM_PROMPT), HumanMessage(EXAMPLE_FACTS), AIMessage(EXAMPLE_ANSWER), HumanMessage(prompt)]
 
     def _call_many(self, prompts: list[list[Any]]) -> list[tuple[str | None, int, float]]:
         model = self.chat_model
@@ -332,7 +391,8 @@ class NarrativeWriter:
             cited = [digest.liked_refs[n]["event_id"] for n in refs if n in digest.liked_refs]
             # Kept only when every citation is a real event of this user.
             if cited and len(cited) == len(refs) and 1 <= len(tag.split()) <= 3 and tag not in digest.allowed_tags \
-                    and tag not in EXAMPLE_TAGS:
+                    and tag not in EXAMPLE_TAGS and not self.checker.is_title(tag) and not self.checker.is_genre(tag) \
+                    and not any(tag in (t, _core(t)) for t in digest.allowed_titles):
                 extra.append({"tag": tag, "evidence_event_ids": cited, "source": "llm"})
         return long, short, extra[:3], problems
 

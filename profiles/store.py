@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from json.encoder import encode_basestring
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ class QuarantinedRow:
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+_encode_string = encode_basestring  # what _JSON uses for each string
 
 
 def _json(value: Any) -> str:
@@ -66,14 +68,19 @@ _ITEM_COLUMNS = ("item_id", "title", "description", "categories", "tags", "attri
 assert _ITEM_COLUMNS == tuple(c.name for c in items.columns), "update _item_row with the items table"
 
 
+def _json_strings(values: Sequence[str]) -> str:
+    """_json of a list of strings, without the encoder's per-call overhead (same text)."""
+    return "[" + ",".join(map(_encode_string, values)) + "]" if values else "[]"
+
+
 def _item_row(item: Item) -> tuple:
     """An item as stored, in _ITEM_COLUMNS order."""
     return (
         item.item_id,
         item.title,
         item.description,
-        _json(list(item.categories)) if item.categories else "[]",
-        _json(list(item.tags)) if item.tags else "[]",
+        _json_strings(item.categories),
+        _json_strings(item.tags),
         _json(dict(item.attributes)) if item.attributes else "{}",
         item.updated_at,
         bool(item.is_stub),
@@ -147,23 +154,25 @@ class EventStore:
 
     def write_event_rows(
         self, rows: Sequence[tuple], rejected: Sequence[QuarantinedRow] = (), conn: Any = None,
-        known_items: AbstractSet[str] = frozenset(),
+        item_ids: AbstractSet[str] | None = None,
     ) -> tuple[int, int]:
         """write_batch for validated tuples in Event field order (the ingestion hot path).
 
         Returns (accepted, duplicates): duplicates are rows whose event_id is
-        already stored or appears earlier in the same batch. `known_items` are
-        item ids the caller saw committed (items are never deleted), so their
-        stub check can be skipped.
+        already stored or appears earlier in the same batch. `item_ids` are the
+        items to make sure exist (as stubs if new); by default every item the
+        rows name. A caller that saw some of them committed may leave those
+        out: items are never deleted.
         """
         if conn is None:
             with self.transaction() as conn:
-                return self.write_event_rows(rows, rejected, conn, known_items)
+                return self.write_event_rows(rows, rejected, conn, item_ids)
         inserted = 0
         if rows:
-            named = {r[2] for r in rows}
-            named.discard(None)
-            self._ensure_items(conn, named - known_items if known_items else named)
+            if item_ids is None:
+                item_ids = {r[2] for r in rows}
+                item_ids.discard(None)
+            self._ensure_items(conn, set(item_ids))
             if self.dialect == "sqlite":
                 inserted = self._sqlite_insert_events(conn, rows)
             else:
@@ -231,9 +240,17 @@ class EventStore:
         if not rows:
             return 0, 0
         current: dict[str, tuple] = {}
-        for chunk in _chunks(list(rows), 5000):
-            for r in conn.execute(select(*[items.c[name] for name in _ITEM_COLUMNS]).where(items.c.item_id.in_(chunk))):
-                current[r[0]] = tuple(r)
+        if self.dialect == "sqlite":  # one JSON parameter instead of thousands of placeholders
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(_SQLITE_CURRENT_ITEMS, (json.dumps(list(rows)),))
+                current = {r[0]: r for r in cursor.fetchall()}
+            finally:
+                cursor.close()
+        else:
+            for chunk in _chunks(list(rows), 5000):
+                for r in conn.execute(select(*[items.c[name] for name in _ITEM_COLUMNS]).where(items.c.item_id.in_(chunk))):
+                    current[r[0]] = tuple(r)
         changed = [row for iid, row in rows.items() if not _same_item(current.get(iid), row)]
         if changed:
             if self.dialect == "sqlite":
@@ -414,6 +431,9 @@ _SQLITE_INSERT_EVENTS = (
 _SQLITE_UPSERT_ITEM = (
     f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(_ITEM_COLUMNS))}) "
     f"ON CONFLICT (item_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _ITEM_COLUMNS[1:])}"
+)
+_SQLITE_CURRENT_ITEMS = (
+    f"SELECT {', '.join(_ITEM_COLUMNS)} FROM items WHERE item_id IN (SELECT value FROM json_each(?))"
 )
 _SQLITE_INSERT_STUB = (
     "INSERT INTO items (item_id, categories, tags, attributes, is_stub) VALUES (?, '[]', '[]', '{}', 1) "

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     embedder: str = Field("sentence-transformers", description="embedder backend name")
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path")
 
-    ingest_batch_size: int = Field(5000, description="rows per transaction during ingestion")
+    ingest_batch_size: int = Field(20000, description="rows per transaction during ingestion")
 
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     long_half_life_days: float = Field(365.0, description="recency half-life of the long-term profile")

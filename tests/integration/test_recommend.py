@@ -200,8 +200,10 @@ def test_category_exclude_and_cold_start(loaded, cli):
     assert why["sentences"][0].startswith("Popular:") and not event_ids_in(why["evidence"])
 
 
-def test_service_reuses_cached_item_side_and_profile_vectors(loaded, settings, embedder):
-    """A second service over the same home loads the item side from disk; results agree."""
+def test_service_reuses_cached_item_side(loaded, settings, embedder, monkeypatch):
+    """A second service over the same home loads the item side from disk; results
+    agree with a service that builds it from scratch."""
+    import retrieval.service as service_module
     from profiles.store import EventStore
     from retrieval.service import RecommendationService
     from retrieval.vectors import VectorStore
@@ -209,14 +211,19 @@ def test_service_reuses_cached_item_side_and_profile_vectors(loaded, settings, e
     store = EventStore.from_settings(settings)
     try:
         vectors = VectorStore.from_settings(settings, embedder)
-        a = RecommendationService(store, vectors, settings.blend)
-        cache = list((settings.home / "cache").glob("item_side-*.npz"))
-        assert len(cache) == 1  # written by the CLI runs
-        ra = a.recommend("u2", 5)
-        b = RecommendationService(store, vectors, settings.blend, cache_dir=None)
-        rb = b.recommend("u2", 5)
-        assert [i.item_id for i in ra.items] == [i.item_id for i in rb.items]
-        assert np.allclose([i.score for i in ra.items], [i.score for i in rb.items])
-        assert a.side.near is not None and a.side.vectors is not None
+        fresh = RecommendationService(store, vectors, settings.blend, cache_dir=None).recommend("u2", 5)
+        RecommendationService(store, vectors, settings.blend).recommend("u2", 5)  # builds and writes the cache
+        assert len(list((settings.home / "cache").glob("item_side-*.npz"))) == 1
+
+        def no_build(*args, **kwargs):
+            raise AssertionError("the cached item side should have been used")
+
+        monkeypatch.setattr(service_module, "build_item_side", no_build)
+        cached = RecommendationService(store, vectors, settings.blend)
+        again = cached.recommend("u2", 5)
+        assert [i.item_id for i in again.items] == [i.item_id for i in fresh.items]
+        assert np.allclose([i.score for i in again.items], [i.score for i in fresh.items])
+        assert [i.evidence for i in again.items] == [i.evidence for i in fresh.items]
+        assert cached.side.near is not None and cached.side.vectors is not None
     finally:
         store.close()

@@ -153,7 +153,7 @@ def render(fmt: str, g: Good, kind: str | None = None, crlf: bool = False) -> by
         elif kind == "timestamp":
             cells[3] = "not-a-time"
         elif kind == "rating":
-            cells[2], cells[4] = "rating", "abc"
+            cells[1], cells[2], cells[4] = cells[1] or "i1", "rating", "abc"  # a search may have no item
         elif kind == "nul":
             cells[0] += "\x00"
         return csv_record(cells, crlf)
@@ -170,7 +170,7 @@ def render(fmt: str, g: Good, kind: str | None = None, crlf: bool = False) -> by
     if kind == "surrogate":
         return b'{"user_id": "\\ud800x", "item_id": "i", "type": "view", "timestamp": 1}\n'
     over = {"user": {"user_id": None}, "type": {"type": "teleport"}, "timestamp": {"timestamp": "not-a-time"},
-            "rating": {"type": "rating", "value": "abc"}}.get(kind, {})
+            "rating": {"type": "rating", "value": "abc", "item_id": g.item_id or "i1"}}.get(kind, {})
     return json_record(g, **over)
 
 

@@ -144,3 +144,22 @@ def test_cut_off_answers_and_echoed_example_tags_are_not_kept():
     [result] = writer([cut, echo]).write_many([profile()])
     assert result.attempts == 2 and "SHORT must be 1-5 complete sentences" in result.violations
     assert result.source == "llm" and result.extra_tags == []
+
+
+def test_a_disliked_title_needs_a_negative_word_in_its_own_stretch():
+    checker = GroundingChecker(CATALOG, GENRES)
+    digest = build_digest(profile())
+    assert checker.violations("They love Crime films such as Heat, Ronin and The Notebook. Avoided: nothing.", digest) == [
+        "disliked title 'the notebook' presented as liked"]
+    assert checker.violations("They love Heat and Ronin but did not enjoy The Notebook.", digest) == []
+    assert checker.violations("They love Heat; The Notebook, rated 1/5, was a miss.", digest) == []
+
+
+def test_a_liked_title_after_a_rejection_is_flagged_and_genre_tags_are_not_extra_tags():
+    checker = GroundingChecker(CATALOG, GENRES)
+    digest = build_digest(profile())
+    assert checker.violations("They did not enjoy Heat.", digest) == ["liked title 'heat' presented as disliked"]
+    assert checker.violations("They did not enjoy The Notebook, and loved Heat.", digest) == []
+    assert checker.violations("Critically acclaimed Heat is a favourite.", digest) == []
+    [result] = writer([GOOD.replace("tense [1,2]", "thriller [1,2]; gritty crime [1]")]).write_many([profile()])
+    assert [t["tag"] for t in result.extra_tags] == ["gritty crime"]

@@ -43,9 +43,9 @@ def test_events_for_unknown_items_create_stubs_unless_the_caller_knows_them(stor
     store.write_event_rows([row(ev("a", item="known")), row(ev("b", item="new")), row(ev("s", item=None, type_="search", text="q"))])
     assert store.get_item("new").is_stub and not store.get_item("known").is_stub
     assert store.status()["stub_items"] == 1
-    # known_items is the ingestor's cache of committed ids: their check is skipped.
-    store.write_event_rows([row(ev("c", item="cached"))], known_items={"cached"})
-    assert "cached" not in store.items_by_id(["cached"])
+    # The ingestor passes only ids it has not seen committed: others are not checked.
+    store.write_event_rows([row(ev("c", item="cached")), row(ev("d", item="fresh"))], item_ids={"fresh"})
+    assert set(store.items_by_id(["cached", "fresh"])) == {"fresh"}
 
 
 def test_upsert_items_reports_written_and_unchanged_and_replaces_stubs(store):
