@@ -37,6 +37,9 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/refresh.py
+	$(BIN)/python bench/baselines.py
+	@test ! -f bench/recommend.py || $(BIN)/python bench/recommend.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .hypothesis

@@ -131,7 +131,8 @@ def chat(
     with console.status("loading models…"):
         agent.warm_up()
     console.print(f"[bold]tastebud chat[/] · {who} · session {agent.session.id} · "
-                  f"{'template answers' if template else agent.mode + ' mode'} · /help for commands, /quit to leave")
+                  f"{'template answers' if template else agent.mode + ' mode'} · /help for commands, /quit to leave",
+                  highlight=False)
     prompt = f"{agent.principal.user_id or agent.principal.role.value}> "
     try:
         while True:
@@ -141,7 +142,7 @@ def chat(
                 console.print()
                 break
             except KeyboardInterrupt:
-                console.print("[dim](Ctrl-C: /quit leaves)[/]")
+                console.print("[dim](Ctrl-C: /quit leaves)[/]", highlight=False)
                 continue
             line = line.strip()
             if not line:
@@ -158,9 +159,9 @@ def chat(
                     live.update(_final(turn))
             except KeyboardInterrupt:
                 agent.cancel.set()
-                console.print("[dim](cancelled)[/]")
+                console.print("[dim](cancelled)[/]", highlight=False)
                 continue
-            console.print(_footer(turn))
+            console.print(_footer(turn), highlight=False)
             agent.save()
             if agent.principal.is_staff and agent.session.target_user:
                 prompt = f"{agent.principal.role.value}:{agent.session.target_user}> "
@@ -169,7 +170,7 @@ def chat(
         if save_history:
             save_history()
     resume = f"--user {agent.principal.user_id}" if not agent.principal.is_staff else f"--as {agent.principal.role.value}"
-    console.print(f"bye · resume with: tastebud chat {resume} --session {agent.session.id}")
+    console.print(f"bye · resume with: tastebud chat {resume} --session {agent.session.id}", highlight=False)
 
 
 @app.command("ask")
@@ -197,4 +198,4 @@ def ask(
         print_json(turn.as_dict(agent.session.id if session else None))
         return
     console.print(_final(turn))
-    console.print(_footer(turn))
+    console.print(_footer(turn), highlight=False)

@@ -55,11 +55,11 @@ EXAMPLE_ANSWER = (
     "TAGS: mafia [1]; gritty [2,3]"
 )
 INSTRUCTIONS = "Write the three lines for this viewer, using only these facts."
-# Tags the instructions show as examples: an echo of them is not a proposal.
+# Tags the example shows (and an older prompt did): an echo of them is not a proposal.
 EXAMPLE_TAGS = {"mafia", "gritty", "heist"}
 
 _NEGATIVE_CUES = re.compile(
-    r"(?:\b(?:dislike[sd]?|disliking|avoid\w*|not|never|low\w*|poor\w*|hate[sd]?|unimpress\w*|negative\w*|"
+    r"(?:\b(?:dislike[sd]?|disliking|disappoint\w*|avoid\w*|not|never|low\w*|poor\w*|hate[sd]?|unimpress\w*|negative\w*|"
     r"rated (?:0|1|2)(?:\.5)?|less|fading|bor(?:ed|ing)|weak\w*|critic\w*)\b|n't\b|\b[0-2](?:\.5)?/5)",
     re.IGNORECASE,
 )

@@ -12,7 +12,9 @@ import numpy as np
 
 from profiles.interest import InterestConfig, build_interest_profile
 from retrieval.evaluation import Split, TrainData, evaluate, evaluate_model, split_events, validation_split
-from retrieval.recommender import PARTS, ItemSide, Recommender, UserContext, interaction_matrix, profile_text
+from retrieval.recommender import (
+    PARTS, ItemSide, Recommender, UserContext, interaction_matrix, profile_text, single_threaded_blas,
+)
 
 ABLATIONS = {
     "long_term_only": {"semantic_short": 0.0},
@@ -65,8 +67,9 @@ class TastebudScorer:
     def _parts(self, user: str) -> dict[str, np.ndarray]:
         if user not in self._parts_cache:
             ctx = UserContext(user, self.train.events.get(user, []), self.profiles.get(user), self.vectors.get(user, {}))
-            parts, _ = self.recommender.parts(ctx)
-            mask, near = self.recommender.blocked(ctx)
+            with single_threaded_blas():
+                parts, _ = self.recommender.parts(ctx)
+                mask, near = self.recommender.blocked(ctx)
             if near is not None:
                 parts["dislike_similarity"] = near
             parts["_blocked"] = mask

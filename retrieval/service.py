@@ -26,13 +26,20 @@ ITEM_SIDE_FORMAT = 1  # bump when ItemSide's contents or their computation chang
 
 
 def _item_vectors(vectors: Any | None, items: Sequence[str]) -> np.ndarray | None:
+    """The catalog's vectors in `items` order; an item not indexed yet gets a zero
+    vector (no semantic score, no near-duplicates) until `tastebud index` runs."""
     if vectors is None or not items:
         return None
     ids, vecs = vectors.items.get_vectors(items)
-    if len(ids) != len(items):
-        return None  # not every item is indexed yet: no semantic parts, no near-duplicate filter
-    order = {iid: i for i, iid in enumerate(ids)}
-    return vecs[[order[i] for i in items]].astype(np.float32)
+    if not ids:
+        return None
+    if len(ids) == len(items):
+        order = {iid: i for i, iid in enumerate(ids)}
+        return np.ascontiguousarray(vecs[[order[i] for i in items]], dtype=np.float32)
+    index = {iid: i for i, iid in enumerate(items)}
+    out = np.zeros((len(items), vecs.shape[1]), dtype=np.float32)
+    out[[index[i] for i in ids]] = vecs
+    return out
 
 
 def build_item_side(store: EventStore, vectors: Any | None, catalog: Mapping[str, Any] | None = None) -> ItemSide:

@@ -42,8 +42,8 @@ def spawn_chat(home: Path, *args: str, timeout: float = 180):
     return child
 
 
-def converse(child, *, why_marker: str) -> None:
-    child.expect("session ([0-9a-f]+)")
+def converse(child, *, why_marker: str, mode: str) -> str:
+    child.expect(f"session ([0-9a-f]+) · {mode}")
     session = child.match.group(1)
     child.expect_exact(PROMPT)
     child.sendline("recommend me something to watch tonight")
@@ -63,7 +63,7 @@ def converse(child, *, why_marker: str) -> None:
 
 def test_chat_session_with_template_answers(chat_home):
     child = spawn_chat(chat_home, "--user", "1", "--template")
-    session = converse(child, why_marker="was #1 in the list for user 1")
+    session = converse(child, why_marker="was #1 in the list for user 1", mode="template answers")
     saved = json.loads((chat_home / "sessions" / f"{session}.json").read_text())
     assert [t["tools"] for t in saved["turns"]] == [["recommend"], ["explain"]]
     assert (chat_home / "chat_history").read_text().count("why the first one?") == 1
@@ -79,8 +79,7 @@ def test_chat_session_with_the_embedded_model(chat_home, embedded_server, llm_mo
         "model_path": str(llm_models_dir / MODEL_FILENAME), "sha256": MODEL_SHA256, "alias": embedded_server.alias,
     }))
     child = spawn_chat(chat_home, "--user", "1", timeout=300)
-    child.expect("router mode")
-    converse(child, why_marker=r"(first token [0-9.]+ s|model answer replaced)")
+    converse(child, why_marker=r"(first token [0-9.]+ s|model answer replaced)", mode="router mode")
 
 
 @pytest.mark.llm

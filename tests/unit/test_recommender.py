@@ -214,3 +214,18 @@ def test_item_side_cache_round_trip_and_fingerprint(store, tmp_path):
 
 def test_every_part_is_named():
     assert set(PARTS) == {"semantic_long", "semantic_short", "co_occurrence", "popularity", "tag_match"}
+
+
+def test_item_vectors_fill_items_not_indexed_yet_with_zeros():
+    from retrieval.service import _item_vectors
+
+    class Items:
+        def get_vectors(self, ids):
+            found = [i for i in ids if i != "b"]
+            return found, np.stack([np.full(3, float(k + 1), np.float32) for k, _ in enumerate(found)])
+
+    class Vectors:
+        items = Items()
+
+    got = _item_vectors(Vectors(), ["a", "b", "c"])
+    assert got.tolist() == [[1.0] * 3, [0.0] * 3, [2.0] * 3]
