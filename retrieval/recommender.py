@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,9 +43,6 @@ import scipy.sparse as sp
 from profiles.events import Event, Item
 from profiles.interest import ITEM_TAG_FACTOR, is_negative, rating_signal, user_mean_rating
 from retrieval.reclog import ScoredItem
-
-if TYPE_CHECKING:
-    from retrieval.evaluation import TrainData
 
 PARTS = ("semantic_long", "semantic_short", "co_occurrence", "popularity", "tag_match")
 CONSUMED_TYPES = frozenset({"rating", "purchase", "review", "like", "dislike", "skip", "tag"})

@@ -14,7 +14,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from profiles.events import Event
 from profiles.store import EventStore
 from profiles.versions import ProfileRepository
 from retrieval.reclog import Recommendation, RecommendationLog
