@@ -150,14 +150,22 @@ def chat(
             if line.split()[0].lower() in ("/quit", "/exit", "/q"):
                 break
             thinking = Spinner("dots", text="thinking…", style="cyan")
-            try:
-                with Live(thinking, console=console, refresh_per_second=12, transient=False) as live:
-                    def on_text(text: str) -> None:
-                        live.update(Markdown(text) if text else thinking)
+            live = Live(thinking, console=console, refresh_per_second=12, transient=False)
 
+            def on_text(text: str) -> None:
+                live.update(Markdown(text) if text else thinking)
+
+            try:
+                # not `with Live(...)`: a Ctrl-C landing inside __enter__ would skip
+                # __exit__ and leave the spinner thread drawing over the prompt
+                try:
+                    live.start()
                     turn = agent.ask(line, on_text)
                     live.update(_final(turn))
+                finally:
+                    live.stop()
             except KeyboardInterrupt:
+                live.stop()
                 agent.cancel.set()
                 console.print("[dim](cancelled)[/]", highlight=False)
                 continue
