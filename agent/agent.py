@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from agent.grounding import UNTRUSTED_NOTE, Grounding, as_data, check_answer, clip, tokens
-from agent.render import render_call, render_calls
+from agent.render import render_calls
 from agent.roles import Principal, Role
 from agent.router import Plan, Router, help_text
 from agent.session import Session

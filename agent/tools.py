@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
@@ -287,6 +287,7 @@ class Toolbox:
     # ------------------------------------------------------------ tools
     def _get_profile(self, user_id: str) -> dict[str, Any]:
         p = self.app.profiles.require_latest(user_id)
+        disliked = {i["item_id"] for i in p["dislikes"]["items"]}
         return {
             "user_id": user_id,
             "version": p.get("version"),
@@ -296,7 +297,9 @@ class Toolbox:
             "long_term_tags": _tags(p["long_term"]["tags"], 8),
             "recent_tags": _tags(p["short_term"]["tags"], 5),
             "disliked_tags": _tags(p["dislikes"]["tags"], 5),
-            "liked_items": [{"item_id": i["item_id"], "title": display_title(i["title"])} for i in p["long_term"]["top_items"][:5]],
+            # negative feedback is absolute: an item the profile also lists as disliked is not a favourite
+            "liked_items": [{"item_id": i["item_id"], "title": display_title(i["title"])}
+                            for i in p["long_term"]["top_items"] if i["item_id"] not in disliked][:5],
             "disliked_items": [{"item_id": i["item_id"], "title": display_title(i["title"])} for i in p["dislikes"]["items"][:5]],
             "emerging": p["drift"]["emerging"][:5],
             "fading": p["drift"]["fading"][:5],

@@ -115,7 +115,7 @@ def chat(
     as_role: Optional[str] = typer.Option(None, "--as", help="support (read-only, any user) or operator (adds refresh, status)."),
     session: Optional[str] = typer.Option(None, "--session", help="Resume a saved session by id."),
     template: bool = typer.Option(False, "--template", help="No LLM: answer with the deterministic renderings only."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="auto | tools | router (default: the agent_mode setting)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="auto | tools | router (default: the agent_mode setting). tools needs an endpoint that calls tools, e.g. vLLM with --enable-auto-tool-choice --tool-call-parser hermes."),
 ) -> None:
     """Chat with tastebud: recommendations, why, your profile; /help lists commands."""
     from rich.live import Live

@@ -238,7 +238,12 @@ def _horizon(
             out.append(WeightedTag(tag, sign * abs(value) / total if total else 0.0, ids))
         return out
 
-    liked = sorted((s for s in per_item.values() if s.contribution > 0), key=lambda s: (-s.contribution, s.item_id))
+    latest = {ev.item_id: ev for ev in events if ev.item_id}
+    # An item whose latest word is negative is a dislike, never a favourite.
+    liked = sorted(
+        (s for s in per_item.values() if s.contribution > 0 and not is_negative(latest[s.item_id])),
+        key=lambda s: (-s.contribution, s.item_id),
+    )
     horizon = Horizon(
         tags=tag_list(+1, positive_total),
         top_items=liked[: config.max_items],

@@ -106,7 +106,7 @@ def test_router_recommend_then_why_the_second_one(app):
     assert call.name == "explain" and call.args["item_id"] == second_item["item_id"]
     assert call.args["request_id"] == first.tool_calls[0].result["request_id"]
     # the model was asked about the resolved title, not "the second one"
-    assert f"Why was {second_item['title']} recommended" in prompt_text(app.llm.chat_model.seen[-1])
+    assert f"Explain why {second_item['title']} was recommended" in prompt_text(app.llm.chat_model.seen[-1])
 
 
 def test_router_fill_is_accepted_only_from_the_users_words(app):

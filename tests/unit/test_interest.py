@@ -93,3 +93,13 @@ def test_keywords_and_divergence_basics():
     assert keywords("dark comedy") == ["dark comedy"]
     assert js_divergence({"a": 1.0}, {"a": 2.0}) == 0.0
     assert js_divergence({"a": 1.0}, {"b": 1.0}) == pytest.approx(1.0)
+
+
+def test_a_low_rated_item_is_never_a_favourite_even_when_all_ratings_are_low():
+    items = {"A": item("A", ["Drama"]), "B": item("B", ["War"])}
+    events = [rating("u", "A", 0.5, 0), rating("u", "B", 0.5, 1)]
+    # mean 0.5: each rating is at the mean (signal 1), so tags still gain weight,
+    # but both items are low-rated and belong only in dislikes
+    profile = build_interest_profile("u", events, items, CONFIG).computed()
+    assert profile["long_term"]["top_items"] == []
+    assert {i["item_id"] for i in profile["dislikes"]["items"]} == {"A", "B"}
