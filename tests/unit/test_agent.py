@@ -10,17 +10,11 @@ from agent.agent import Agent
 from agent.roles import Principal, Role
 from agent.session import Session
 from tastebud.errors import ModelError, PermissionDenied
-from tests.agent_helpers import INJECTION, built_home, copy_home, make_app, prompt_text, scripted
+from tests.agent_helpers import INJECTION, app, prompt_text, scripted  # noqa: F401 (app is a fixture)
 
 INVENTED = "The Crimson Harbor"
 
 
-@pytest.fixture
-def app(home, tmp_path_factory, embedder):
-    copy_home(built_home(tmp_path_factory.getbasetemp(), embedder), home)
-    a = make_app(home, embedder)
-    yield a
-    a.close()
 
 
 def agent(app, *replies, role="user", user="1", mode="router", **kw) -> Agent:

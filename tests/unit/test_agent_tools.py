@@ -8,15 +8,9 @@ from sqlalchemy import func, select
 from agent.roles import Principal, Role
 from agent.session import Session
 from agent.tools import Toolbox
-from tests.agent_helpers import TWINS, built_home, copy_home, make_app
+from tests.agent_helpers import TWINS, app  # noqa: F401 (app is a fixture)
 
 
-@pytest.fixture
-def app(home, tmp_path_factory, embedder):
-    copy_home(built_home(tmp_path_factory.getbasetemp(), embedder), home)
-    a = make_app(home, embedder)
-    yield a
-    a.close()
 
 
 def box(app, role="user", user="1", session=None):
