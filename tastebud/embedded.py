@@ -315,7 +315,8 @@ class EmbeddedServer:
     n_ctx: int = 2048
     n_threads: int = 0
     host: str = "127.0.0.1"
-    api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # hex, so the key can never start with "-" and be read as a flag by argparse
+    api_key: str = field(default_factory=lambda: secrets.token_hex(24))
     log_path: Path | None = None
     watch_parent: bool = True
     pid: int | None = None
@@ -337,7 +338,7 @@ class EmbeddedServer:
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(threads),
             "--n_threads_batch", str(threads),
-            "--api_key", self.api_key,
+            f"--api_key={self.api_key}",
             # a queued request must not cut a streaming answer short
             "--interrupt_requests", "false",
         ]

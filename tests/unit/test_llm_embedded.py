@@ -189,11 +189,16 @@ def test_command_line(tmp_path, monkeypatch):
     cmd = server.command()
     assert cmd[1:3] == ["-m", "tastebud.embedded"] and "--no-extra-bufts" in cmd
     args = cmd[cmd.index("--") + 1 :]
+    # the key rides in "--api_key=KEY" form so a key starting with "-" is not read as a flag
+    assert f"--api_key={server.api_key}" in args
+    args = [a for a in args if not a.startswith("--api_key=")]
     pairs = dict(zip(args[::2], args[1::2]))
     assert pairs["--chat_format"] == "chatml-function-calling"
     assert pairs["--host"] == "127.0.0.1" and pairs["--port"] == "1234"
     assert pairs["--n_ctx"] == "4096" and pairs["--n_threads"] == "3"
-    assert pairs["--model_alias"] == "a" and pairs["--api_key"] == server.api_key
+    assert pairs["--model_alias"] == "a"
+    dashed = EmbeddedServer(tmp_path / "m.gguf", alias="a", port=1234, api_key="-starts-with-dash")
+    assert "--api_key=-starts-with-dash" in dashed.command()
     monkeypatch.setenv("TASTEBUD_LLM_EXTRA_BUFTS", "1")
     assert "--no-extra-bufts" not in server.command()
 
