@@ -393,53 +393,38 @@ class Ingestor:
         good: list[tuple] = []
         bad: list[QuarantinedRow] = []
         batch_size = self.batch_size
-        pending = 0
         if transform is None and isinstance(rows, read_csv) and rows.names is not None:
             # The hot path: CSV records stay lists, and a picker hands their values to the same rules.
             pick = rows.picker(EVENT_FIELDS, constants)
-            for line_no, raw, row, error in rows.records():
-                if row is not None:
-                    try:
-                        good.append(event_values(*pick(row)))
-                    except RowError as exc:
-                        error = str(exc)
-                    else:
-                        pending += 1
-                        if pending >= batch_size:
-                            self._flush_events(good, bad, report)
-                            pending = 0
-                        continue
-                bad.append(quarantine.row(line_no, raw, error))
-                reasons[_reason_kind(error)] += 1
-                pending += 1
-                if pending >= batch_size:
-                    self._flush_events(good, bad, report)
-                    pending = 0
-            self._flush_events(good, bad, report)
-            return report
-        for line_no, raw, fields, error in rows:
-            if fields is not None:
+            records: Iterable[Any] = rows.records()
+
+            def validate(row: Any) -> tuple:
+                return event_values(*pick(row))
+        else:
+            records = rows
+
+            def validate(fields: Any) -> tuple:
+                if constants:
+                    fields = {**fields, **constants}
+                if transform is not None:
+                    fields = transform(fields)
+                return event_fields(fields)
+
+        for line_no, raw, row, error in records:
+            if row is not None:
                 try:
-                    if constants:
-                        fields = {**fields, **constants}
-                    if transform is not None:
-                        fields = transform(fields)
-                    good.append(event_fields(fields))
+                    good.append(validate(row))
                 except RowError as exc:
                     error = str(exc)
                 else:
-                    pending += 1
-                    if pending >= batch_size:
+                    if len(good) + len(bad) >= batch_size:
                         self._flush_events(good, bad, report)
-                        pending = 0
                     continue
             error = error or "unreadable row"
             bad.append(quarantine.row(line_no, raw, error))
             reasons[_reason_kind(error)] += 1
-            pending += 1
-            if pending >= batch_size:
+            if len(good) + len(bad) >= batch_size:
                 self._flush_events(good, bad, report)
-                pending = 0
         self._flush_events(good, bad, report)
         return report
 

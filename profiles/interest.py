@@ -22,7 +22,7 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from profiles.events import NEGATIVE_TYPES, Event, Item
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AbstractSet, Any, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from profiles.events import Event, Item, iso
-from profiles.migrations import events, items, migrate, profile_heads, profile_versions, quarantine
+from profiles.migrations import events, items, migrate, profile_heads, quarantine
 from tastebud.errors import InputError, NotFoundError, StoreError
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import and_, select, update
 

@@ -10,7 +10,7 @@ from agent.agent import Agent
 from agent.roles import Principal, Role
 from agent.session import Session
 from tastebud.errors import ModelError, PermissionDenied
-from tests.agent_helpers import INJECTION, app, prompt_text, scripted  # noqa: F401 (app is a fixture)
+from tests.agent_helpers import INJECTION, prompt_text, scripted
 
 INVENTED = "The Crimson Harbor"
 

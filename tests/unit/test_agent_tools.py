@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import func, select
 
 from agent.roles import Principal, Role
 from agent.session import Session
 from agent.tools import Toolbox
-from tests.agent_helpers import TWINS, app  # noqa: F401 (app is a fixture)
+from tests.agent_helpers import TWINS
 
 
 

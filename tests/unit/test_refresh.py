@@ -1,13 +1,12 @@
 import pytest
 
-from profiles.events import Event
 from profiles.interest import InterestConfig
 from profiles.refresh import Refresher, in_shard, parse_shard
 from profiles.store import EventStore
 from profiles.versions import ProfileRepository, content_hash
 from tastebud.errors import InputError, NotFoundError
 from tastebud.settings import DEFAULT_EVENT_WEIGHTS
-from tests.profile_helpers import DAY, T0, item, load, rating
+from tests.profile_helpers import item, load, rating
 
 CONFIG = InterestConfig(event_weights=DEFAULT_EVENT_WEIGHTS)
 GENRES = ["Comedy", "Horror", "Drama", "Crime", "Sci-Fi"]
