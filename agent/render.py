@@ -86,10 +86,12 @@ def search_items(r: dict[str, Any]) -> str:
 
 
 def record_feedback(r: dict[str, Any]) -> str:
-    if r.get("stored") == "session":
-        verb = "leave out" if r["kind"] == "dislike" else "include"
-        return (f"Noted: I'll {verb} {r['category']} in recommendations for the rest of this chat. "
-                "(Lasting category preferences aren't stored yet; telling me about individual titles is.)")
+    if r.get("category"):
+        if r["kind"] == "dislike":
+            return (f"Noted: no more {r['category']}. I'll leave it out of your recommendations from now on, "
+                    f"until you tell me you like it again. Your profile is updated (v{r.get('profile_version')}).")
+        return (f"Noted: you like {r['category']}. I'll lean that way, and anything you'd said against it is lifted. "
+                f"Your profile is updated (v{r.get('profile_version')}).")
     verb = "didn't like" if r["kind"] == "dislike" else "liked"
     tail = (" It won't be recommended to you again, nor will near-duplicates of it."
             if r["kind"] == "dislike" else " I'll look for more like it.")

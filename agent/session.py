@@ -35,7 +35,6 @@ class Session:
     shown_user: str | None = None
     request_id: str | None = None  # the request the shown items came from
     focus: dict[str, Any] | None = None  # the item last talked about
-    excluded_categories: list[str] = field(default_factory=list)  # "not interested in horror any more"
 
     @classmethod
     def new(cls, role: str, owner: str | None) -> "Session":

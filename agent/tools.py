@@ -330,8 +330,6 @@ class Toolbox:
         from retrieval.service import render_why
 
         exclude = list(exclude or [])
-        if self.session and self.session.excluded_categories:
-            exclude += [c for c in self.session.excluded_categories if c not in exclude]
         rec = self.app.recommendations.recommend(user_id, k, category, exclude, intent or None, None, source="agent")
         items = [{
             "rank": it.rank, "item_id": it.item_id, "title": display_title(it.title), "score": round(it.score, 3),
@@ -383,32 +381,25 @@ class Toolbox:
         return {"query": query, "category": category, "items": out}
 
     def _record_feedback(self, user_id: str, kind: str, item_id: str | None = None, category: str | None = None) -> dict[str, Any]:
+        """Stored as a real event (an item-less like/dislike names a category: a
+        standing preference), and the profile is refreshed at once, without narratives."""
         from profiles.events import Event
 
         if not item_id and not category:
             raise InputError("Which item (or category) is the feedback about?")
+        about: dict[str, Any]
         if item_id is None:
-            # A stated category preference has no event type yet (dislike needs an
-            # item); keep it for this session's recommendations and say so.
             cat = self._category(category)
-            if self.session is None:
-                raise InputError("Category preferences need a chat session.")
-            if kind == "dislike":
-                if cat not in self.session.excluded_categories:
-                    self.session.excluded_categories.append(cat)
-            else:
-                self.session.excluded_categories = [c for c in self.session.excluded_categories if c != cat]
-            return {"user_id": user_id, "kind": kind, "category": cat, "stored": "session",
-                    "note": "kept for this chat session; lasting category preferences are not stored as events yet"}
-        item_id = self.resolve_item(item_id)
-        title = self._title(item_id)
-        now = int(time.time() * 1000)
-        event = Event(f"agent-{uuid.uuid4().hex[:24]}", user_id, item_id, kind, now, None, None)
+            about, event_item, text = {"category": cat}, None, cat
+        else:
+            event_item = self.resolve_item(item_id)
+            about, text = {"item_id": event_item, "title": self._title(event_item)}, None
+        event = Event(f"agent-{uuid.uuid4().hex[:24]}", user_id, event_item, kind, int(time.time() * 1000), None, text)
         self.app.store.write_batch([event])
         report = self.app.refresher(narratives=False).refresh([user_id], narratives=False)
-        if self.session is not None:
-            self.session.focus = {"item_id": item_id, "title": title, "user_id": user_id, "request_id": None}
-        return {"user_id": user_id, "kind": kind, "item_id": item_id, "title": title, "event_id": event.event_id,
+        if self.session is not None and event_item is not None:
+            self.session.focus = {"item_id": event_item, "title": about["title"], "user_id": user_id, "request_id": None}
+        return {"user_id": user_id, "kind": kind, **about, "event_id": event.event_id,
                 "stored": "event", "profile_version": report.versions.get(user_id)}
 
     def _category(self, text: str) -> str:

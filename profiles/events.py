@@ -20,6 +20,9 @@ EVENT_TYPES = frozenset(
     {"view", "click", "add_to_cart", "purchase", "rating", "review", "like", "dislike", "skip", "search", "tag"}
 )
 ITEMLESS_TYPES = frozenset({"search"})
+# A like/dislike without an item is a stated preference: its text names a category
+# or tag ("Horror"), e.g. "not interested in horror any more".
+PREFERENCE_TYPES = frozenset({"like", "dislike"})
 NEGATIVE_TYPES = frozenset({"dislike", "skip"})
 _TEXT_TYPES = frozenset({"review", "search", "tag"})
 MAX_ID_LENGTH = 64  # the width of the id columns (VARCHAR(64) on PostgreSQL)
@@ -238,7 +241,7 @@ def event_values(user_id: Any, type_: Any, item_id: Any, timestamp: Any, value: 
     raw = item_id
     item_id = (raw.strip() if raw.__class__ is str else _ident(raw)) or None
     if item_id is None:
-        if type_ not in ITEMLESS_TYPES:
+        if type_ not in ITEMLESS_TYPES and type_ not in PREFERENCE_TYPES:
             raise RowError(f"missing item_id for a {type_} event")
     elif len(item_id) > MAX_ID_LENGTH:
         raise RowError(f"item_id longer than {MAX_ID_LENGTH} characters")
@@ -265,6 +268,8 @@ def event_values(user_id: Any, type_: Any, item_id: Any, timestamp: Any, value: 
     text = None if raw is None else (raw.strip() or None) if raw.__class__ is str else _text(raw)
     if text is None and type_ in _TEXT_TYPES:
         raise RowError(f"{type_} event without text")
+    if item_id is None and text is None and type_ in PREFERENCE_TYPES:
+        raise RowError(f"a {type_} event needs an item_id, or a text naming a category")
     raw = event_id
     event_id = None if raw is None else raw.strip() if raw.__class__ is str else _ident(raw)
     if not event_id:

@@ -21,10 +21,10 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from profiles.events import NEGATIVE_TYPES, Event, Item
+from profiles.events import NEGATIVE_TYPES, PREFERENCE_TYPES, Event, Item
 
 DAY_MS = 86_400_000
 RATING_SPREAD = 2.0
@@ -175,9 +175,46 @@ def is_negative(event: Event) -> bool:
     return event.type in NEGATIVE_TYPES or (event.type == "rating" and event.value is not None and event.value <= LOW_RATING)
 
 
+def is_statement(event: Event) -> bool:
+    """A like/dislike of a category or tag rather than of an item."""
+    return event.item_id is None and event.type in PREFERENCE_TYPES and bool(event.text)
+
+
+def stated_preferences(events: Sequence[Event]) -> dict[str, Event]:
+    """The latest statement per category/tag (key: casefolded text), events in time
+    order: "no more horror" is replaced by a later "I like horror again"."""
+    out: dict[str, Event] = {}
+    for ev in events:
+        if is_statement(ev):
+            out[ev.text.strip().casefold()] = ev
+    return out
+
+
+def _canonical_statements(events: Sequence[Event], items: Mapping[str, Item]) -> Sequence[Event]:
+    """Statements spelled like the catalog ("horror" -> "Horror") so they meet the
+    category tags the user's items carry."""
+    if not any(is_statement(ev) for ev in events):
+        return events
+    spelling: dict[str, str] = {}
+    for ev in events:
+        item = items.get(ev.item_id) if ev.item_id else None
+        if item is not None:
+            for name in (*item.categories, *item.tags):
+                spelling.setdefault(name.casefold(), name)
+    return [replace(ev, text=spelling.get(ev.text.strip().casefold(), ev.text.strip())) if is_statement(ev) else ev
+            for ev in events]
+
+
+def stated_dislikes(events: Sequence[Event]) -> list[str]:
+    """Categories/tags the user said they do not want (as they wrote them)."""
+    return [ev.text.strip() for ev in stated_preferences(events).values() if ev.type == "dislike"]
+
+
 def _event_tags(event: Event, item: Item | None) -> list[tuple[str, float]]:
     """(tag, factor) pairs an event speaks for."""
     out: list[tuple[str, float]] = []
+    if is_statement(event):
+        return [(event.text.strip(), 1.0)]
     if item is not None:
         out.extend((c, 1.0) for c in item.categories)
         out.extend((t, ITEM_TAG_FACTOR) for t in item.tags)
@@ -202,17 +239,27 @@ def _contribution(event: Event, mean: float | None, config: InterestConfig, now_
 
 def _horizon(
     events: Sequence[Event], items: Mapping[str, Item], mean: float | None, config: InterestConfig,
-    now_ms: int, half_life_days: float,
+    now_ms: int, half_life_days: float, stated: Mapping[str, Event] | None = None,
 ) -> tuple[Horizon, list[WeightedTag]]:
+    """stated: the user's standing statements (see stated_preferences). A stated
+    dislike is absolute: it cancels that tag's positive evidence and is a dislike
+    without the MIN_DISLIKE_EVIDENCE rule; superseded statements count for nothing."""
+    stated = stated or {}
+    active = {ev.event_id for ev in stated.values()}
+    unwanted = {key for key, ev in stated.items() if ev.type == "dislike"}
     sums: dict[str, float] = defaultdict(float)
     support: dict[str, list[tuple[float, str]]] = defaultdict(list)
     per_item: dict[str, ItemSignal] = {}
     for ev in events:
+        if is_statement(ev) and ev.event_id not in active:
+            continue
         item = items.get(ev.item_id) if ev.item_id else None
         c = _contribution(ev, mean, config, now_ms, half_life_days)
         if c == 0.0:
             continue
         for tag, factor in _event_tags(ev, item):
+            if c > 0 and tag.casefold() in unwanted:
+                continue
             sums[tag] += c * factor
             support[tag].append((c * factor, ev.event_id))
         if ev.item_id and ev.type not in ("search",):
@@ -230,7 +277,8 @@ def _horizon(
     def tag_list(sign: int, total: float) -> list[WeightedTag]:
         chosen = [(t, v) for t, v in sums.items() if (v > 0 if sign > 0 else v < 0)]
         if sign < 0:
-            chosen = [(t, v) for t, v in chosen if sum(1 for c, _ in support[t] if c < 0) >= MIN_DISLIKE_EVIDENCE]
+            chosen = [(t, v) for t, v in chosen
+                      if t.casefold() in unwanted or sum(1 for c, _ in support[t] if c < 0) >= MIN_DISLIKE_EVIDENCE]
         chosen.sort(key=lambda tv: (-abs(tv[1]), tv[0]))
         out = []
         for tag, value in chosen[: config.max_tags]:
@@ -288,9 +336,11 @@ def build_interest_profile(
     events = sorted(events, key=lambda e: (e.ts, e.event_id))
     mean = user_mean_rating(events)
     now_ms = events[-1].ts if events else 0
-    long_h, disliked_tags = _horizon(events, items, mean, config, now_ms, config.long_half_life_days)
+    events = _canonical_statements(events, items)
+    stated = stated_preferences(events)
+    long_h, disliked_tags = _horizon(events, items, mean, config, now_ms, config.long_half_life_days, stated)
     recent = short_window(events, config)
-    short_h, _ = _horizon(recent, items, mean, config, now_ms, config.short_half_life_days)
+    short_h, _ = _horizon(recent, items, mean, config, now_ms, config.short_half_life_days, stated)
 
     long_w = {t.tag: t.weight for t in long_h.tags}
     short_w = {t.tag: t.weight for t in short_h.tags}

@@ -20,7 +20,9 @@ Parts:
   intent: cosine with a free-text request ("something funny"), when given.
 Negative feedback is absolute: disliked/skipped/low-rated items and their
 near-duplicates (cosine >= NEAR_DUPLICATE) are removed; items similar to them
-(cosine >= SIMILAR_TO_DISLIKED) get a `dislike_similarity` penalty. The item
+(cosine >= SIMILAR_TO_DISLIKED) get a `dislike_similarity` penalty. A stated
+dislike of a category or tag (an item-less `dislike` event, "no more horror")
+removes every item carrying it until a later `like` statement lifts it. The item
 pairs above SIMILAR_TO_DISLIKED are computed once per item side (a sparse
 matrix), so a request costs a row slice, not a catalog-sized matmul.
 
@@ -41,7 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from profiles.events import Event, Item
-from profiles.interest import ITEM_TAG_FACTOR, is_negative, rating_signal, user_mean_rating
+from profiles.interest import ITEM_TAG_FACTOR, is_negative, rating_signal, stated_dislikes, user_mean_rating
 from retrieval.reclog import ScoredItem
 
 PARTS = ("semantic_long", "semantic_short", "co_occurrence", "popularity", "tag_match")
@@ -369,6 +371,10 @@ class Recommender:
             near = np.asarray(side.near[disliked].max(axis=0).todense(), dtype=np.float32).ravel()
             mask |= near >= NEAR_DUPLICATE  # near-duplicates of a disliked item, for good
             near = np.clip((near - SIMILAR_TO_DISLIKED) / (NEAR_DUPLICATE - SIMILAR_TO_DISLIKED), 0.0, 1.0)
+        for tag in stated_dislikes(ctx.events):  # "no more horror": absolute, like an item dislike
+            by_tag = side.tag_mask(tag)
+            if by_tag is not None:
+                mask |= by_tag
         if category:
             mask |= ~side.category_mask(category)
         for value in exclude:

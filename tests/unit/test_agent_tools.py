@@ -96,15 +96,25 @@ def test_like_is_stored_as_a_like_event(app):
     assert [e.type for e in app.store.events_for_user("2") if e.item_id == "1"][-1] == "like"
 
 
-def test_category_dislike_is_kept_for_the_session_without_inventing_events(app):
+def test_category_dislike_is_a_lasting_event_until_a_like_lifts_it(app):
     before = event_count(app)
-    session = Session.new("user", "1")
-    tb = box(app, "user", "1", session)
+    tb = box(app, "user", "1")
+    horror_before = [i for i in tb.run("recommend", {"k": 100}).result["items"] if "Horror" in i["categories"]]
+    assert horror_before, "the fixture must offer horror to user 1, else this test proves nothing"
     call = tb.run("record_feedback", {"kind": "dislike", "category": "horror"})
-    assert call.ok and call.result["stored"] == "session" and session.excluded_categories == ["Horror"]
-    assert event_count(app) == before
-    recs = tb.run("recommend", {"k": 50}).result["items"]
+    assert call.ok and call.result["stored"] == "event" and call.result["category"] == "Horror"
+    assert event_count(app) == before + 1
+    stored = app.store.events_for_user("1")[-1]
+    assert (stored.type, stored.item_id, stored.text) == ("dislike", None, "Horror")
+    profile = tb.run("get_profile").result
+    assert "Horror" in {t["tag"] for t in profile["disliked_tags"]} and "Horror" not in str(profile["long_term_tags"])
+    # a new session (no memory of the chat) still leaves horror out: it is in the store
+    fresh = box(app, "user", "1")
+    recs = fresh.run("recommend", {"k": 100}).result["items"]
     assert recs and not any("Horror" in i["categories"] for i in recs)
+    # saying you like it again lifts the ban
+    assert fresh.run("record_feedback", {"kind": "like", "category": "Horror"}).ok
+    assert any("Horror" in i["categories"] for i in fresh.run("recommend", {"k": 100}).result["items"])
 
 
 def test_untrusted_text_is_returned_as_data_only(app):

@@ -112,6 +112,12 @@ def test_json_values_are_accepted_like_csv_strings():
     assert (ev.user_id, ev.item_id, ev.value) == ("7", "3", 2.0)
 
 
+def test_like_and_dislike_of_a_category_need_no_item_but_text():
+    ev = parse_event({"user_id": "u", "type": "dislike", "timestamp": T0, "text": " Horror "})
+    assert (ev.item_id, ev.type, ev.text) == (None, "dislike", "Horror")
+    assert parse_event({"user_id": "u", "type": "like", "item_id": "i1", "timestamp": T0}).text is None
+
+
 def test_search_needs_no_item_but_text():
     ev = parse_event({"user_id": "u", "type": "search", "timestamp": T0, "text": "  space opera "})
     assert ev.item_id is None and ev.text == "space opera"
@@ -129,6 +135,8 @@ def test_search_needs_no_item_but_text():
         ({"type": None}, "missing type"),
         ({"type": "teleport"}, "unknown event type 'teleport'"),
         ({"item_id": ""}, "missing item_id for a rating event"),
+        ({"item_id": "", "type": "dislike", "value": None}, "a dislike event needs an item_id, or a text naming a category"),
+        ({"item_id": None, "type": "like", "value": None, "text": "  "}, "a like event needs an item_id, or a text naming a category"),
         ({"item_id": "i" * 65}, "item_id longer than 64"),
         ({"timestamp": "last tuesday"}, "unparsable timestamp"),
         ({"timestamp": None}, "missing timestamp"),

@@ -103,3 +103,40 @@ def test_a_low_rated_item_is_never_a_favourite_even_when_all_ratings_are_low():
     profile = build_interest_profile("u", events, items, CONFIG).computed()
     assert profile["long_term"]["top_items"] == []
     assert {i["item_id"] for i in profile["dislikes"]["items"]} == {"A", "B"}
+
+
+def _statement(event_id: str, kind: str, text: str, day: float) -> Event:
+    return Event(event_id, "u", None, kind, int(T0 + day * DAY), None, text)
+
+
+def test_a_stated_category_dislike_outweighs_a_history_of_liking_it():
+    items = {"A": item("A", ["Horror"]), "B": item("B", ["Horror", "Thriller"]), "C": item("C", ["Comedy"])}
+    events = [rating("u", "A", 5.0, 0), rating("u", "B", 5.0, 1), rating("u", "C", 4.0, 2),
+              _statement("s1", "dislike", "horror", 3)]
+    profile = build_interest_profile("u", events, items, CONFIG).computed()
+    for horizon in ("long_term", "short_term"):
+        assert "Horror" not in {t["tag"] for t in profile[horizon]["tags"]}, horizon
+    disliked = {t["tag"]: t for t in profile["dislikes"]["tags"]}
+    # one statement is enough (no MIN_DISLIKE_EVIDENCE), spelled as the catalog spells it,
+    # and its only evidence is the statement itself; the only negative tag, so its share is -1
+    assert set(disliked) == {"Horror"}
+    assert disliked["Horror"]["evidence_event_ids"] == ["s1"] and disliked["Horror"]["weight"] == -1.0
+    # the rest of the history still counts: Thriller (from B) and Comedy stay liked
+    assert {"Thriller", "Comedy"} <= {t["tag"] for t in profile["long_term"]["tags"]}
+
+
+def test_a_later_like_statement_lifts_the_dislike_and_counts_as_interest():
+    items = {"A": item("A", ["Horror"]), "C": item("C", ["Comedy"])}
+    events = [rating("u", "A", 5.0, 0), rating("u", "C", 4.0, 1),
+              _statement("s1", "dislike", "Horror", 2), _statement("s2", "like", "HORROR", 3)]
+    profile = build_interest_profile("u", events, items, CONFIG).computed()
+    assert profile["dislikes"]["tags"] == []
+    horror = next(t for t in profile["long_term"]["tags"] if t["tag"] == "Horror")
+    assert set(horror["evidence_event_ids"]) == {"u-A-0", "s2"}  # the superseded dislike counts for nothing
+
+
+def test_a_statement_about_a_tag_outside_the_users_items_keeps_its_spelling():
+    items = {"C": item("C", ["Comedy"])}
+    events = [rating("u", "C", 4.0, 0), _statement("s1", "like", "  film noir ", 1)]
+    profile = build_interest_profile("u", events, items, CONFIG).computed()
+    assert "film noir" in {t["tag"] for t in profile["long_term"]["tags"]}
