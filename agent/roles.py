@@ -38,7 +38,8 @@ TOOLS_BY_ROLE: dict[Role, frozenset[str]] = {
 }
 
 _WHY_NOT = {
-    "recommend": "support sessions are read-only; a new recommendation list would be logged as served",
+    "recommend": ("staff sessions don't serve recommendations (a new list would be logged as served to the user); "
+                  "the recommendation log shows what the user was shown"),
     "record_feedback": "only the user themself can record their feedback",
     "refresh_profiles": "refreshing profiles needs the operator role",
     "status": "system status needs the operator role",

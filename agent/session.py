@@ -38,7 +38,9 @@ class Session:
 
     @classmethod
     def new(cls, role: str, owner: str | None) -> "Session":
-        return cls(id=secrets.token_hex(6), role=role, owner=owner, target_user=owner)
+        """owner: the end user's id, or for staff whatever identifies them (the API
+        uses the key id) so that nobody resumes another person's session."""
+        return cls(id=secrets.token_hex(6), role=role, owner=owner, target_user=owner if role == "user" else None)
 
     # memory -----------------------------------------------------------------
     def remember_turn(self, question: str, answer: str, tool_calls: list[str]) -> None:

@@ -332,6 +332,22 @@ def read_jsonl(stream: IO[bytes], aliases: Mapping[str, Sequence[str]], *, progr
         progress(done)
 
 
+def read_event_objects(objects: Sequence[Any]) -> Iterator[RawRow]:
+    """Decoded JSON values (the events of an API request) as RawRows numbered
+    from 0, read by the JSONL rules: each is re-encoded as one JSONL line, so
+    aliases, escapes and rejections are exactly those of a file."""
+    for index, obj in enumerate(objects):
+        raw = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: keep it escaped so the reader rejects it by its rule
+            raw = json.dumps(obj, separators=(",", ":"))
+        try:
+            yield RawRow(index, raw, _json_object(raw, EVENT_ALIASES))
+        except RowError as exc:
+            yield RawRow(index, raw, None, str(exc))
+
+
 def detect_format(path: str, fmt: str | None) -> str:
     if fmt:
         fmt = fmt.lower()

@@ -135,6 +135,37 @@ rec_items = Table(
 )
 
 
+# API keys for `tastebud serve`: only a hash of the secret is kept; the key
+# itself is shown once, when it is created. key_id is public (logs, revoke).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("prefix", String(24), nullable=False),  # the key's first characters, to recognise it
+    Column("secret_sha256", String(64), nullable=False),
+    Column("role", String(16), nullable=False),  # user | support | operator
+    Column("user_id", String(64)),  # the one user a `user` key reaches
+    Column("name", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger),
+    Column("last_used_at", BigInteger),
+)
+
+
+# Users whose narrative should be rewritten (`tastebud serve`): one row per user,
+# so a burst of events is one request. Durable: a restart resumes the work.
+# not_before is a worker's lease on the row or a retry's backoff.
+narrative_queue = Table(
+    "narrative_queue",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("requested_at", BigInteger, nullable=False),  # epoch ms of the latest request
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("not_before", BigInteger),  # epoch ms; NULL = due once debounced
+)
+
+
 def _create(*tables: Table) -> Callable[[Connection], None]:
     def run(conn: Connection) -> None:
         for table in tables:
@@ -147,6 +178,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "events, items, quarantine", _create(events, items, quarantine)),
     (2, "profile versions and heads", _create(profile_versions, profile_heads)),
     (3, "recommendation log", _create(rec_requests, rec_items)),
+    (4, "api keys", _create(api_keys)),
+    (5, "narrative queue", _create(narrative_queue)),
 ]
 
 

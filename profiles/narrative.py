@@ -8,7 +8,9 @@ genres that are in the digest; a disliked title needs a negative word in its
 own stretch of the sentence and a liked one must not follow a rejection; a
 rating may be stated only next to a title with that rating. A failed check
 earns one regeneration with the problem spelled out, then a deterministic
-template narrative (`narrative_source: template`). Extra tags the model
+template narrative (`narrative_source: template`); a model that does not
+answer (an error, or no reply within the writer's timeout) goes straight
+to the template, with the error among the violations. Extra tags the model
 proposes are kept only when they cite liked titles (real events of this user)
 and are not genres, titles or the example's tags.
 """
@@ -16,6 +18,7 @@ and are not genres, titles or the example's tags.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -340,11 +343,15 @@ def _valid_sentences(text: str) -> bool:
 class NarrativeWriter:
     """Writes narratives for many profiles at once (so vLLM can batch them)."""
 
-    def __init__(self, chat_model: Any, checker: GroundingChecker, concurrency: int = 4, max_tokens: int = MAX_TOKENS):
+    def __init__(self, chat_model: Any, checker: GroundingChecker, concurrency: int = 4, max_tokens: int = MAX_TOKENS,
+                 timeout: float | None = None):
+        """timeout: seconds one call may take, retries of the HTTP client included;
+        past it the call counts as unanswered (so the template takes over)."""
         self.chat_model = chat_model
         self.checker = checker
         self.concurrency = max(1, concurrency)
         self.max_tokens = max_tokens
+        self.timeout = timeout
 
     def messages(self, digest: Digest, problems: Sequence[str] = ()) -> list[Any]:
         from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -354,21 +361,44 @@ class NarrativeWriter:
             prompt += "\nYour previous answer was rejected: " + "; ".join(problems[:4]) + ". Use only these facts."
         return [SystemMessage(SYSTEM_PROMPT), HumanMessage(EXAMPLE_FACTS), AIMessage(EXAMPLE_ANSWER), HumanMessage(prompt)]
 
-    def _call_many(self, prompts: list[list[Any]]) -> list[tuple[str | None, int, float]]:
+    def _invoke(self, model: Any, messages: list[Any]) -> Any:
+        """model.invoke, bounded by self.timeout: a call still running then is
+        abandoned to finish in the background (a thread cannot be killed)."""
+        if not self.timeout:
+            return model.invoke(messages)
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["reply"] = model.invoke(messages)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=call, name="narrative-llm-call", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            raise TimeoutError(f"no answer within {self.timeout:g} s")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["reply"]
+
+    def _call_many(self, prompts: list[list[Any]]) -> list[tuple[str | None, int, float, str | None]]:
+        """(answer or None, output tokens, seconds, error) per prompt."""
         model = self.chat_model
         try:
             model = model.bind(max_tokens=self.max_tokens, temperature=0.2)
         except Exception:  # fake models in tests may not take kwargs
             pass
 
-        def one(messages: list[Any]) -> tuple[str | None, int, float]:
+        def one(messages: list[Any]) -> tuple[str | None, int, float, str | None]:
             start = time.perf_counter()
             try:
-                reply = model.invoke(messages)
-            except Exception:  # a timeout or a dead server: the template takes over
-                return None, 0, time.perf_counter() - start
+                reply = self._invoke(model, messages)
+            except Exception as exc:  # a timeout or a dead server: the template takes over
+                return None, 0, time.perf_counter() - start, f"{type(exc).__name__}: {exc}"[:300]
             usage = getattr(reply, "usage_metadata", None) or {}
-            return str(reply.content), int(usage.get("output_tokens", 0) or 0), time.perf_counter() - start
+            return str(reply.content), int(usage.get("output_tokens", 0) or 0), time.perf_counter() - start, None
 
         # Many requests in flight at once, so a vLLM server can batch them.
         from concurrent.futures import ThreadPoolExecutor
@@ -403,22 +433,28 @@ class NarrativeWriter:
         problems: dict[int, list[str]] = {i: [] for i in pending}
         tokens = {i: 0 for i in pending}
         seconds = {i: 0.0 for i in pending}
+        attempts = {i: 0 for i in pending}
+        unanswered: list[int] = []  # a dead or slow model gets no second call: the template now
         for attempt in (1, 2):
             if not pending:
                 break
             answers = self._call_many([self.messages(digests[i], problems[i]) for i in pending])
             still = []
-            for i, (answer, n_tokens, secs) in zip(pending, answers):
+            for i, (answer, n_tokens, secs, error) in zip(pending, answers):
+                attempts[i] = attempt
                 tokens[i] += n_tokens
                 seconds[i] += secs
                 long, short, extra, found = self.check(answer, digests[i])
-                if found:
+                if error:
+                    problems[i] = found + [f"LLM error: {error}"]
+                    unanswered.append(i)
+                elif found:
                     problems[i] = found
                     still.append(i)
                 else:
                     results[i] = NarrativeResult(long, short, "llm", extra, attempt, problems[i], tokens[i], seconds[i])
             pending = still
-        for i in pending:
+        for i in pending + unanswered:
             long, short = template_narrative(profiles[i])
-            results[i] = NarrativeResult(long, short, "template", [], 2, problems[i], tokens[i], seconds[i])
+            results[i] = NarrativeResult(long, short, "template", [], attempts[i], problems[i], tokens[i], seconds[i])
         return [r for r in results if r is not None]

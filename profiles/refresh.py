@@ -39,11 +39,13 @@ class RefreshReport:
     seconds: float = 0.0
     llm_seconds: float = 0.0
     versions: dict[str, int] = field(default_factory=dict)
+    narrative_errors: dict[str, str] = field(default_factory=dict)  # user -> why the LLM gave no narrative
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["users_per_s"] = round(self.users / self.seconds, 1) if self.seconds else None
         d.pop("versions")
+        d.pop("narrative_errors")
         return d
 
 
@@ -128,11 +130,15 @@ class Refresher:
         return data, last_seq
 
     def refresh(
-        self, users: Sequence[str], narratives: bool = True, progress: ProgressFn | None = None
+        self, users: Sequence[str], narratives: bool = True, progress: ProgressFn | None = None,
+        items: dict | None = None,
     ) -> RefreshReport:
+        """items: the catalog, when the caller keeps one (a long-running service);
+        else it is read here, whole for many users and per user for a few."""
         report = RefreshReport()
         start = time.perf_counter()
-        items = self.store.items_by_id() if len(users) > 50 else None
+        if items is None and len(users) > 50:
+            items = self.store.items_by_id()
         use_llm = narratives and self.writer is not None
         for offset in range(0, len(users), self.chunk_size):
             chunk = users[offset : offset + self.chunk_size]
@@ -171,6 +177,9 @@ class Refresher:
                         report.narratives_llm += 1
                     else:
                         report.narratives_template += 1
+                        errors = [v for v in result.violations if v.startswith("LLM error:")]
+                        if errors:
+                            report.narrative_errors[data["user_id"]] = errors[-1]
                     finals[i] = (data, computed[i][1], result.source)
             saved = []
             for data, seq, source in finals:

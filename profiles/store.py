@@ -181,6 +181,23 @@ class EventStore:
             self.quarantine_rows(rejected, conn)
         return inserted, len(rows) - inserted
 
+    def append_event_rows(self, rows: Sequence[tuple], rejected: Sequence[QuarantinedRow] = ()) -> set[str]:
+        """write_event_rows for callers that answer per row (the API): one
+        transaction, and the ids actually inserted (INSERT … RETURNING), so a
+        row is reported as a duplicate only if it really was one, even when
+        another writer stores the same event at the same moment."""
+        with self.transaction() as conn:
+            inserted: set[str] = set()
+            if rows:
+                item_ids = {r[2] for r in rows}
+                item_ids.discard(None)
+                self._ensure_items(conn, item_ids)
+                stmt = self._insert_ignore(events).returning(events.c.event_id)
+                inserted = set(conn.execute(stmt, [dict(zip(_EVENT_COLUMNS, r)) for r in rows]).scalars())
+            if rejected:
+                self.quarantine_rows(rejected, conn)
+        return inserted
+
     def _sqlite_insert_events(self, conn: Any, rows: Sequence[tuple]) -> int:
         """One executemany on the DBAPI cursor; ON CONFLICT DO NOTHING skips
         known ids (and repeats within the batch), and sqlite3 sums the rows
@@ -382,9 +399,15 @@ class EventStore:
         with self.engine.connect() as conn:
             return sorted(conn.execute(select(events.c.user_id).where(events.c.ts >= since_ts).distinct()).scalars())
 
-    def stale_users(self) -> list[str]:
-        """Users with events newer than their latest profile version (or none)."""
-        last = select(events.c.user_id, func.max(events.c.seq).label("seq")).group_by(events.c.user_id).subquery()
+    def stale_users(self, user_ids: Sequence[str] | None = None) -> list[str]:
+        """Users with events newer than their latest profile version (or none);
+        only among `user_ids` when given."""
+        last_query = select(events.c.user_id, func.max(events.c.seq).label("seq")).group_by(events.c.user_id)
+        if user_ids is not None:
+            if not user_ids:
+                return []
+            last_query = last_query.where(events.c.user_id.in_(list(user_ids)))
+        last = last_query.subquery()
         query = (
             select(last.c.user_id)
             .select_from(last.outerjoin(profile_heads, profile_heads.c.user_id == last.c.user_id))
@@ -393,6 +416,15 @@ class EventStore:
         )
         with self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
+
+    def is_stale(self, user_id: str) -> bool:
+        """Whether the user has events newer than their profile head (or events and
+        no profile): two index lookups, cheap enough for every API read."""
+        last = select(func.max(events.c.seq)).where(events.c.user_id == user_id).scalar_subquery()
+        head = select(profile_heads.c.last_event_seq).where(profile_heads.c.user_id == user_id).scalar_subquery()
+        with self.engine.connect() as conn:
+            last_seq, head_seq = conn.execute(select(last, head)).one()
+        return last_seq is not None and (head_seq is None or last_seq > head_seq)
 
     def status(self) -> dict[str, Any]:
         with self.engine.connect() as conn:

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from sqlalchemy import and_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from profiles.migrations import events, profile_heads, profile_versions
 from profiles.store import EventStore
@@ -23,6 +24,10 @@ def content_hash(data: dict[str, Any]) -> str:
     stable = {k: v for k, v in data.items() if k not in _VOLATILE}
     blob = json.dumps(stable, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class _HeadMoved(Exception):
+    """A profile head changed between reading and updating it (a concurrent save)."""
 
 
 class ProfileRepository:
@@ -92,14 +97,32 @@ class ProfileRepository:
             previous = data
         return out
 
+    SAVE_ATTEMPTS = 5
+
     def save(self, data: dict[str, Any], last_event_seq: int, narrative_source: str) -> tuple[int, bool]:
         """Store a new version if the content changed; always advance the head's
-        last_event_seq. One transaction: a killed refresh leaves no half profile."""
+        last_event_seq. One transaction: a killed refresh leaves no half profile.
+
+        Several writers may refresh one user at once (API workers, the live and
+        narrative threads): the loser of a race for the next version number
+        retries against the new head, and a profile computed from fewer events
+        than the head already covers is not saved (returns the head, False)."""
+        for attempt in range(self.SAVE_ATTEMPTS):
+            try:
+                return self._save_once(data, last_event_seq, narrative_source)
+            except (IntegrityError, _HeadMoved):
+                if attempt == self.SAVE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _save_once(self, data: dict[str, Any], last_event_seq: int, narrative_source: str) -> tuple[int, bool]:
         user_id = data["user_id"]
         digest = content_hash(data)
         now = int(time.time() * 1000)
         with self.store.transaction() as conn:
             head = conn.execute(select(profile_heads).where(profile_heads.c.user_id == user_id)).mappings().first()
+            if head is not None and head["last_event_seq"] > last_event_seq:
+                return head["version"], False  # another writer already saved a newer profile
             if head is not None:
                 current = conn.execute(
                     select(profile_versions.c.content_hash).where(
@@ -107,10 +130,14 @@ class ProfileRepository:
                     )
                 ).scalar_one()
                 if current == digest:
-                    conn.execute(
-                        update(profile_heads).where(profile_heads.c.user_id == user_id)
-                        .values(last_event_seq=max(last_event_seq, head["last_event_seq"]), updated_at=now)
-                    )
+                    moved = conn.execute(
+                        update(profile_heads)
+                        .where(profile_heads.c.user_id == user_id, profile_heads.c.version == head["version"],
+                               profile_heads.c.last_event_seq <= last_event_seq)
+                        .values(last_event_seq=last_event_seq, updated_at=now)
+                    ).rowcount == 0
+                    if moved:  # another writer changed the head since we read it: look again
+                        raise _HeadMoved(user_id)
                     return head["version"], False
             version = (head["version"] if head else 0) + 1
             since_seq = head["last_event_seq"] if head else 0

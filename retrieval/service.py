@@ -195,6 +195,16 @@ class RecommendationService:
                 self._recommender = Recommender(side, self.blend)
             return self._recommender
 
+    def refresh_side(self) -> ItemSide:
+        """Rebuild the item side (new events, new items) without holding the lock,
+        then swap it in: requests meanwhile keep the old one instead of waiting
+        for a build. Profile vectors stay cached (they do not depend on it)."""
+        side = cached_item_side(self.store, self.vectors, self.cache_dir)
+        with self._lock:
+            self._side = side
+            self._recommender = None
+        return side
+
     def invalidate(self) -> None:
         """Forget the item side (new events or items); the next request rebuilds or reloads it."""
         with self._lock:

@@ -90,6 +90,25 @@ class Settings(BaseSettings):
 
     blend: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_BLEND))
 
+    # `tastebud serve` (api/)
+    serve_host: str = Field("127.0.0.1", description="address the HTTP API binds to")
+    serve_port: int = Field(8000, ge=0, le=65535, description="port the HTTP API listens on")
+    serve_workers: int = Field(1, ge=1, description="API worker processes (each builds its own services)")
+    api_max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body accepted (413 above)")
+    api_max_batch_events: int = Field(1000, ge=1, description="most events in one POST /v1/events (413 above)")
+    api_rate_limit_per_s: float = Field(50.0, gt=0, description="requests per second per API key, sustained")
+    api_rate_burst: int = Field(100, ge=1, description="requests per API key allowed in a burst")
+    api_chat_timeout_s: float = Field(20.0, gt=0, description="seconds per LLM call in POST /v1/chat before the deterministic answer")
+    api_chat_phrasing: bool = Field(True, description="let the LLM phrase chat answers (false: deterministic answers only)")
+
+    # live updates in `tastebud serve` (api/live.py)
+    serve_narratives: bool = Field(True, description="rewrite narratives with the LLM in the background while serving")
+    narrative_debounce_s: float = Field(2.0, ge=0, description="seconds after a user's latest event before their narrative is rewritten (coalesces bursts)")
+    narrative_queue_size: int = Field(1000, ge=1, description="narrative requests held in memory; beyond it they wait in the database")
+    # a rebuild reads every event (about 2 s for ml-latest-small's 100k on two idle cores, 9 s under load)
+    item_side_refresh_events: int = Field(20000, ge=0, description="rebuild co-occurrence and popularity after this many new events (0 = never by count)")
+    item_side_refresh_s: float = Field(600.0, ge=0, description="...or this many seconds after the last rebuild, if anything changed (0 = never by time)")
+
     _flags: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @classmethod

@@ -46,7 +46,8 @@ class App:
             (i.title for i in catalog.values() if i.title),
             {c for i in catalog.values() for c in i.categories},
         )
-        return NarrativeWriter(self.llm.chat_model, checker, concurrency or self.llm.concurrency)
+        return NarrativeWriter(self.llm.chat_model, checker, concurrency or self.llm.concurrency,
+                               timeout=self.settings.llm_timeout)
 
     def refresher(self, narratives: bool = True, concurrency: int | None = None):
         from profiles.interest import InterestConfig

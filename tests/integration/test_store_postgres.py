@@ -112,3 +112,15 @@ def test_rows_postgresql_cannot_store_are_quarantined_not_fatal(pg_store, tmp_pa
     report = Ingestor(pg_store).ingest_events(str(path))
     assert (report.read, report.accepted, report.rejected) == (3, 1, 2)
     assert [r["reason"] for r in pg_store.open_quarantine()] == ["contains a NUL character"] * 2
+
+
+def test_append_says_which_rows_were_new_on_postgresql(pg_store):
+    """The API's per-event answer: INSERT … RETURNING reports only inserted ids,
+    a repeat within the batch included."""
+    from profiles.store import QuarantinedRow
+
+    rows = [(e.event_id, e.user_id, e.item_id, e.type, e.ts, e.value, e.text) for e in (ev("a"), ev("b"), ev("a"))]
+    bad = [QuarantinedRow("events", "api", 3, "{}", "missing user_id", "jsonl")]
+    assert pg_store.append_event_rows(rows, bad) == {"a", "b"}
+    assert pg_store.append_event_rows(rows[:2]) == set()  # both known now
+    assert pg_store.status()["events"] == 2 and len(pg_store.open_quarantine()) == 1

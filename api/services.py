@@ -1,0 +1,89 @@
+"""What one API process holds: one `App` (store, vectors, recommender, LLM),
+the key store, the rate limiter, the live updater and the chat agent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from api.chat import ChatService
+from api.keys import KeyStore
+from api.limits import TokenBuckets
+from tastebud.settings import Settings
+
+if TYPE_CHECKING:
+    from api.live import LiveUpdates
+    from tastebud.wiring import App
+
+
+@dataclass
+class Services:
+    app: "App"
+    keys: KeyStore
+    limiter: TokenBuckets
+    live: "LiveUpdates"
+    chat: ChatService
+
+    @classmethod
+    def start(cls, settings: Settings) -> "Services":
+        """Build and warm everything a request needs, so the first one is not slow,
+        and fail at startup, not per request, when a store is unreachable."""
+        from api.live import LiveUpdates
+        from tastebud.wiring import App
+
+        app = App(settings)
+        live = None
+        try:
+            keys = KeyStore(app.store)
+            _ = app.recommendations.side  # item side (cached on disk), Chroma client, embedding model
+            _ = app.embedder
+            live = LiveUpdates(app, narratives=settings.serve_narratives)
+            live.start()
+            chat = ChatService(app)
+            chat.warm_up()
+        except BaseException:
+            if live is not None:
+                live.stop()
+            app.close()
+            raise
+        return cls(app, keys, TokenBuckets(settings.api_rate_limit_per_s, settings.api_rate_burst), live, chat)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Called after the server stopped taking requests: finish in-flight live
+        work, then close the store (and the embedded LLM server, if we started it)."""
+        try:
+            self.live.stop(timeout)
+        finally:
+            self.app.close()
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"store": self.app.store.status(), "live": self.live.stats()}
+        try:
+            out["vectors"] = {"items": self.app.vectors.items.count(), "profiles": self.app.vectors.profiles.count()}
+        except Exception as exc:  # noqa: BLE001 - a down Chroma server is status, not a failure
+            out["vectors"] = {"error": str(exc)}
+        out["chat"] = self.chat.describe()
+        if "llm" in self.app.__dict__:
+            out["llm"] = self.app.llm.describe()
+        return out
+
+    def readiness(self) -> tuple[dict[str, Any], bool]:
+        """(checks, ready): the store answers at the current schema, Chroma answers."""
+        from sqlalchemy import select
+
+        from profiles.migrations import MIGRATIONS, schema_migrations
+
+        checks: dict[str, Any] = {}
+        try:
+            with self.app.store.engine.connect() as conn:
+                applied = set(conn.execute(select(schema_migrations.c.version)).scalars())
+            missing = sorted({v for v, _, _ in MIGRATIONS} - applied)
+            checks["store"] = "ok" if not missing else f"migrations not applied: {missing}"
+        except Exception as exc:  # noqa: BLE001
+            checks["store"] = f"unreachable: {type(exc).__name__}"
+        try:
+            self.app.vectors.items.count()
+            checks["vectors"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["vectors"] = f"unreachable: {type(exc).__name__}"
+        return checks, all(v == "ok" for v in checks.values())

@@ -1,0 +1,93 @@
+"""What live updates rely on below api/: staleness queries, profile saves that
+survive concurrent writers, and narrative calls bounded by a timeout."""
+
+from __future__ import annotations
+
+import threading
+
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+from profiles.narrative import GroundingChecker, NarrativeWriter, template_narrative
+from profiles.store import EventStore
+from profiles.versions import ProfileRepository
+from tests.profile_helpers import item, load, rating
+from tests.unit.test_narrative import CATALOG, GENRES, profile
+
+
+def _profile(user: str, note: str) -> dict:
+    return {"user_id": user, "long_term": {"tags": [], "narrative": note}, "short_term": {"tags": []}}
+
+
+def test_is_stale_and_stale_users_among_some(store):
+    load(store, [item("a", ["Crime"]), item("b", ["Drama"])],
+         [rating("u", "a", 4.0, 0), rating("v", "b", 3.0, 0)])
+    assert store.is_stale("u") and store.is_stale("v")
+    assert not store.is_stale("nobody")
+    ProfileRepository(store).save(_profile("u", "x"), store.user_last_seqs(["u"])["u"], "stale")
+    assert not store.is_stale("u")
+    assert store.stale_users(["u", "v", "nobody"]) == ["v"]
+    assert store.stale_users([]) == []
+    store.write_batch([rating("u", "b", 5.0, 1)])
+    assert store.is_stale("u")
+
+
+def test_a_profile_older_than_the_head_is_not_saved(store):
+    repo = ProfileRepository(store)
+    assert repo.save(_profile("u", "new"), 10, "llm") == (1, True)
+    assert repo.save(_profile("u", "old"), 5, "llm") == (1, False)
+    assert repo.latest("u")["long_term"]["narrative"] == "new"
+    assert repo.head("u")["last_event_seq"] == 10
+
+
+def test_concurrent_saves_from_several_processes_never_fail_or_go_back(store):
+    """Four writers, each with its own engine (as separate server processes have),
+    race to save versions of one user."""
+    stores = [store] + [EventStore(store.url) for _ in range(3)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(stores))
+
+    def writer(k: int) -> None:
+        repo = ProfileRepository(stores[k])
+        barrier.wait()
+        try:
+            for seq in range(1, 16):
+                repo.save(_profile("u", f"writer {k} at {seq}"), seq, "stale")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores[1:]:
+        s.close()
+    assert errors == []
+    repo = ProfileRepository(store)
+    versions = repo.versions("u")
+    assert [v["version"] for v in versions] == list(range(1, len(versions) + 1))
+    assert [v["last_event_seq"] for v in versions] == sorted(v["last_event_seq"] for v in versions)
+    head = repo.head("u")
+    assert head["version"] == versions[-1]["version"] and head["last_event_seq"] == 15
+
+
+def test_a_model_that_hangs_gets_the_template_after_the_timeout_and_no_second_call():
+    release = threading.Event()
+    calls = []
+
+    class Hanging(FakeListChatModel):
+        def _call(self, *args, **kwargs):
+            calls.append(1)
+            release.wait(30)
+            return "LONG: too late."
+
+    try:
+        writer = NarrativeWriter(Hanging(responses=["x"]), GroundingChecker(CATALOG, GENRES), timeout=0.2)
+        [result] = writer.write_many([profile()])
+    finally:
+        release.set()
+    assert result.source == "template"
+    assert (result.long, result.short) == template_narrative(profile())
+    assert "the model did not answer" in result.violations
+    assert any("no answer within 0.2 s" in v for v in result.violations)
+    assert calls == [1] and result.attempts == 1
