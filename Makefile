@@ -39,7 +39,8 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/refresh.py
 	$(BIN)/python bench/baselines.py
-	@test ! -f bench/recommend.py || $(BIN)/python bench/recommend.py
+	$(BIN)/python bench/recommend.py
+	$(BIN)/python bench/serve.py --seconds 60
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .hypothesis
