@@ -98,7 +98,10 @@ _RECOMMEND_VERB = re.compile(r"\b(recommend|suggest|suggestions?|recommendations
 _SEARCH_VERB = re.compile(r"^\s*(?:please\s+)?(?:search|find|look\s+up|look\s+for|lookup)\b", re.I)
 _RECOMMEND_START = re.compile(r"^\s*(?:please\s+|can you\s+|could you\s+)?(?:recommend|suggest)\b", re.I)
 _NEGATORS = ("not", "no", "without", "except", "excluding", "avoid", "skip", "tired of", "sick of", "hate", "no more",
-             "anything but", "other than", "instead of", "dislike")
+             "anything but", "other than", "instead of", "dislike", "don't", "dont", "never", "no longer", "done with",
+             "bored of", "bored with", "fed up with", "stop")
+# A negative said after the category: "horror is not my thing anymore".
+_TRAILING_NEGATIVE = re.compile(r"\b(not (?:my thing|for me)|no longer|any ?more)\b", re.I)
 _REF_WORDS = {"why", "was", "were", "recommended", "suggested", "picked", "chosen", "shown", "explain", "how", "come",
               "made", "didn't", "didnt", "did", "liked", "loved", "hated", "disliked", "enjoyed", "really", "not",
               "no", "don't", "dont", "again", "thumbs", "down", "one", "number", "item", "list", "reason", "reasons",
@@ -489,7 +492,10 @@ class Router:
         item = self._item_ref(text)
         cats = unwanted + wanted
         if item is None and cats:
+            # A stated preference: its direction comes from the words around the
+            # category, not from which example the sentence sat nearest to.
             plan.args["category"] = cats[0]
+            plan.args["kind"] = "dislike" if unwanted or _TRAILING_NEGATIVE.search(text) else "like"
             return plan
         if item is None:
             return Plan(None, intent=plan.intent, how=plan.how, score=plan.score,

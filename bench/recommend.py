@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _harness import run_in_home  # noqa: E402  (bench/ is on sys.path as the script's folder)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -50,24 +50,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    tmp = None
-    if args.home:
-        home = Path(args.home)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="tastebud-bench-rec-")
-        home = Path(tmp.name)
-    os.environ["TASTEBUD_HOME"] = str(home)
-    for key in list(os.environ):
-        if key.startswith("TASTEBUD_") and key != "TASTEBUD_HOME":
-            del os.environ[key]
-    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
-    try:
-        result = run(args, home, say)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-    if args.json:
-        print(json.dumps(result, indent=2))
+    run_in_home(args, "tastebud-bench-rec-", run)
     return 0
 
 

@@ -55,6 +55,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _harness import run_in_home  # noqa: E402  (bench/ is on sys.path as the script's folder)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -93,24 +94,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    tmp = None
-    if args.home:
-        home = Path(args.home)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="tastebud-bench-serve-")
-        home = Path(tmp.name)
-    os.environ["TASTEBUD_HOME"] = str(home)
-    for key in list(os.environ):
-        if key.startswith("TASTEBUD_") and key != "TASTEBUD_HOME":
-            del os.environ[key]
-    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
-    try:
-        result = run(args, home, say)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-    if args.json:
-        print(json.dumps(result, indent=2))
+    result = run_in_home(args, "tastebud-bench-serve-", run)
     return 1 if result["errors"]["total"] else 0
 
 

@@ -165,6 +165,21 @@ def test_router_feedback_by_ordinal(app):
     assert shown[2]["title"] in turn.answer
 
 
+def test_router_stated_category_preferences_take_their_direction_from_the_words(app):
+    a = Agent(app, Principal(Role.USER, "1"), phrasing=False)
+    said = {
+        "I'm not interested in horror any more": "dislike",
+        "I don't like horror": "dislike",
+        "horror is not my thing anymore": "dislike",
+        "actually I like horror again": "like",
+        "I love horror films": "like",
+    }
+    for text, kind in said.items():
+        call = a.ask(text).tool_calls[0]
+        assert (call.name, call.args.get("category"), call.args.get("kind")) == ("record_feedback", "Horror", kind), text
+    assert app.store.events_for_user("1")[-1].type == "like"  # the last statement stands
+
+
 def test_router_model_failure_falls_back_to_the_rendering(app):
     a = agent(app, ModelError("the LLM did not answer in time"))
     turn = a.ask("recommend me something")

@@ -1,0 +1,35 @@
+"""What every bench shares: a clean TASTEBUD_HOME (temporary unless --home) and
+--json output, so figures never depend on the caller's settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def run_in_home(args: Any, prefix: str, run: Callable[[Any, Path, Callable[..., None]], dict]) -> dict:
+    """run(args, home, say) with TASTEBUD_HOME set and every other TASTEBUD_* unset;
+    with --json, progress goes to stderr and the result to stdout as JSON."""
+    tmp = None
+    if args.home:
+        home = Path(args.home)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix=prefix)
+        home = Path(tmp.name)
+    os.environ["TASTEBUD_HOME"] = str(home)
+    for key in list(os.environ):
+        if key.startswith("TASTEBUD_") and key != "TASTEBUD_HOME":
+            del os.environ[key]
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
+    try:
+        result = run(args, home, say)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return result
