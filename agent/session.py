@@ -72,7 +72,9 @@ class Session:
     def save(self, home: str | Path) -> Path:
         path = self.path(home)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        # Its own temporary file: two turns of one session saved at once (the API
+        # serves them on several threads) must not write into the same file.
+        tmp = path.with_name(f"{path.stem}.{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(asdict(self), f, ensure_ascii=False, indent=1)

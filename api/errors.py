@@ -108,7 +108,9 @@ def install(app: Any) -> None:
             headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
         if code in ("internal", "unavailable"):
             log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-        return error_response(code, str(exc), headers=headers)
+        # The message without its hint: hints are for a terminal (CLI commands, server paths).
+        message = str(exc.args[0]) if exc.args else code.replace("_", " ")
+        return error_response(code, message, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc: RequestValidationError):

@@ -5,18 +5,20 @@ so aliases and reasons are those of `tastebud ingest events`. Good events and
 the quarantined rejects (source `api`, line = index in the request) are
 committed in one transaction before the answer is sent; a rejected event never
 fails the good ones. A user key may post only its own events: one event for
-anyone else refuses the whole request, and nothing is written.
+anyone else refuses the whole request, and nothing is written; an event_id a
+user key chooses is scoped to its user (see _scoped_to_user).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from agent.roles import Role
 from api.keys import ApiKey
-from profiles.events import RowError, event_fields
-from profiles.ingest import read_event_objects
+from profiles.events import RowError, event_fields, stable_event_id
+from profiles.ingest import EVENT_ALIASES, read_event_objects
 from profiles.store import EventStore, QuarantinedRow
 from tastebud.errors import PermissionDenied
 
@@ -36,14 +38,44 @@ class Outcome:
                 "results": self.results}
 
 
-def _claimed_user(fields: Any) -> str | None:
-    """The user a rejected event names, when it names one plainly (for the user-key check)."""
-    raw = (fields or {}).get("user_id")
-    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+_USER_ALIASES = frozenset(EVENT_ALIASES["user_id"])
+
+
+def _user_field(obj: Any) -> Any:
+    """The user field of an event the JSONL reader could not read (a NUL or a lone
+    surrogate somewhere), looked up by the reader's aliases; the last one wins, as there."""
+    raw = None
+    if isinstance(obj, dict):
+        for name, value in obj.items():
+            if isinstance(name, str) and name.lower() in _USER_ALIASES:
+                raw = value
+    return raw
+
+
+def _claimed_user(fields: Any, obj: Any = None) -> str | None:
+    """The user a rejected event names (for the user-key check): a plain id as
+    its own, anything else that is there (a list, an object, text the reader
+    refused) as its raw text, so it can only match the key's user if it is it."""
+    raw = fields.get("user_id") if fields is not None else _user_field(obj)
+    if raw is None:
         return None
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        return repr(raw)
     if isinstance(raw, float) and raw.is_integer():
         raw = int(raw)
     return str(raw).strip() or None
+
+
+def _scoped_to_user(row: tuple) -> tuple:
+    """A user key's own event_id is hashed with its user: ids are one global
+    namespace, so a chosen id that collides with someone else's stored event
+    would answer "duplicate" and reveal that event. Retries still map to the
+    same id; ids derived from the fields already include the user."""
+    event_id, user_id = row[0], row[1]
+    if event_id == stable_event_id(*row[1:]):
+        return row
+    digest = hashlib.blake2b(f"{user_id}\x1f{event_id}".encode("utf-8", "surrogatepass"), digest_size=12)
+    return (f"u-{digest.hexdigest()}", *row[1:])
 
 
 def ingest(store: EventStore, key: ApiKey, objects: Sequence[Any]) -> Outcome:
@@ -52,6 +84,7 @@ def ingest(store: EventStore, key: ApiKey, objects: Sequence[Any]) -> Outcome:
     bad: list[QuarantinedRow] = []
     results: list[dict[str, Any]] = [{} for _ in objects]
     users: set[str] = set()
+    user_key = key.role == Role.USER.value
     for index, raw, fields, error in read_event_objects(objects):
         if fields is not None:
             try:
@@ -59,17 +92,19 @@ def ingest(store: EventStore, key: ApiKey, objects: Sequence[Any]) -> Outcome:
             except RowError as exc:
                 error = str(exc)
             else:
+                if user_key:
+                    row = _scoped_to_user(row)
                 good.append(row)
                 good_index.append(index)
                 users.add(row[1])
                 continue
         error = error or "unreadable row"
-        claimed = _claimed_user(fields)
+        claimed = _claimed_user(fields, objects[index])
         if claimed:
             users.add(claimed)
         bad.append(QuarantinedRow("events", SOURCE, index, raw, error, "jsonl"))
         results[index] = {"index": index, "status": "rejected", "event_id": None, "reason": error}
-    if key.role == Role.USER.value and users - {key.user_id}:
+    if user_key and users - {key.user_id}:
         raise PermissionDenied("a user key may post only its own user's events")
     inserted = store.append_event_rows(good, bad)
     accepted_users: dict[str, None] = {}

@@ -208,6 +208,36 @@ def test_sessions_are_saved_and_resumable_only_by_their_owner(app):
         Session.resume_or_new(app.settings.home, a.session.id, "user", "2")
 
 
+def test_one_session_saved_from_many_threads_at_once_stays_readable(tmp_path):
+    """The API may run two turns of one session at once (a retry, a double click):
+    every save must succeed and the file must always be whole."""
+    import json
+    import threading
+
+    session = Session.new("user", "1")
+    session.turns = [{"q": "x" * 2000, "a": "y" * 2000, "tools": []}] * 50
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def save() -> None:
+        start.wait()
+        try:
+            for _ in range(30):
+                session.save(tmp_path)
+                json.loads(session.path(tmp_path).read_text())
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert Session.load(tmp_path, session.id).turns == session.turns
+    assert [p.name for p in session.path(tmp_path).parent.iterdir()] == [f"{session.id}.json"]
+
+
 def test_a_cancelled_turn_leaves_no_trace(app):
     a = agent(app, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):

@@ -141,6 +141,22 @@ def test_a_user_key_cannot_post_for_anyone_else_not_even_a_bad_row(store):
     assert store.status()["events"] == 1 and store.open_quarantine() == []
 
 
+def test_a_user_key_cannot_quarantine_an_unreadable_event_of_anyone_else(store):
+    """A NUL or a lone surrogate makes the reader refuse the whole object (no
+    fields), but the quarantined row still names its user: the key check must see it."""
+    from api.keys import ApiKey
+
+    user = ApiKey("k2", "tb_k2_", "user", "u1", None, 0)
+    theirs = {"item_id": "m1", "type": "review", "timestamp": 1_700_000_000}
+    for other in ({**theirs, "user_id": "u2", "text": "bad \ud800 x"}, {**theirs, "UID": "u2", "text": "a\x00b"},
+                  {**theirs, "user_id": "u1\x00"}, {**theirs, "user_id": ["u2"]}):
+        with pytest.raises(PermissionDenied):
+            ingest(store, user, [other])
+    assert store.open_quarantine() == []
+    mine = ingest(store, user, [{**theirs, "user_id": "u1", "text": "bad \ud800 x"}])
+    assert mine.results[0]["status"] == "rejected" and len(store.open_quarantine()) == 1
+
+
 def test_unexpected_and_store_failures_are_json_without_a_traceback():
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
@@ -163,3 +179,48 @@ def test_unexpected_and_store_failures_are_json_without_a_traceback():
     assert r.status_code == 500 and r.json() == {"error": {"code": "internal", "message": "internal error (RuntimeError)"}}
     r = client.get("/store")
     assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
+
+
+def test_a_user_key_cannot_probe_other_users_events_through_chosen_event_ids(store):
+    """Event ids are one namespace: a user key that picks the id of someone else's
+    event must not get "duplicate" back (that would reveal the event)."""
+    from api.keys import ApiKey
+    from profiles.events import stable_event_id
+
+    operator = ApiKey("k1", "tb_k1_", "operator", None, None, 0)
+    user = ApiKey("k2", "tb_k2_", "user", "u1", None, 0)
+    ts = 1_700_000_000
+    theirs = ingest(store, operator, [{"user_id": "u2", "item_id": "m1", "type": "rating", "value": 4, "timestamp": ts}])
+    their_id = theirs.results[0]["event_id"]
+    assert their_id == stable_event_id("u2", "m1", "rating", ts * 1000, 4.0, None)
+    probe = {"user_id": "u1", "item_id": "m1", "type": "view", "timestamp": ts, "event_id": their_id}
+    first = ingest(store, user, [probe]).results[0]
+    assert first["status"] == "accepted" and first["event_id"] != their_id
+    # a retry of the same request is still recognised: the scoped id is stable
+    assert ingest(store, user, [probe]).results[0] == {**first, "status": "duplicate"}
+    # ids derived from the fields are kept as they are (they already include the user)
+    plain = ingest(store, user, [{k: v for k, v in probe.items() if k != "event_id"}]).results[0]
+    assert plain["event_id"] == stable_event_id("u1", "m1", "view", ts * 1000, None, None)
+    # operators keep their own ids
+    op = ingest(store, operator, [{**probe, "event_id": "shop-42"}]).results[0]
+    assert op["event_id"] == "shop-42"
+
+
+def test_api_errors_leave_out_the_cli_hint():
+    """Hints name CLI commands and server paths: fine in a terminal, not in an API answer."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from api import errors
+    from tastebud.errors import NotFoundError
+
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/missing")
+    def missing():
+        raise NotFoundError("no saved session 'abc'", hint="sessions live in /srv/secret/home/sessions")
+
+    got = TestClient(app).get("/missing")
+    assert got.status_code == 404
+    assert got.json() == {"error": {"code": "not_found", "message": "no saved session 'abc'"}}
