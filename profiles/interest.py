@@ -258,7 +258,7 @@ def _horizon(
         if c == 0.0:
             continue
         for tag, factor in _event_tags(ev, item):
-            if c > 0 and tag.casefold() in unwanted:
+            if unwanted and c > 0 and tag.casefold() in unwanted:  # (hot loop: most users state nothing)
                 continue
             sums[tag] += c * factor
             support[tag].append((c * factor, ev.event_id))

@@ -114,6 +114,26 @@ def embedded_server(llm_models_dir):
 
 
 @pytest.fixture(scope="session")
+def attach_embedded(embedded_server, llm_models_dir):
+    """attach(home): a tastebud process started on this home reuses the session's
+    embedded server (a recorded detached server, see tastebud/embedded.py) instead
+    of loading the model again."""
+    import json
+
+    from tastebud.embedded import MODEL_FILENAME, MODEL_SHA256, STATE_FILENAME
+
+    def attach(home: Path) -> Path:
+        (home / "models").symlink_to(llm_models_dir, target_is_directory=True)
+        (home / STATE_FILENAME).write_text(json.dumps({
+            "pid": embedded_server.pid, "base_url": embedded_server.base_url, "api_key": embedded_server.api_key,
+            "model_path": str(llm_models_dir / MODEL_FILENAME), "sha256": MODEL_SHA256, "alias": embedded_server.alias,
+        }))
+        return home
+
+    return attach
+
+
+@pytest.fixture(scope="session")
 def embedded_llm(embedded_server):
     """An `embedded`-backend LLM over the session's server (not owned: close() keeps it)."""
     from tastebud.llm import Endpoint, connect

@@ -1,7 +1,7 @@
 """The service's LLM features with the real embedded model: a background
 narrative written after a posted event, and a chat turn phrased by the model.
-The server starts its own embedded llama.cpp server, as in production without
-vLLM; the model file comes from the test session's cache (a symlink)."""
+The server reuses the test session's embedded llama.cpp server (attached as a
+detached server would be) rather than loading the model a second time."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.llm]
 
 
 @pytest.fixture(scope="module")
-def llm_server(llm_models_dir, tmp_path_factory):
+def llm_server(attach_embedded, tmp_path_factory):
     home = seed_home(tmp_path_factory.mktemp("api-llm") / "template")
     home = copy_home(home, home.parent / "home")
-    (home / "models").symlink_to(llm_models_dir, target_is_directory=True)
+    attach_embedded(home)
     keys = {"operator": create_key(home, "operator"), "user_u1": create_key(home, "user", "u1")}
     srv = Server(home, serve_narratives=1, narrative_debounce_s=0.5, api_chat_phrasing=1, agent_mode="router",
                  api_chat_timeout_s=120).start()
@@ -57,4 +57,4 @@ def test_chat_why_is_phrased_by_the_model_and_grounded(llm_server):
     assert [t["name"] for t in turn["tool_calls"]] == ["explain"], turn
     print(f"\n> why was {top['title']} recommended to me?\n  [{turn['phrased_by']}] {turn['answer']}")
     assert turn["grounded"] is True and turn["answer"].strip(), turn
-    assert turn["phrased_by"] in ("llm", "template"), turn
+    assert turn["phrased_by"] == "llm" or turn["replaced"], turn  # the model answered (or was overruled)

@@ -71,27 +71,15 @@ def test_chat_session_with_template_answers(chat_home):
 
 
 @pytest.mark.llm
-def test_chat_session_with_the_embedded_model(chat_home, embedded_server, llm_models_dir):
-    from tastebud.embedded import MODEL_FILENAME, MODEL_SHA256
-
-    (chat_home / "models").symlink_to(llm_models_dir, target_is_directory=True)
-    (chat_home / "llm-server.json").write_text(json.dumps({
-        "pid": embedded_server.pid, "base_url": embedded_server.base_url, "api_key": embedded_server.api_key,
-        "model_path": str(llm_models_dir / MODEL_FILENAME), "sha256": MODEL_SHA256, "alias": embedded_server.alias,
-    }))
+def test_chat_session_with_the_embedded_model(chat_home, attach_embedded):
+    attach_embedded(chat_home)
     child = spawn_chat(chat_home, "--user", "1", timeout=300)
     converse(child, why_marker=None, mode="router mode")
 
 
 @pytest.mark.llm
-def test_ctrl_c_cancels_the_answer_not_the_session(chat_home, embedded_server, llm_models_dir):
-    from tastebud.embedded import MODEL_FILENAME, MODEL_SHA256
-
-    (chat_home / "models").symlink_to(llm_models_dir, target_is_directory=True)
-    (chat_home / "llm-server.json").write_text(json.dumps({
-        "pid": embedded_server.pid, "base_url": embedded_server.base_url, "api_key": embedded_server.api_key,
-        "model_path": str(llm_models_dir / MODEL_FILENAME), "sha256": MODEL_SHA256, "alias": embedded_server.alias,
-    }))
+def test_ctrl_c_cancels_the_answer_not_the_session(chat_home, attach_embedded):
+    attach_embedded(chat_home)
     child = spawn_chat(chat_home, "--user", "1", timeout=300)
     child.expect_exact(PROMPT)
     child.sendline("what do you know about my tastes?")
