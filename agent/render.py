@@ -69,7 +69,7 @@ def get_history(r: dict[str, Any]) -> str:
     lines = [f"Latest events of user {r['user_id']} ({r['total_events']} in all):", ""]
     for e in r["events"]:
         what = f"{e['type']}" + (f" {e['value']:g}" if e.get("value") is not None else "")
-        line = f"- {e['when']} · {what} · **{_md(e['title'])}**"
+        line = f"- {e.get('when') or 'unknown time'} · {what} · **{_md(e['title'])}**"  # None: unrenderable
         if e.get("text"):
             line += f" · \u201c{_md(e['text'])}\u201d"
         lines.append(line)
@@ -99,7 +99,7 @@ def record_feedback(r: dict[str, Any]) -> str:
 
 
 def recommendation_log(r: dict[str, Any]) -> str:
-    head = f"Recommendations logged for user {r['user_id']} on {r['created_at']} (request {r['request_id']}, {r['source']}):"
+    head = f"Recommendations logged for user {r['user_id']} on {r.get('created_at') or 'an unknown date'} (request {r['request_id']}, {r['source']}):"
     return head + "\n\n" + "\n".join(_items(r["items"], reasons=False))
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tastebud.errors import InputError, NotFoundError, PermissionDenied
+from tastebud.errors import InputError, NotFoundError, PermissionDenied, quote
 
 MAX_TURNS = 20  # kept on disk; the prompts use fewer
 _ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
@@ -84,14 +84,14 @@ class Session:
     @classmethod
     def load(cls, home: str | Path, session_id: str) -> "Session":
         if not _ID.match(session_id or ""):
-            raise InputError(f"bad session id {session_id!r}")
+            raise InputError(f"bad session id {quote(session_id)}")
         path = sessions_dir(home) / f"{session_id}.json"
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise NotFoundError(f"no saved session {session_id!r}", hint=f"sessions live in {path.parent}") from None
+            raise NotFoundError(f"no saved session {quote(session_id)}", hint=f"sessions live in {path.parent}") from None
         except ValueError as exc:
-            raise InputError(f"session {session_id!r} is unreadable: {exc}") from None
+            raise InputError(f"session {quote(session_id)} is unreadable: {exc}") from None
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -12,7 +12,6 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -20,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 from agent.grounding import TitleIndex, clip, display_title
 from agent.roles import USERLESS_TOOLS, Principal
 from tastebud.errors import InputError, NotFoundError, PermissionDenied, TastebudError
+from tastebud.timefmt import human_time
 
 if TYPE_CHECKING:
     from agent.session import Session
@@ -144,12 +144,6 @@ class ToolCall:
         if self.error:
             out["error"] = self.error
         return out
-
-
-def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _tags(tags: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -318,7 +312,7 @@ class Toolbox:
             "user_id": user_id,
             "total_events": len(events),
             "events": [
-                {"when": _iso(e.ts), "type": e.type, "item_id": e.item_id,
+                {"when": human_time(e.ts, None), "type": e.type, "item_id": e.item_id,
                  "title": display_title(titles[e.item_id].title) if e.item_id in titles and titles[e.item_id].title else e.item_id,
                  "value": e.value, "text": clip(e.text, 160)}
                 for e in chosen
@@ -354,7 +348,7 @@ class Toolbox:
                  for e in evidence.get("co_occurrence") or []]
         return {
             "user_id": user_id, "item_id": item_id, "title": title, "request_id": entry["request_id"],
-            "rank": entry["rank"], "recommended_at": _iso(entry["created_at"]), "score": round(entry["score"], 3),
+            "rank": entry["rank"], "recommended_at": human_time(entry["created_at"], None), "score": round(entry["score"], 3),
             "profile_version": entry["profile_version"], "source": entry.get("source"),
             "sentences": _display_titles(entry["sentences"], evidence),
             "parts": {k: round(v, 3) for k, v in sorted(entry["parts"].items(), key=lambda kv: -abs(kv[1]))},
@@ -423,7 +417,7 @@ class Toolbox:
                  for it in rec.items]
         if self.session is not None:
             self.session.remember_items(items, user_id, rec.request_id)
-        return {"user_id": user_id, "request_id": rec.request_id, "created_at": _iso(rec.created_at),
+        return {"user_id": user_id, "request_id": rec.request_id, "created_at": human_time(rec.created_at, None),
                 "source": rec.source, "profile_version": rec.profile_version, "params": rec.params, "items": items}
 
     def _refresh_profiles(self, user_ids: list[str] | None = None, all_users: bool = False, narratives: bool = False,

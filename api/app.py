@@ -17,6 +17,7 @@ from api.access import AccessLog, open_access_log
 from api.limits import BodyLimit
 from api.routes import health, router
 from api.services import Services
+from tastebud.home import open_home
 from tastebud.settings import Settings, load_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,6 +42,8 @@ def _version() -> str:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for these settings (default: from the environment and tastebud.toml)."""
     settings = settings or load_settings()
+    # each worker: owner-only umask and home before the access log, SQLite or Chroma create a file
+    open_home(settings.home)
 
     @asynccontextmanager
     async def lifespan(api: FastAPI):

@@ -18,6 +18,7 @@ from tastebud.errors import (
     PermissionDenied,
     StoreError,
     TastebudError,
+    cap,
 )
 
 log = logging.getLogger("tastebud.api")
@@ -81,7 +82,7 @@ def code_for(exc: TastebudError) -> str:
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
+    error: dict[str, Any] = {"code": code, "message": cap(message)}
     if details is not None:
         error["details"] = details
     return {"error": error}
@@ -114,8 +115,8 @@ def install(app: Any) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc: RequestValidationError):
-        details = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-                   for e in exc.errors()]
+        details = [{"loc": [cap(str(p), 100) for p in e.get("loc", ())], "msg": cap(str(e.get("msg", "")), 200),
+                    "type": str(e.get("type", ""))} for e in exc.errors()[:20]]
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(first["loc"]) or "request"
         return error_response("invalid_request", f"{where}: {first['msg']}", details)

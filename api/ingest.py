@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from agent.roles import Role
 from api.keys import ApiKey
-from profiles.events import RowError, event_fields, stable_event_id
+from profiles.events import DEFAULT_RULES, RowError, ValueRules, event_fields, stable_event_id
 from profiles.ingest import EVENT_ALIASES, read_event_objects
 from profiles.store import EventStore, QuarantinedRow
 from tastebud.errors import PermissionDenied
@@ -78,7 +78,7 @@ def _scoped_to_user(row: tuple) -> tuple:
     return (f"u-{digest.hexdigest()}", *row[1:])
 
 
-def ingest(store: EventStore, key: ApiKey, objects: Sequence[Any]) -> Outcome:
+def ingest(store: EventStore, key: ApiKey, objects: Sequence[Any], rules: ValueRules = DEFAULT_RULES) -> Outcome:
     good: list[tuple] = []
     good_index: list[int] = []
     bad: list[QuarantinedRow] = []
@@ -88,7 +88,7 @@ def ingest(store: EventStore, key: ApiKey, objects: Sequence[Any]) -> Outcome:
     for index, raw, fields, error in read_event_objects(objects):
         if fields is not None:
             try:
-                row = event_fields(fields)
+                row = event_fields(fields, rules)
             except RowError as exc:
                 error = str(exc)
             else:

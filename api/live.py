@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import delete, func, or_, select, update
 
-from profiles.events import iso
 from profiles.migrations import events, items, narrative_queue, profile_heads
+from tastebud.timefmt import iso_or_none
 
 if TYPE_CHECKING:
     from profiles.refresh import Refresher, RefreshReport
@@ -265,7 +265,7 @@ class LiveUpdates:
             if self._side_marks is not None:
                 events_since_build = self._catalog_marks()[0] - self._side_marks[0]
         except Exception as exc:  # noqa: BLE001 - status must answer even when the store does not
-            last_error = {"where": "stats", "message": f"{type(exc).__name__}: {exc}", "at": iso(_now_ms())}
+            last_error = {"where": "stats", "message": f"{type(exc).__name__}: {exc}", "at": iso_or_none(_now_ms())}
         return {
             "running": self._started and not self._stopping.is_set(),
             "live": {
@@ -275,7 +275,7 @@ class LiveUpdates:
                 "batches": counts.get("live_batches", 0),
                 "ensure_fresh_refreshes": counts.get("ensure_fresh_refreshes", 0),  # of refreshed_users
                 "admin_refreshed_users": counts.get("admin_refreshed_users", 0),
-                "last_refresh_at": iso(self._last_live_at) if self._last_live_at else None,
+                "last_refresh_at": iso_or_none(self._last_live_at),
                 "lag_ms": live_lag,  # event accepted -> profile and its vectors saved, by the live thread
             },
             "narratives": {
@@ -640,4 +640,4 @@ class LiveUpdates:
             log.warning("live updates (%s): %s", where, message)
         with self._stats_lock:
             self._counts["errors"] += 1
-            self._last_error = {"where": where, "message": message[:500], "at": iso(_now_ms())}
+            self._last_error = {"where": where, "message": message[:500], "at": iso_or_none(_now_ms())}

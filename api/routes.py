@@ -16,6 +16,7 @@ from api.auth import Action, allow, services
 from api.errors import PayloadTooLarge, error_body
 from api.keys import ApiKey
 from api.services import Services
+from profiles.events import ValueRules
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -55,7 +56,7 @@ def post_events(body: Annotated[EventsBody, Body()], svc: Svc,
     limit = svc.app.settings.api_max_batch_events
     if len(objects) > limit:
         raise PayloadTooLarge(f"{len(objects)} events in one request; at most {limit}")
-    outcome = ingest(svc.app.store, key, objects)
+    outcome = ingest(svc.app.store, key, objects, ValueRules.from_settings(svc.app.settings))
     if outcome.accepted_users:
         svc.live.events_accepted(outcome.accepted_users)
     return outcome.as_dict()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ErrorCode = Literal["invalid_request", "unauthorized", "forbidden", "not_found", "method_not_allowed",
                     "payload_too_large", "rate_limited", "internal", "unavailable"]
@@ -43,6 +43,14 @@ class EventIn(BaseModel):
     value: Any = Field(None, description="a rating (required for rating events)")
     text: Any = Field(None, description="review, query or tag text")
     event_id: Any = Field(None, description="optional; default: a stable hash of the other fields")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_batch(cls, data: Any) -> Any:
+        """`{"events": null}` is a malformed batch (422), not one event missing its fields."""
+        if isinstance(data, dict) and "events" in data:
+            raise ValueError("'events' must be a list of event objects")
+        return data
 
 
 class EventBatchIn(BaseModel):

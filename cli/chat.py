@@ -48,7 +48,7 @@ def _table(call: Any):
             table.add_row(str(n), it["item_id"], it["title"], ", ".join(it["categories"][:3]), f"{it['similarity']:.2f}")
         return table
     who = f"user {r['user_id']}"
-    title = f"recommendations for {who}" if call.name == "recommend" else f"logged for {who} · {r['created_at']}"
+    title = f"recommendations for {who}" if call.name == "recommend" else f"logged for {who} · {r.get('created_at') or '-'}"
     table = Table(title=title, title_justify="left", caption=f"request {r['request_id']} · /why N explains one")
     for col, just in (("#", "right"), ("item", "left"), ("title", "left"), ("score", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]

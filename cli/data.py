@@ -101,11 +101,16 @@ def ingest_movielens_cmd(
 ) -> None:
     """Load a MovieLens release: ratings, tags (events) and movies (catalog)."""
     from cli.render import ByteProgress
-    from profiles.movielens import ingest_movielens
+    from profiles.movielens import adopt_rating_scale, ingest_movielens
 
     with ByteProgress("movielens") as bar:
         reports = ingest_movielens(State.app().ingestor(bar), directory)
+    scale = adopt_rating_scale(State.app().settings, directory)
     _summary(reports, as_json)
+    if scale and not as_json:
+        from cli.render import console
+
+        console.print(f"rating scale {scale[0]:g}-{scale[1]:g} (this release's) saved to tastebud.toml")
 
 
 @quarantine_app.command("list")
@@ -198,8 +203,8 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         table.add_row(key, f"{data[key]:,}")
     for etype, count in data["events_by_type"].items():
         table.add_row(f"  {etype}", f"{count:,}")
-    table.add_row("first event", str(data["first_event_at"]))
-    table.add_row("last event", str(data["last_event_at"]))
+    table.add_row("first event", data["first_event_at"] or "-")  # None: no events, or not renderable
+    table.add_row("last event", data["last_event_at"] or "-")
     table.add_row("quarantined", f"{data['quarantined']:,}")
     table.add_row("profiles", f"{data['profiles']:,}")
     table.add_row("profiles stale", f"{data['profiles_stale']:,}")

@@ -46,6 +46,9 @@ def main(
     llm_base_url: Optional[str] = typer.Option(None, "--llm-base-url", help="OpenAI-compatible endpoint (vLLM)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
+    from tastebud.home import private_umask
+
+    private_umask()  # everything a command creates under TASTEBUD_HOME is owner-only (App tightens the rest)
     State.debug = debug
     State.flags = {"home": home, "database_url": database_url, "llm_base_url": llm_base_url}
     State._app = None
@@ -54,7 +57,7 @@ def main(
 def _register() -> None:
     from cli import data  # noqa: F401  (commands register themselves on import)
 
-    for module in ("cli.profile", "cli.recs", "cli.chat", "cli.serve"):
+    for module in ("cli.profile", "cli.recs", "cli.chat", "cli.serve", "cli.doctor"):
         try:
             __import__(module)
         except ModuleNotFoundError as exc:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Optional
 
 import typer
 
 from cli.main import State, app
+from tastebud.timefmt import human_time
 
 profile_app = typer.Typer(help="Read a user's living profile.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @profile_app.command("show")
@@ -57,7 +51,7 @@ def profile_show(
     console.print(Panel(
         body,
         title=f"user {data['user_id']} · v{data['version']} · narrative: {source}",
-        subtitle=f"generated {_when(data.get('generated_at'))}",
+        subtitle=f"generated {human_time(data.get('generated_at'))}",
         expand=False,
     ))
     console.print(Columns([
@@ -104,7 +98,7 @@ def profile_history(
         if c["narrative_changed"]:
             parts.append("narrative changed")
         n = len(v["trigger_event_ids"])
-        table.add_row(str(v["version"]), _when(v["created_at"]), v["narrative_source"], "; ".join(parts) or "-",
+        table.add_row(str(v["version"]), human_time(v["created_at"]), v["narrative_source"], "; ".join(parts) or "-",
                       f"{n}{'+' if n == 50 else ''} events")
     console.print(table)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from cli.main import State, app
+from tastebud.timefmt import human_time
 
 eval_app = typer.Typer(help="Offline evaluation.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
@@ -90,7 +90,7 @@ def why(
     if as_json:
         print_json({**entry, "recommended": True})
         return
-    when = datetime.fromtimestamp(entry["created_at"] / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = human_time(entry["created_at"])
     console.print(f"[bold]{entry['title']}[/] was #{entry['rank']} for user {user} on {when} "
                   f"(request {entry['request_id']}, profile v{entry['profile_version']}, score {entry['score']:.3f})")
     for sentence in entry["sentences"]:

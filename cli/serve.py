@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from typing import Optional
 
 import typer
 
 from cli.main import State, app
+from tastebud.timefmt import human_time
 
 keys_app = typer.Typer(help="API keys for `tastebud serve`.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -39,12 +39,6 @@ def serve(
         timeout_graceful_shutdown=30,
         log_level="info",
     )
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @keys_app.command("create")
@@ -79,8 +73,8 @@ def keys_list(as_json: bool = typer.Option(False, "--json")) -> None:
     for col in ("key id", "prefix", "role", "user", "name", "created", "last used", "revoked"):
         table.add_column(col)
     for k in keys:
-        table.add_row(k.key_id, k.prefix + "…", k.role, k.user_id or "-", k.name or "-", _when(k.created_at),
-                      _when(k.last_used_at), _when(k.revoked_at))
+        table.add_row(k.key_id, k.prefix + "…", k.role, k.user_id or "-", k.name or "-", human_time(k.created_at),
+                      human_time(k.last_used_at), human_time(k.revoked_at))
     console.print(table)
     if not keys:
         console.print("no keys yet: tastebud keys create --role operator")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from math import isfinite as _isfinite
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Mapping
+
+from tastebud.timefmt import iso_or_none
 
 EVENT_TYPES = frozenset(
     {"view", "click", "add_to_cart", "purchase", "rating", "review", "like", "dislike", "skip", "search", "tag"}
@@ -26,10 +29,56 @@ PREFERENCE_TYPES = frozenset({"like", "dislike"})
 NEGATIVE_TYPES = frozenset({"dislike", "skip"})
 _TEXT_TYPES = frozenset({"review", "search", "tag"})
 MAX_ID_LENGTH = 64  # the width of the id columns (VARCHAR(64) on PostgreSQL)
+MAX_VALUE = 1e9  # a non-rating value (a price, a quantity) is bounded too
 
 
 class RowError(ValueError):
     """One row is unusable; the message is the quarantine reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRules:
+    """The bounds every accepted value lies in, shared by files, stdin and the API.
+
+    Timestamps lie between the Unix epoch and now + `future_skew_ms` (clock skew
+    between a sender and us); ratings on the catalog's scale; texts are strings
+    of at most `max_text_chars`. One out-of-range row used to capture a user's
+    mean rating or recency anchor, and a year-9999 timestamp broke every read.
+    """
+
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    future_skew_ms: int = 86_400_000
+    max_text_chars: int = 10_000
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "ValueRules":
+        return cls(rating_min=settings.rating_min, rating_max=settings.rating_max,
+                   future_skew_ms=int(settings.future_skew_s * 1000), max_text_chars=settings.max_text_chars)
+
+    def latest_ms(self) -> int:
+        """The latest timestamp accepted now."""
+        return int(time.time() * 1000) + self.future_skew_ms
+
+    def check_ts(self, ts: int, raw: Any) -> int:
+        if ts < 0:
+            raise RowError(f"timestamp before 1970 {_short(raw)}")
+        if ts > self.latest_ms():
+            raise RowError(f"timestamp in the future {_short(raw)}")
+        return ts
+
+    def check_rating(self, value: float, raw: Any) -> float:
+        if not (self.rating_min <= value <= self.rating_max):
+            raise RowError(f"rating {_short(raw)} outside the scale {self.rating_min:g}-{self.rating_max:g}")
+        return value
+
+    def check_text(self, text: str | None, what: str = "text") -> str | None:
+        if text is not None and len(text) > self.max_text_chars:
+            raise RowError(f"{what} longer than {self.max_text_chars} characters")
+        return text
+
+
+DEFAULT_RULES = ValueRules()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +129,9 @@ class Item:
         return ". ".join(parts)
 
 
-def iso(ts_ms: int) -> str:
-    return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat().replace("+00:00", "Z")
+def iso(ts_ms: int) -> str | None:
+    """ISO-8601 UTC, or None for a value no datetime can hold (see tastebud.timefmt)."""
+    return iso_or_none(ts_ms)
 
 
 _MS_THRESHOLD = 100_000_000_000  # epoch seconds pass this only in the year 5138
@@ -106,7 +156,7 @@ def parse_timestamp(raw: Any) -> int:
             raise RowError(f"timestamp out of range {raw[:40]!r}") from None
         ms = number if number >= _MS_THRESHOLD else number * 1000
         if ms > _MAX_MS:
-            raise RowError(f"timestamp out of range {raw[:40]!r}")
+            raise RowError(f"timestamp in the future {raw[:40]!r}")
         return ms
     if raw is None or raw == "":
         raise RowError("missing timestamp")
@@ -114,10 +164,10 @@ def parse_timestamp(raw: Any) -> int:
         raise RowError(f"unparsable timestamp {raw!r}")
     if isinstance(raw, int):
         if raw < 0:
-            raise RowError(f"unparsable timestamp {_short(raw)}")
+            raise RowError(f"timestamp before 1970 {_short(raw)}")
         ms = raw if raw >= _MS_THRESHOLD else raw * 1000
         if ms > _MAX_MS:
-            raise RowError(f"timestamp out of range {_short(raw)}")
+            raise RowError(f"timestamp in the future {_short(raw)}")
         return ms
     if isinstance(raw, float):
         number = raw
@@ -135,11 +185,19 @@ def parse_timestamp(raw: Any) -> int:
                 raise RowError(f"unparsable timestamp {text[:40]!r}") from None
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=timezone.utc)
-            return (dt - _EPOCH + _HALF_MS) // _ONE_MS
+            try:
+                ms = (dt - _EPOCH + _HALF_MS) // _ONE_MS
+            except OverflowError:  # an offset pushed it past year 1 or 9999
+                ms = -1 if dt.year < 1970 else _MAX_MS + 1
+            if ms < 0:
+                raise RowError(f"timestamp before 1970 {text[:40]!r}")
+            if ms > _MAX_MS:
+                raise RowError(f"timestamp in the future {text[:40]!r}")
+            return ms
     if not math.isfinite(number) or number < 0:
         raise RowError(f"unparsable timestamp {_short(raw)}")
     if number * (1 if number >= _MS_THRESHOLD else 1000) > _MAX_MS:
-        raise RowError(f"timestamp out of range {_short(raw)}")
+        raise RowError(f"timestamp in the future {_short(raw)}")
     try:
         exact = Decimal(text)  # the digits as written, not their binary approximation
     except InvalidOperation:
@@ -148,11 +206,16 @@ def parse_timestamp(raw: Any) -> int:
     return int(ms.to_integral_value(ROUND_HALF_UP))
 
 
-def _text(raw: Any) -> str | None:
+def _text(raw: Any, what: str = "text") -> str | None:
+    """Text is a string; a JSON number is accepted as its digits, anything else
+    (an object, a list, true) is an error rather than its Python repr."""
     if raw is None:
         return None
-    text = str(raw) if not isinstance(raw, str) else raw
-    text = text.strip()
+    if not isinstance(raw, str):
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise RowError(f"{what} must be a string, got {type(raw).__name__}")
+        raw = _ident(raw) or ""
+    text = raw.strip()
     return text or None
 
 
@@ -175,7 +238,7 @@ def _number(raw: Any, what: str) -> float | None:
     if raw is None or raw == "":
         return None
     if isinstance(raw, bool):
-        raise RowError(f"non-numeric {what} {raw!r}")
+        raise RowError(f"non-numeric {what} {_short(raw)}")
     try:
         value = float(raw)
     except (TypeError, ValueError, OverflowError):
@@ -193,6 +256,7 @@ def _short(raw: Any) -> str:
         return "(a huge number)"
 
 
+
 _ID_HASH = hashlib.blake2b(digest_size=12)  # copied per id: cheaper than a fresh constructor call
 
 
@@ -207,15 +271,17 @@ def stable_event_id(user_id: str, item_id: str | None, type_: str, ts: int, valu
 EVENT_FIELDS = ("user_id", "type", "item_id", "timestamp", "value", "text", "event_id")
 
 
-def event_fields(row: Mapping[str, Any]) -> tuple[str, str, str | None, str, int, float | None, str | None]:
+def event_fields(row: Mapping[str, Any], rules: ValueRules = DEFAULT_RULES
+                 ) -> tuple[str, str, str | None, str, int, float | None, str | None]:
     """Validate one raw mapping into a tuple in Event field order."""
     get = row.get
     return event_values(get("user_id"), get("type"), get("item_id"), get("timestamp"), get("value"),
-                        get("text"), get("event_id"))
+                        get("text"), get("event_id"), rules)
 
 
 def event_values(user_id: Any, type_: Any, item_id: Any, timestamp: Any, value: Any, text: Any,
-                 event_id: Any) -> tuple[str, str, str | None, str, int, float | None, str | None]:
+                 event_id: Any, rules: ValueRules = DEFAULT_RULES
+                 ) -> tuple[str, str, str | None, str, int, float | None, str | None]:
     """The event rules, on raw values in EVENT_FIELDS order; returns a tuple in Event field order.
 
     This is the ingestion hot path (100k+ rows per file), so the common case of
@@ -250,6 +316,8 @@ def event_values(user_id: Any, type_: Any, item_id: Any, timestamp: Any, value: 
         ts = int(raw) * 1000  # epoch seconds (11 digits stay below _MS_THRESHOLD)
     else:
         ts = parse_timestamp(raw)
+    if ts > rules.latest_ms() or ts < 0:
+        rules.check_ts(ts, raw)  # raises with the reason
     raw = value
     if raw.__class__ is str and raw:
         try:
@@ -264,8 +332,16 @@ def event_values(user_id: Any, type_: Any, item_id: Any, timestamp: Any, value: 
             raise RowError("rating event without a value")
     else:
         value = _number(raw, "rating" if type_ == "rating" else "value")
+    if value is not None:
+        if type_ == "rating":
+            if not (rules.rating_min <= value <= rules.rating_max):
+                rules.check_rating(value, raw)  # raises with the reason
+        elif not -MAX_VALUE <= value <= MAX_VALUE:
+            raise RowError(f"value {_short(raw)} outside ±{MAX_VALUE:g}")
     raw = text
     text = None if raw is None else (raw.strip() or None) if raw.__class__ is str else _text(raw)
+    if text is not None and len(text) > rules.max_text_chars:
+        rules.check_text(text)
     if text is None and type_ in _TEXT_TYPES:
         raise RowError(f"{type_} event without text")
     if item_id is None and text is None and type_ in PREFERENCE_TYPES:
@@ -279,9 +355,9 @@ def event_values(user_id: Any, type_: Any, item_id: Any, timestamp: Any, value: 
     return (event_id, user_id, item_id, type_, ts, value, text)
 
 
-def parse_event(row: Mapping[str, Any]) -> Event:
+def parse_event(row: Mapping[str, Any], rules: ValueRules = DEFAULT_RULES) -> Event:
     """Validate one raw mapping (CSV row or JSON object) into an Event."""
-    return Event(*event_fields(row))
+    return Event(*event_fields(row, rules))
 
 
 def _list(raw: Any, what: str) -> tuple[str, ...]:
@@ -310,7 +386,10 @@ def _list(raw: Any, what: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def parse_item(row: Mapping[str, Any]) -> Item:
+MAX_TITLE_CHARS = 1000
+
+
+def parse_item(row: Mapping[str, Any], rules: ValueRules = DEFAULT_RULES) -> Item:
     get = row.get
     item_id = _ident(get("item_id"))
     if item_id is None:
@@ -327,14 +406,21 @@ def parse_item(row: Mapping[str, Any]) -> Item:
     if not isinstance(attributes, dict):
         raise RowError("attributes must be an object")
     updated = get("updated_at")
+    title = _text(get("title"), "title")
+    if title is not None and len(title) > MAX_TITLE_CHARS:
+        raise RowError(f"title longer than {MAX_TITLE_CHARS} characters")
+    description = rules.check_text(_text(get("description"), "description"), "description")
+    updated_at = None
+    if updated not in (None, ""):
+        updated_at = rules.check_ts(parse_timestamp(updated), updated)
     item = Item(
         item_id=item_id,
-        title=_text(get("title")),
-        description=_text(get("description")),
+        title=title,
+        description=description,
         categories=_list(categories, "categories"),
         tags=_list(tags, "tags"),
         attributes=attributes,
-        updated_at=parse_timestamp(updated) if updated not in (None, "") else None,
+        updated_at=updated_at,
     )
     if escaped:
         reason = unstorable([item.categories, item.tags, item.attributes])

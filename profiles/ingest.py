@@ -19,7 +19,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
-from profiles.events import EVENT_FIELDS, Item, RowError, event_fields, event_values, parse_item, unstorable
+from profiles.events import (DEFAULT_RULES, EVENT_FIELDS, Item, RowError, ValueRules, event_fields, event_values,
+                             parse_item, unstorable)
 from profiles.store import EventStore, QuarantinedRow
 from tastebud.errors import InputError
 
@@ -375,8 +376,10 @@ def _open(path: str) -> tuple[IO[bytes], str, int]:
 
 # ---------------------------------------------------------------- ingestor
 class Ingestor:
-    def __init__(self, store: EventStore, batch_size: int = 5000, progress: ProgressFn | None = None):
+    def __init__(self, store: EventStore, batch_size: int = 5000, progress: ProgressFn | None = None,
+                 rules: ValueRules = DEFAULT_RULES):
         self.store = store
+        self.rules = rules
         self.batch_size = max(1, batch_size)
         self.progress = progress
         # Item ids this ingestor saw committed: their stub check is skipped (items are never deleted).
@@ -414,8 +417,10 @@ class Ingestor:
             pick = rows.picker(EVENT_FIELDS, constants)
             records: Iterable[Any] = rows.records()
 
+            rules = self.rules
+
             def validate(row: Any) -> tuple:
-                return event_values(*pick(row))
+                return event_values(*pick(row), rules)
         else:
             records = rows
 
@@ -424,7 +429,7 @@ class Ingestor:
                     fields = {**fields, **constants}
                 if transform is not None:
                     fields = transform(fields)
-                return event_fields(fields)
+                return event_fields(fields, self.rules)
 
         for line_no, raw, row, error in records:
             if row is not None:
@@ -496,7 +501,7 @@ class Ingestor:
             try:
                 if fields is None:
                     raise RowError(error or "unreadable row")
-                item = parse_item(transform(fields) if transform else fields)
+                item = parse_item(transform(fields) if transform else fields, self.rules)
                 if item.item_id in good:  # the later row of a file wins; the earlier counts as a duplicate
                     report.duplicates += 1
                 good[item.item_id] = item
@@ -528,9 +533,9 @@ class Ingestor:
                 try:
                     fields = _reparse(row)
                     if row["kind"] == "events":
-                        events_ok.append(event_fields(fields))
+                        events_ok.append(event_fields(fields, self.rules))
                     else:
-                        items_ok.append(parse_item(fields))
+                        items_ok.append(parse_item(fields, self.rules))
                 except RowError as exc:
                     still_bad.append((row["id"], str(exc)))
                     report.reasons[_reason_kind(str(exc))] += 1

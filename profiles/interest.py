@@ -10,6 +10,12 @@ where rating_signal = 1 + (rating - user_mean) / RATING_SPREAD for ratings
 (above the user's own mean pushes up, below pushes down, 2 stars under the
 mean is neutral) and 1 for other positive events. Age is measured from the
 user's latest event, so a profile depends only on the history, not the clock.
+
+No single row can capture a profile (values an older version or a direct
+database write left behind): the mean is taken over ratings clipped to the
+rating scale, and events dated before 1970 or past now + the clock-skew
+tolerance are left out (counted in stats as `ignored_events`), so the recency
+anchor is the latest event that is not in the future.
 Each category of i receives c(e), each catalog tag of i receives
 c(e) * ITEM_TAG_FACTOR, and text the user wrote (tag events, reviews, searches)
 contributes its keywords at c(e). Tag weights are the sums normalised to shares
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
@@ -148,6 +155,9 @@ class InterestConfig:
     short_window_days: float = 30.0
     max_tags: int = 15
     max_items: int = 8
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    future_skew_ms: int = 86_400_000
 
     @classmethod
     def from_settings(cls, settings: Any) -> "InterestConfig":
@@ -158,12 +168,24 @@ class InterestConfig:
             short_window_events=settings.short_window_events,
             short_window_days=settings.short_window_days,
             max_tags=settings.max_tags,
+            rating_min=settings.rating_min,
+            rating_max=settings.rating_max,
+            future_skew_ms=int(settings.future_skew_s * 1000),
         )
 
 
-def user_mean_rating(events: Sequence[Event]) -> float | None:
-    ratings = [e.value for e in events if e.type == "rating" and e.value is not None]
+def user_mean_rating(events: Sequence[Event], low: float = -math.inf, high: float = math.inf) -> float | None:
+    """The mean of the user's ratings, each clipped to [low, high] (the rating scale)."""
+    ratings = [min(high, max(low, e.value)) for e in events
+               if e.type == "rating" and e.value is not None and math.isfinite(e.value)]
     return sum(ratings) / len(ratings) if ratings else None
+
+
+def usable_events(events: Sequence[Event], config: InterestConfig, now_ms: int | None = None) -> list[Event]:
+    """Events a profile may rest on: dated between 1970 and now + skew, with a finite value."""
+    latest = (int(time.time() * 1000) if now_ms is None else now_ms) + config.future_skew_ms
+    return [e for e in events
+            if 0 <= e.ts <= latest and (e.value is None or math.isfinite(e.value))]
 
 
 def rating_signal(value: float, mean: float | None) -> float:
@@ -232,7 +254,7 @@ def _contribution(event: Event, mean: float | None, config: InterestConfig, now_
     else:
         base = config.event_weights.get(event.type, 1.0)
         if event.type == "rating" and event.value is not None:
-            base *= rating_signal(event.value, mean)
+            base *= rating_signal(min(config.rating_max, max(config.rating_min, event.value)), mean)
     age_days = max(0.0, (now_ms - event.ts) / DAY_MS)
     return base * 0.5 ** (age_days / half_life_days)
 
@@ -333,8 +355,10 @@ def js_divergence(p: Mapping[str, float], q: Mapping[str, float]) -> float:
 def build_interest_profile(
     user_id: str, events: Sequence[Event], items: Mapping[str, Item], config: InterestConfig, last_event_seq: int = 0
 ) -> InterestProfile:
-    events = sorted(events, key=lambda e: (e.ts, e.event_id))
-    mean = user_mean_rating(events)
+    given = len(events)
+    events = sorted(usable_events(events, config), key=lambda e: (e.ts, e.event_id))
+    ignored = given - len(events)
+    mean = user_mean_rating(events, config.rating_min, config.rating_max)
     now_ms = events[-1].ts if events else 0
     events = _canonical_statements(events, items)
     stated = stated_preferences(events)
@@ -368,6 +392,8 @@ def build_interest_profile(
         "first_event_at": events[0].ts if events else None,
         "last_event_at": now_ms if events else None,
     }
+    if ignored:
+        stats["ignored_events"] = ignored
     return InterestProfile(
         user_id=user_id,
         long_term=long_h,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -33,14 +34,45 @@ def detect_layout(directory: Path) -> str:
     )
 
 
+# Each release's rating scale: ml-latest rates in half stars, ml-100k in whole ones.
+RATING_SCALES = {"latest": (0.5, 5.0), "100k": (1.0, 5.0)}
+
+
+def rating_scale(directory: str | Path) -> tuple[float, float]:
+    return RATING_SCALES[detect_layout(Path(directory))]
+
+
+def adopt_rating_scale(settings: Any, directory: str | Path) -> tuple[float, float] | None:
+    """Save the release's scale to tastebud.toml when nobody chose one, so events
+    posted later to this home are checked on the same scale; returns it if saved."""
+    from tastebud.settings import write_setting
+
+    scale = rating_scale(directory)
+    sources = settings.sources
+    if (settings.rating_min, settings.rating_max) == scale:
+        return None
+    if sources["rating_min"] != "default" or sources["rating_max"] != "default":
+        return None
+    write_setting(settings, "rating_min", scale[0])
+    write_setting(settings, "rating_max", scale[1])
+    return scale
+
+
 def ingest_movielens(ingestor: Ingestor, directory: str | Path) -> dict[str, IngestReport]:
+    """Ratings are checked against the release's own scale, whatever the settings say."""
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError(f"no such directory: {directory}")
     layout = detect_layout(directory)
-    if layout == "latest":
-        return _ingest_latest(ingestor, directory)
-    return _ingest_100k(ingestor, directory)
+    low, high = RATING_SCALES[layout]
+    configured = ingestor.rules
+    ingestor.rules = replace(configured, rating_min=low, rating_max=high)
+    try:
+        if layout == "latest":
+            return _ingest_latest(ingestor, directory)
+        return _ingest_100k(ingestor, directory)
+    finally:
+        ingestor.rules = configured
 
 
 @contextmanager

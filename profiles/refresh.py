@@ -18,7 +18,7 @@ from profiles.events import Event
 from profiles.interest import InterestConfig, build_interest_profile
 from profiles.migrations import events, profile_heads
 from profiles.narrative import NarrativeWriter, template_narrative
-from profiles.store import EventStore
+from profiles.store import EventStore, _row_event
 from profiles.versions import ProfileRepository, content_hash
 from tastebud.errors import InputError, NotFoundError
 
@@ -116,7 +116,7 @@ class Refresher:
             rows = conn.execute(
                 select(events).where(events.c.user_id == user_id).order_by(events.c.ts, events.c.seq)
             ).all()
-        evs = [Event(r.event_id, r.user_id, r.item_id, r.type, r.ts, r.value, r.text) for r in rows]
+        evs = [_row_event(r) for r in rows]  # the store's reading: fields of unusable types read as unknown
         return evs, max((r.seq for r in rows), default=0)
 
     def compute(self, user_id: str, items: dict | None = None) -> tuple[dict[str, Any], int]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import time
 from json.encoder import encode_basestring
 from contextlib import contextmanager
@@ -19,9 +21,12 @@ from typing import AbstractSet, Any, Iterable, Iterator, Mapping, Sequence
 from sqlalchemy import Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from profiles.events import Event, Item, iso
+from profiles.events import Event, Item
 from profiles.migrations import events, items, migrate, profile_heads, quarantine
 from tastebud.errors import InputError, NotFoundError, StoreError
+from tastebud.timefmt import iso_or_none
+
+log = logging.getLogger("tastebud.store")
 
 
 def _now_ms() -> int:
@@ -88,20 +93,102 @@ def _item_row(item: Item) -> tuple:
 
 
 def _row_item(row: Any) -> Item:
+    """A catalog row as an Item. A row this version did not write (an older one,
+    a direct database write) may hold anything: unusable fields are read as empty,
+    with a warning, so one bad row never fails a read; `tastebud doctor` finds it."""
+    try:
+        categories, tags, attributes = json.loads(row.categories), json.loads(row.tags), json.loads(row.attributes)
+    except Exception:  # noqa: BLE001 - the strict read is the hot path; this is the rare one
+        return _lenient_item(row)
+    if (categories.__class__ is not list or tags.__class__ is not list or attributes.__class__ is not dict
+            or not all(v.__class__ is str for v in categories) or not all(v.__class__ is str for v in tags)
+            or not all(v is None or v.__class__ is str for v in (row.item_id, row.title, row.description))):
+        return _lenient_item(row)
     return Item(
         item_id=row.item_id,
         title=row.title,
         description=row.description,
-        categories=tuple(json.loads(row.categories)),
-        tags=tuple(json.loads(row.tags)),
-        attributes=json.loads(row.attributes),
+        categories=tuple(categories),
+        tags=tuple(tags),
+        attributes=attributes,
         updated_at=row.updated_at,
         is_stub=bool(row.is_stub),
     )
 
 
+def _lenient_item(row: Any) -> Item:
+    def text(value: Any) -> str | None:
+        return value if value is None or isinstance(value, str) else None
+
+    def strings(raw: Any) -> tuple[str, ...]:
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError, RecursionError):
+            return ()
+        return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+    try:
+        attributes = json.loads(row.attributes)
+    except (TypeError, ValueError, RecursionError):
+        attributes = {}
+    item = Item(
+        item_id=str(row.item_id),
+        title=text(row.title),
+        description=text(row.description),
+        categories=strings(row.categories),
+        tags=strings(row.tags),
+        attributes=attributes if isinstance(attributes, dict) else {},
+        updated_at=row.updated_at if isinstance(row.updated_at, int) else None,
+        is_stub=bool(row.is_stub),
+    )
+    key = str(row.item_id)[:80]
+    if key not in _LENIENT_WARNED and len(_LENIENT_WARNED) < 1000:  # once per item and process
+        _LENIENT_WARNED.add(key)
+        log.warning("catalog row %r has unusable fields; read with those fields empty (run: tastebud doctor)", key)
+    return item
+
+
+_LENIENT_WARNED: set[str] = set()
+
+
 def _row_event(row: Any) -> Event:
-    return Event(row.event_id, row.user_id, row.item_id, row.type, row.ts, row.value, row.text)
+    ts, value, text = row.ts, row.value, row.text
+    if ts.__class__ is not int or (value is not None and value.__class__ is not float) or (
+            text is not None and text.__class__ is not str):
+        ts, value, text = _coerce_event_fields(ts, value, text)
+    return Event(row.event_id, row.user_id, row.item_id, row.type, ts, value, text)
+
+
+UNKNOWN_TS = -1  # an event time that cannot be read: before 1970, so every rule treats it as unusable
+_COERCE_WARNED = False
+
+
+def _coerce_event_fields(ts: Any, value: Any, text: Any) -> tuple[int, float | None, str | None]:
+    """Fields of types this version never writes (SQLite keeps whatever a direct
+    write gave it) read as unknown instead of failing every computation on the
+    user: a time that is not a number is UNKNOWN_TS (rendered as unknown, left
+    out of profiles), a value that is not a number and a text that is not a
+    string are None. `tastebud doctor` finds and quarantines such rows."""
+    global _COERCE_WARNED
+    changed = False
+    if ts.__class__ is not int:
+        if isinstance(ts, int) and not isinstance(ts, bool):
+            ts = int(ts)
+        elif isinstance(ts, float) and math.isfinite(ts):
+            ts, changed = int(ts), True
+        else:
+            ts, changed = UNKNOWN_TS, True
+    if value is not None and value.__class__ is not float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+        else:
+            value, changed = None, True
+    if text is not None and text.__class__ is not str:
+        text, changed = (text if isinstance(text, str) else None), True
+    if changed and not _COERCE_WARNED:
+        _COERCE_WARNED = True
+        log.warning("event rows with unusable field types read as unknown (run: tastebud doctor)")
+    return ts, value, text
 
 
 class EventStore:
@@ -446,8 +533,9 @@ class EventStore:
             "stub_items": stubs,
             "events": sum(by_type.values()),
             "events_by_type": by_type,
-            "first_event_at": iso(first) if first is not None else None,
-            "last_event_at": iso(last) if last is not None else None,
+            # None when absent, or when an older version stored an unrenderable timestamp
+            "first_event_at": iso_or_none(first),
+            "last_event_at": iso_or_none(last),
             "quarantined": quarantined,
             "profiles": profiles,
             "profiles_stale": len(self.stale_users()),

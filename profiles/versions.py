@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from typing import Any
 
@@ -14,6 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from profiles.migrations import events, profile_heads, profile_versions
 from profiles.store import EventStore
 from tastebud.errors import NotFoundError
+
+log = logging.getLogger("tastebud.profiles")
 
 # Fields that describe when/why a version was made, not what the profile says.
 _VOLATILE = ("version", "generated_at", "last_event_seq", "trigger_event_ids", "content_hash")
@@ -50,7 +53,26 @@ class ProfileRepository:
                 ))
                 .where(profile_heads.c.user_id == user_id)
             ).first()
+            if row is None:
+                row = self._fallback(conn, user_id)
         return json.loads(row.data) if row else None
+
+    @staticmethod
+    def _fallback(conn: Any, user_id: str) -> Any:
+        """The newest stored version when the head points at one that is not stored
+        (a direct database write): reads answer with it, with a warning, instead of
+        "no profile"; `tastebud doctor --fix` repairs the head."""
+        head = conn.execute(select(profile_heads.c.version).where(profile_heads.c.user_id == user_id)).scalar()
+        if head is None:
+            return None
+        row = conn.execute(
+            select(profile_versions.c.data, profile_versions.c.version)
+            .where(profile_versions.c.user_id == user_id)
+            .order_by(profile_versions.c.version.desc()).limit(1)
+        ).first()
+        log.warning("profile head of user %r points at missing version %s; read v%s instead (run: tastebud doctor)",
+                    user_id, head, row.version if row else None)
+        return row
 
     def require_latest(self, user_id: str) -> dict[str, Any]:
         profile = self.latest(user_id)
@@ -124,11 +146,11 @@ class ProfileRepository:
             if head is not None and head["last_event_seq"] > last_event_seq:
                 return head["version"], False  # another writer already saved a newer profile
             if head is not None:
-                current = conn.execute(
+                current = conn.execute(  # None when the head points at a missing version: save a new one
                     select(profile_versions.c.content_hash).where(
                         profile_versions.c.user_id == user_id, profile_versions.c.version == head["version"]
                     )
-                ).scalar_one()
+                ).scalar()
                 if current == digest:
                     moved = conn.execute(
                         update(profile_heads)

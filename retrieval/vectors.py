@@ -348,6 +348,29 @@ class VectorStore:
             metas.append({**((extra or {}).get(pid) or {}), "user_id": str(user_id), "horizon": horizon, "version": int(version)})
         return self.profiles.sync(ids, texts, metas)
 
+    def profile_records(self) -> list[tuple[str, str]]:
+        """(vector id, user id) of every stored profile vector, paged (for `tastebud doctor`)."""
+        out: list[tuple[str, str]] = []
+        col = self.profiles
+        offset = 0
+        while True:
+            got = col._call("get", col.collection.get, include=["metadatas"], limit=self.batch_size, offset=offset)
+            if not got["ids"]:
+                break
+            for rid, meta in zip(got["ids"], got["metadatas"] or [None] * len(got["ids"])):
+                user = (meta or {}).get("user_id")
+                out.append((rid, str(user) if user is not None else rid.rsplit(":", 1)[0]))
+            offset += len(got["ids"])
+        return out
+
+    def delete_profile_vectors(self, ids: Sequence[str]) -> int:
+        """Delete profile vectors by id; ids not stored are ignored. Returns how many were asked."""
+        ids = [str(i) for i in ids]
+        col = self.profiles
+        for chunk in col._batches(ids):
+            col._call("delete", col.collection.delete, ids=list(chunk))
+        return len(ids)
+
     def profile_vectors(self, user_id: str) -> dict[str, np.ndarray]:
         """{horizon: vector} for the horizons stored for this user."""
         ids, matrix = self.profiles.get_vectors([profile_id(user_id, h) for h in HORIZONS])

@@ -169,7 +169,7 @@ def ensure_model(
                         written += len(chunk)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the model is not a secret
+        os.chmod(tmp, 0o600)  # everything under TASTEBUD_HOME is owner-only (tastebud/home.py)
         digest = h.hexdigest()
         if written != size:
             raise ModelError(f"assembled model has {written:,} bytes, expected {size:,}", hint=INSTALL_HINT)

@@ -1,5 +1,25 @@
 """One error hierarchy: the CLI maps each class to one line and an exit code."""
 
+from typing import Any
+
+QUOTE_CHARS = 100  # an error message quotes at most this much of the offending input
+MAX_MESSAGE_CHARS = 500  # and is never longer than this, whatever it quotes
+
+
+def quote(raw: Any, limit: int = QUOTE_CHARS) -> str:
+    """Offending input for an error message, cut to `limit` characters: a
+    900,000-character id must not come back as a 900 KB message."""
+    try:
+        text = raw if isinstance(raw, str) else str(raw)
+    except ValueError:  # an integer too long to print
+        return "(a huge number)"
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def cap(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """The last guard before a message leaves the process."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
 
 class TastebudError(Exception):
     """Base of every error tastebud raises on purpose."""

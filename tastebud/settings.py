@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path")
 
     ingest_batch_size: int = Field(20000, description="rows per transaction during ingestion")
+    # value rules (profiles/events.py ValueRules): anything outside is quarantined with the reason
+    rating_min: float = Field(0.5, description="lowest rating on the scale (MovieLens 0.5; ml-100k 1)")
+    rating_max: float = Field(5.0, description="highest rating on the scale")
+    future_skew_s: float = Field(86400.0, ge=0, description="how far past now a timestamp may lie (clock skew)")
+    max_text_chars: int = Field(10_000, ge=1, description="longest review, query or tag text accepted")
 
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     long_half_life_days: float = Field(365.0, description="recency half-life of the long-term profile")
@@ -110,6 +115,12 @@ class Settings(BaseSettings):
     item_side_refresh_s: float = Field(600.0, ge=0, description="...or this many seconds after the last rebuild, if anything changed (0 = never by time)")
 
     _flags: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _scale_is_ordered(self) -> "Settings":
+        if not self.rating_min < self.rating_max:
+            raise ValueError(f"rating_min ({self.rating_min}) must be below rating_max ({self.rating_max})")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -197,8 +208,20 @@ def write_setting(settings: Settings, key: str, value: Any) -> Path:
     path = settings.config_path
     data = tomllib.loads(path.read_text()) if path.exists() else {}
     data[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_dump_toml(data))
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # owner-only (it may hold llm_api_key), written whole then renamed over the old
+    # one (over what it links to, if the user made it a symlink)
+    real = Path(os.path.realpath(path))
+    tmp = real.with_name(f".{real.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a leftover tmp
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(_dump_toml(data))
+        os.replace(tmp, real)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

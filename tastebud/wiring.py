@@ -13,9 +13,19 @@ class App:
         self.settings = settings or load_settings(**flags)
 
     @cached_property
+    def home(self):
+        """TASTEBUD_HOME, opened private: created 0700, anything looser tightened
+        (one WARNING line), and the process umask set to 077 so that what SQLite,
+        Chroma, logging and llama.cpp create under it later is owner-only too."""
+        from tastebud.home import open_home
+
+        return open_home(self.settings.home)
+
+    @cached_property
     def store(self):
         from profiles.store import EventStore
 
+        _ = self.home
         return EventStore.from_settings(self.settings)
 
     @cached_property
@@ -24,12 +34,14 @@ class App:
         embedded server, started here and stopped by close() or at exit)."""
         from tastebud.llm import get_llm
 
+        _ = self.home  # the embedded model and its server's log live under it
         return get_llm(self.settings)
 
     def ingestor(self, progress=None):
+        from profiles.events import ValueRules
         from profiles.ingest import Ingestor
 
-        return Ingestor(self.store, self.settings.ingest_batch_size, progress)
+        return Ingestor(self.store, self.settings.ingest_batch_size, progress, ValueRules.from_settings(self.settings))
 
     @cached_property
     def profiles(self):
@@ -66,6 +78,7 @@ class App:
     def vectors(self):
         from retrieval.vectors import VectorStore
 
+        _ = self.home
         return VectorStore.from_settings(self.settings, self.embedder)
 
     @cached_property

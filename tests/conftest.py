@@ -19,7 +19,7 @@ ML_SMALL = ROOT / "examples" / "ml-latest-small"
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "home"
-    path.mkdir()
+    path.mkdir(mode=0o700)  # as tastebud makes one (tastebud/home.py); a looser one gets a "tightened" line
     monkeypatch.setenv("TASTEBUD_HOME", str(path))
     for key in list(os.environ):
         if key.startswith("TASTEBUD_") and key != "TASTEBUD_HOME":

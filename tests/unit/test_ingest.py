@@ -274,6 +274,26 @@ def test_movielens_100k_layout(store, tmp_path):
     assert store.events_for_user("22")[-1].ts == parse_timestamp(T)
 
 
+def test_movielens_readers_use_their_release_scale(store, settings, tmp_path):
+    """ml-100k rates 1-5 in whole stars: a 0.5 there is a broken row, though the
+    default scale (ml-latest's) allows it; the detected scale is saved for the home."""
+    from profiles.movielens import adopt_rating_scale
+
+    d = tmp_path / "ml-100k"
+    d.mkdir()
+    write(d / "u.item", "1|Toy Story (1995)|01-Jan-1995||x|" + "|".join("0" * 19) + "\n")
+    write(d / "u.data", f"196\t1\t0.5\t{T}\n196\t1\t4\t{T + 1}\n")
+    report = ingest_movielens(Ingestor(store), d)["events"]
+    assert counts(report) == (2, 1, 0, 1)
+    assert open_rows(store)[0]["reason"] == "rating '0.5' outside the scale 1-5"
+    assert adopt_rating_scale(settings, d) == (1.0, 5.0)
+    assert "rating_min = 1.0" in settings.config_path.read_text()
+    from tastebud.settings import load_settings
+
+    assert (load_settings().rating_min, load_settings().sources["rating_min"].split()[0]) == (1.0, "toml")
+    assert adopt_rating_scale(load_settings(), d) is None  # already chosen: never overwritten
+
+
 def test_not_a_movielens_directory(store, tmp_path):
     with pytest.raises(InputError, match="not a MovieLens directory"):
         ingest_movielens(Ingestor(store), tmp_path)

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -56,12 +57,13 @@ ids = st.sampled_from(["u1", "u2", "ü3", "user-4"])
 items = st.sampled_from(["i1", "i2", "item,3", 'item"4', "é5"])
 texts = st.text(alphabet=st.sampled_from(list("ab ,\"'\n\r\té€😀|;") + ["\u2028", "\x85"]), min_size=1, max_size=12) \
     .filter(lambda t: t.strip())
-values = st.sampled_from([0.5, 1.0, 3.5, 4.0, 5.0, -1.25, 0.001, 1e6])
+values = st.sampled_from([0.5, 1.0, 3.5, 4.0, 5.0, 2.25, 0.75, 4.999])  # the default scale: 0.5-5
+NOW_MS = int(time.time() * 1000)
 
 
 @st.composite
 def timestamps(draw):
-    ms = draw(st.integers(min_value=0, max_value=4_102_444_800_000))  # up to 2100
+    ms = draw(st.integers(min_value=0, max_value=NOW_MS))  # the value rules: 1970 to now (+ skew)
     form = draw(st.sampled_from(["s", "ms", "iso_z", "iso_offset", "iso_naive", "frac"]))
     if form == "s":
         ms -= ms % 1000
@@ -106,6 +108,9 @@ BREAKS = {
     "type": ({"csv", "jsonl"}, "unknown event type"),
     "timestamp": ({"csv", "jsonl"}, "unparsable timestamp"),
     "rating": ({"csv", "jsonl"}, "non-numeric rating"),
+    "scale": ({"csv", "jsonl"}, "rating '99' outside the scale"),
+    "future": ({"csv", "jsonl"}, "timestamp in the future"),
+    "before_1970": ({"csv", "jsonl"}, "timestamp before 1970"),
     "nul": ({"csv", "jsonl"}, "contains a NUL character"),
     "nul_escape": ({"jsonl"}, "contains a NUL character"),
 }
@@ -154,6 +159,12 @@ def render(fmt: str, g: Good, kind: str | None = None, crlf: bool = False) -> by
             cells[3] = "not-a-time"
         elif kind == "rating":
             cells[1], cells[2], cells[4] = cells[1] or "i1", "rating", "abc"  # a search may have no item
+        elif kind == "scale":
+            cells[1], cells[2], cells[4] = cells[1] or "i1", "rating", "99"
+        elif kind == "future":
+            cells[3] = "9999-12-31T23:59:59-12:00"
+        elif kind == "before_1970":
+            cells[3] = "1900-01-01T00:00:00Z"
         elif kind == "nul":
             cells[0] += "\x00"
         return csv_record(cells, crlf)
@@ -170,7 +181,10 @@ def render(fmt: str, g: Good, kind: str | None = None, crlf: bool = False) -> by
     if kind == "surrogate":
         return b'{"user_id": "\\ud800x", "item_id": "i", "type": "view", "timestamp": 1}\n'
     over = {"user": {"user_id": None}, "type": {"type": "teleport"}, "timestamp": {"timestamp": "not-a-time"},
-            "rating": {"type": "rating", "value": "abc", "item_id": g.item_id or "i1"}}.get(kind, {})
+            "rating": {"type": "rating", "value": "abc", "item_id": g.item_id or "i1"},
+            "scale": {"type": "rating", "value": "99", "item_id": g.item_id or "i1"},
+            "future": {"timestamp": "9999-12-31T23:59:59-12:00"},
+            "before_1970": {"timestamp": "1900-01-01T00:00:00Z"}}.get(kind, {})
     return json_record(g, **over)
 
 
