@@ -7,7 +7,7 @@ Two drivers over the same `Toolbox`:
   for endpoints that call tools reliably: vLLM serving a Qwen model started
   with ``--enable-auto-tool-choice --tool-call-parser hermes``.
 * ``router``: for the embedded 0.5B model (which makes no tool call when asked
-  with ``tool_choice="auto"``): `agent.router` picks the tool by rules and
+  with ``tool_choice="auto"``): `tastebud.agent.router` picks the tool by rules and
   embedding similarity, one constrained call fills free-text arguments, code
   runs the tool, a second call phrases the answer from the result.
 
@@ -15,7 +15,7 @@ Two drivers over the same `Toolbox`:
 otherwise. ``phrasing=False`` (``tastebud chat --template``) never calls the
 LLM: answers are the deterministic renderings.
 
-Every answer is checked before it is shown (`agent.grounding`): tokens are
+Every answer is checked before it is shown (`tastebud.agent.grounding`): tokens are
 released sentence by sentence only while the text so far names no item
 outside this turn's tool results; otherwise the whole answer becomes the
 deterministic rendering of the results.
@@ -30,16 +30,16 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from agent.grounding import UNTRUSTED_NOTE, Grounding, as_data, check_answer, clip, tokens
-from agent.render import render_calls
-from agent.roles import Principal, Role
-from agent.router import Plan, Router, help_text
-from agent.session import Session
-from agent.tools import ToolCall, Toolbox
+from tastebud.agent.grounding import UNTRUSTED_NOTE, Grounding, as_data, check_answer, clip, tokens
+from tastebud.agent.render import render_calls
+from tastebud.agent.roles import Principal, Role
+from tastebud.agent.router import Plan, Router, help_text
+from tastebud.agent.session import Session
+from tastebud.agent.tools import ToolCall, Toolbox
 from tastebud.errors import ModelError
 
 if TYPE_CHECKING:
-    from tastebud.wiring import App
+    from tastebud.agent.ports import AgentServices
 
 log = logging.getLogger(__name__)
 
@@ -151,15 +151,19 @@ class SentenceGate:
 class Agent:
     def __init__(
         self,
-        app: "App",
+        app: "AgentServices",
         principal: Principal,
         session: Session | None = None,
         *,
+        llm: Any = None,
         mode: str | None = None,
         phrasing: bool = True,
         max_tokens: int = MAX_ANSWER_TOKENS,
     ):
+        """`llm`: the chat model client to use (the API passes one with its chat
+        timeout); by default the services' own, started on first use."""
         self.app = app
+        self._llm = llm
         self.principal = principal
         self.session = session or Session.new(principal.role.value, principal.user_id)
         if principal.role is Role.USER:
@@ -178,20 +182,24 @@ class Agent:
             return self._mode if self.phrasing else "router"
         if not self.phrasing:
             return "router"
-        if "llm" in self.app.__dict__:
-            backend = self.app.llm.backend
+        if self._llm is not None or self.app.started("llm"):
+            backend = self.llm.backend
         else:
             from tastebud.llm import backend_name
 
             backend = backend_name(self.app.settings)
         return "tools" if backend == "openai" else "router"
 
+    @property
+    def llm(self) -> Any:
+        return self._llm if self._llm is not None else self.llm
+
     def warm_up(self) -> None:
         """Load what the first turn would (embedder, intent vectors, catalog titles, LLM)."""
         _ = self.router.matcher
         _ = self.toolbox.titles
         if self.phrasing:
-            _ = self.app.llm
+            _ = self.llm
 
     def ask(self, text: str, on_text: TextFn | None = None) -> Turn:
         """Answer one message. `on_text(text_so_far)` receives the grounded
@@ -265,7 +273,7 @@ class Agent:
         try:
             from tastebud.llm import LLM
 
-            llm = self.app.llm
+            llm = self.llm
             short = LLM(llm.chat_model.bind(max_tokens=48, temperature=0), llm.backend, concurrency=llm.concurrency)
             got = short.structured(Fill).invoke(prompt)
             value = (got.value or "").strip() or None
@@ -286,7 +294,7 @@ class Agent:
         check = lambda t: check_answer(t, results, self.toolbox.titles, question)  # noqa: E731
         gate = SentenceGate(check, on_text)
         messages = self._phrase_prompt(question, call)
-        model = self.app.llm.chat_model.bind(max_tokens=self.max_tokens, temperature=0.2)
+        model = self.llm.chat_model.bind(max_tokens=self.max_tokens, temperature=0.2)
         from tastebud.llm import model_errors
 
         try:
@@ -351,7 +359,7 @@ class Agent:
 
         turn = Turn(text, "", driver="tools")
         tools = self.toolbox.langchain_tools()
-        graph = create_agent(model=self.app.llm.chat_model, tools=tools, system_prompt=self._tools_system_prompt())
+        graph = create_agent(model=self.llm.chat_model, tools=tools, system_prompt=self._tools_system_prompt())
         results_of = lambda: [c.result for c in self.toolbox.calls if c.ok]  # noqa: E731
         gate = SentenceGate(lambda t: check_answer(t, results_of(), self.toolbox.titles, text), on_text)
         final: list[Any] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from agent.tools import ToolCall
+from tastebud.agent.tools import ToolCall
 
 
 def _md(text: Any) -> str:

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from agent.grounding import display_title, norm, tokens
+from tastebud.agent.grounding import display_title, norm, tokens
 
 if TYPE_CHECKING:
-    from agent.session import Session
-    from agent.tools import Toolbox
+    from tastebud.agent.session import Session
+    from tastebud.agent.tools import Toolbox
 
 # intent -> (tool, examples). Five-ish plain utterances each, as people say them.
 INTENTS: dict[str, tuple[str | None, list[str]]] = {

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.grounding import TitleIndex, clip, display_title
-from agent.roles import USERLESS_TOOLS, Principal
+from tastebud.agent.grounding import TitleIndex, clip, display_title
+from tastebud.agent.roles import USERLESS_TOOLS, Principal
 from tastebud.errors import InputError, NotFoundError, PermissionDenied, TastebudError
 from tastebud.timefmt import human_time
 
 if TYPE_CHECKING:
-    from agent.session import Session
-    from tastebud.wiring import App
+    from tastebud.agent.session import Session
+    from tastebud.agent.ports import AgentServices
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def _tags(tags: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 class Toolbox:
     """The tools for one principal (and session), with the role gate in `run`."""
 
-    def __init__(self, app: "App", principal: Principal, session: "Session | None" = None):
+    def __init__(self, app: "AgentServices", principal: Principal, session: "Session | None" = None):
         self.app = app
         self.principal = principal
         self.session = session
@@ -224,7 +224,7 @@ class Toolbox:
         tools are offered, and each goes through `run` (the gate) anyway."""
         from langchain_core.tools import StructuredTool
 
-        from agent.grounding import as_data
+        from tastebud.agent.grounding import as_data
 
         tools = []
         for name, schema in SCHEMAS.items():
@@ -321,7 +321,7 @@ class Toolbox:
 
     def _recommend(self, user_id: str, k: int = 5, category: str | None = None, exclude: list[str] | None = None,
                    intent: str | None = None) -> dict[str, Any]:
-        from retrieval.service import render_why
+        from tastebud.retrieval.service import render_why
 
         exclude = list(exclude or [])
         rec = self.app.recommendations.recommend(user_id, k, category, exclude, intent or None, None, source="agent")
@@ -377,7 +377,7 @@ class Toolbox:
     def _record_feedback(self, user_id: str, kind: str, item_id: str | None = None, category: str | None = None) -> dict[str, Any]:
         """Stored as a real event (an item-less like/dislike names a category: a
         standing preference), and the profile is refreshed at once, without narratives."""
-        from profiles.events import Event
+        from tastebud.profiles.events import Event
 
         if not item_id and not category:
             raise InputError("Which item (or category) is the feedback about?")
@@ -437,7 +437,7 @@ class Toolbox:
             data["vectors"] = {"items": self.app.vectors.items.count(), "profiles": self.app.vectors.profiles.count()}
         except Exception as exc:  # a down Chroma server is status, not a crash
             data["vectors"] = {"error": str(exc)}
-        if "llm" in self.app.__dict__:
+        if self.app.started("llm"):
             data["llm"] = self.app.llm.describe()
         return data
 

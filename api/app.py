@@ -7,16 +7,18 @@ finish first), stops the live updater and closes the store.
 
 from __future__ import annotations
 
+from typing import Any
+
 import os
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
-from api.access import AccessLog, open_access_log
-from api.limits import BodyLimit
-from api.routes import health, router
-from api.services import Services
+from tastebud.api import errors
+from tastebud.api.access import AccessLog, open_access_log
+from tastebud.api.limits import BodyLimit
+from tastebud.api.routes import health, router
+from tastebud.api.services import Services
 from tastebud.home import open_home
 from tastebud.settings import Settings, load_settings
 
@@ -39,8 +41,9 @@ def _version() -> str:
         return "0"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app for these settings (default: from the environment and tastebud.toml)."""
+def create_app(settings: Settings | None = None, **parts: Any) -> FastAPI:
+    """The app for these settings (default: from the environment and tastebud.toml);
+    `parts` (embedder=…, llm=…) go to the composition root instead of being built."""
     settings = settings or load_settings()
     # each worker: owner-only umask and home before the access log, SQLite or Chroma create a file
     open_home(settings.home)
@@ -49,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(api: FastAPI):
         from anyio import to_thread
 
-        services = await to_thread.run_sync(Services.start, settings)
+        services = await to_thread.run_sync(Services.start, settings, parts)
         api.state.services = services
         try:
             yield

@@ -22,10 +22,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from agent.roles import Role
-from api.errors import Unauthorized
-from api.keys import ApiKey
-from api.services import Services
+from tastebud.agent.roles import Role
+from tastebud.api.errors import Unauthorized
+from tastebud.api.keys import ApiKey
+from tastebud.api.services import Services
 from tastebud.errors import PermissionDenied
 
 

@@ -18,32 +18,21 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from agent.roles import Principal, Role
-from api.keys import ApiKey
+from tastebud.agent.roles import Principal, Role
+from tastebud.api.keys import ApiKey
 from tastebud.errors import PermissionDenied
 
 if TYPE_CHECKING:
-    from tastebud.wiring import App
+    from tastebud.app import App
 
 log = logging.getLogger("tastebud.api")
-
-
-class _ChatApp:
-    """The App as the chat agent sees it: the same services, an LLM with the chat timeout."""
-
-    def __init__(self, app: "App", llm: Any):
-        self._app = app
-        self.llm = llm  # in __dict__: Agent.mode reads the backend from it
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._app, name)
 
 
 class ChatService:
     def __init__(self, app: "App"):
         self.app = app
         self.settings = app.settings
-        self._chat_app: _ChatApp | None = None
+        self._chat_llm: Any = None  # the LLM client with the chat timeout, once up
         self._warming: threading.Thread | None = None
         self._failed: str | None = None
 
@@ -62,7 +51,7 @@ class ChatService:
             if llm.endpoint is not None:  # the same server; a client with the chat timeout, no retries, no server to stop
                 llm = connect(dataclasses.replace(llm.endpoint, server=None, max_retries=0), llm.backend,
                               timeout=self.settings.api_chat_timeout_s)
-            self._chat_app = _ChatApp(self.app, llm)
+            self._chat_llm = llm
         except Exception as exc:  # noqa: BLE001 - chat still answers, deterministically
             self._failed = f"{type(exc).__name__}: {exc}"
             log.warning("chat LLM unavailable, answers stay deterministic: %s", exc)
@@ -71,7 +60,7 @@ class ChatService:
         """For /v1/status: whether chat answers are phrased by the LLM yet."""
         if not self.settings.api_chat_phrasing:
             state = "off"
-        elif self._chat_app is not None:
+        elif self._chat_llm is not None:
             state = "ready"
         else:
             state = "unavailable" if self._failed else "starting"
@@ -87,19 +76,19 @@ class ChatService:
 
     def ask(self, key: ApiKey, message: str, session_id: str | None, user_id: str | None) -> tuple[dict[str, Any], list[str]]:
         """(the turn as JSON, users whose feedback the turn stored as events)."""
-        from agent.agent import Agent
-        from agent.session import Session
+        from tastebud.agent.agent import Agent
+        from tastebud.agent.session import Session
 
         principal, target = self.principal(key, user_id)
 
-        def agent_for(chat_app: _ChatApp | None) -> Agent:
+        def agent_for(llm: Any) -> Agent:
             owner = principal.user_id if principal.role is Role.USER else f"key:{key.key_id}"
             session = Session.resume_or_new(self.settings.home, session_id, principal.role.value, owner)
             if target:
                 session.target_user = target
-            return Agent(chat_app or self.app, principal, session, phrasing=chat_app is not None)
+            return Agent(self.app, principal, session, llm=llm, phrasing=llm is not None)
 
-        agent = agent_for(self._chat_app if self.settings.api_chat_phrasing else None)
+        agent = agent_for(self._chat_llm if self.settings.api_chat_phrasing else None)
         turn = agent.ask(message)
         if agent.mode == "tools" and not turn.tool_calls and turn.phrased_by == "template":
             # The model gave nothing usable (a timeout, an error) and ran no tool, so

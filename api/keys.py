@@ -19,9 +19,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from agent.roles import Principal, Role
-from profiles.migrations import api_keys
-from profiles.store import EventStore
+from tastebud.agent.roles import Principal, Role
+from tastebud.profiles.migrations import api_keys
+from tastebud.profiles.store import EventStore
 from tastebud.errors import InputError, NotFoundError, StoreError
 
 KEY_PREFIX = "tb"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from api.errors import RateLimited, error_body
+from tastebud.api.errors import RateLimited, error_body
 
 
 class TokenBuckets:

@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import delete, func, or_, select, update
 
-from profiles.migrations import events, items, narrative_queue, profile_heads
+from tastebud.profiles.migrations import events, items, narrative_queue, profile_heads
 from tastebud.timefmt import iso_or_none
 
 if TYPE_CHECKING:
-    from profiles.refresh import Refresher, RefreshReport
-    from tastebud.wiring import App
+    from tastebud.profiles.refresh import Refresher, RefreshReport
+    from tastebud.app import App
 
 log = logging.getLogger("tastebud.live")
 
@@ -612,7 +612,7 @@ class LiveUpdates:
                 self._stopping.wait(min(60.0, max(poll, 5.0)))
 
     def _rebuild_item_side(self, marks: tuple[int, int], new_items: bool) -> None:
-        from retrieval.service import sync_item_vectors
+        from tastebud.retrieval.service import sync_item_vectors
 
         start = time.perf_counter()
         if new_items:  # embedded before the swap, so the new side has their vectors

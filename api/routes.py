@@ -11,12 +11,12 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from api import schemas
-from api.auth import Action, allow, services
-from api.errors import PayloadTooLarge, error_body
-from api.keys import ApiKey
-from api.services import Services
-from profiles.events import ValueRules
+from tastebud.api import schemas
+from tastebud.api.auth import Action, allow, services
+from tastebud.api.errors import PayloadTooLarge, error_body
+from tastebud.api.keys import ApiKey
+from tastebud.api.services import Services
+from tastebud.profiles.events import ValueRules
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -50,7 +50,7 @@ def post_events(body: Annotated[EventsBody, Body()], svc: Svc,
     safe) or `rejected` (quarantined with the reason; the others still count).
     Accepted events are committed before the answer, and the user's profile and
     recommendations follow within about a second (narratives later)."""
-    from api.ingest import ingest
+    from tastebud.api.ingest import ingest
 
     objects = body.events if isinstance(body, schemas.EventBatchIn) else [body.model_dump(exclude_unset=True)]
     limit = svc.app.settings.api_max_batch_events

@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from api.chat import ChatService
-from api.keys import KeyStore
-from api.limits import TokenBuckets
+from tastebud.api.chat import ChatService
+from tastebud.api.keys import KeyStore
+from tastebud.api.limits import TokenBuckets
 from tastebud.settings import Settings
 
 if TYPE_CHECKING:
-    from api.live import LiveUpdates
-    from tastebud.wiring import App
+    from tastebud.api.live import LiveUpdates
+    from tastebud.app import App
 
 
 @dataclass
@@ -25,13 +25,14 @@ class Services:
     chat: ChatService
 
     @classmethod
-    def start(cls, settings: Settings) -> "Services":
+    def start(cls, settings: Settings, parts: dict[str, Any] | None = None) -> "Services":
         """Build and warm everything a request needs, so the first one is not slow,
-        and fail at startup, not per request, when a store is unreachable."""
-        from api.live import LiveUpdates
-        from tastebud.wiring import App
+        and fail at startup, not per request, when a store is unreachable.
+        `parts`: injected into the composition root (a test's embedder or LLM)."""
+        from tastebud.api.live import LiveUpdates
+        from tastebud.app import App
 
-        app = App(settings)
+        app = App(settings, **(parts or {}))
         live = None
         try:
             keys = KeyStore(app.store)
@@ -63,22 +64,19 @@ class Services:
         except Exception as exc:  # noqa: BLE001 - a down Chroma server is status, not a failure
             out["vectors"] = {"error": str(exc)}
         out["chat"] = self.chat.describe()
-        if "llm" in self.app.__dict__:
+        if self.app.started("llm"):
             out["llm"] = self.app.llm.describe()
         return out
 
     def readiness(self) -> tuple[dict[str, Any], bool]:
         """(checks, ready): the store answers at the current schema, Chroma answers."""
-        from sqlalchemy import select
-
-        from profiles.migrations import MIGRATIONS, schema_migrations
+        from tastebud.profiles.migrations import current_revision, head_revision
 
         checks: dict[str, Any] = {}
         try:
             with self.app.store.engine.connect() as conn:
-                applied = set(conn.execute(select(schema_migrations.c.version)).scalars())
-            missing = sorted({v for v, _, _ in MIGRATIONS} - applied)
-            checks["store"] = "ok" if not missing else f"migrations not applied: {missing}"
+                revision = current_revision(conn)
+            checks["store"] = "ok" if revision == head_revision() else f"schema at revision {revision}, not {head_revision()}"
         except Exception as exc:  # noqa: BLE001
             checks["store"] = f"unreachable: {type(exc).__name__}"
         try:

@@ -1,4 +1,4 @@
-"""Pop, ItemKNN and EASE under the DESIGN.md protocol, with wall times.
+"""Pop, ItemKNN and EASE under the protocol of docs/design.md#evaluation-protocol, with wall times.
 
     .venv/bin/python bench/baselines.py [DIR] [--variants] [--split-types rating,tag] [--json]
 
@@ -34,11 +34,11 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from profiles.ingest import Ingestor
-    from profiles.movielens import ingest_movielens
-    from profiles.store import EventStore
-    from retrieval.baselines import EASE, ItemKNN, Pop, strong_itemknn
-    from retrieval.evaluation import EvalConfig, evaluate, split_store
+    from tastebud.profiles.ingest import Ingestor
+    from tastebud.profiles.movielens import ingest_movielens
+    from tastebud.profiles.store import EventStore
+    from tastebud.retrieval.baselines import EASE, ItemKNN, Pop, strong_itemknn
+    from tastebud.retrieval.evaluation import EvalConfig, evaluate, split_store
 
     config = EvalConfig(k=args.k, split_types=frozenset(args.split_types.split(",")) if args.split_types else None)
     models = [Pop(), ItemKNN(), EASE(lam=500.0)]

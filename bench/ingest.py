@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py [DIR] [--repeat N]      (or: make bench)
 
-Ours: `profiles.movielens.ingest_movielens` with an `Ingestor` (batch size from
+Ours: `tastebud.profiles.movielens.ingest_movielens` with an `Ingestor` (batch size from
 settings, 5,000 rows per transaction) into a fresh TASTEBUD_HOME, timed end to
 end: reading and decoding movies.csv, ratings.csv and tags.csv, validation,
 event-id hashing, the catalog upsert (with its unchanged-item check), stub
@@ -11,9 +11,9 @@ checks, duplicate accounting and a commit per batch.
 Raw baseline: exactly the rows our run stored (all events and all items, read
 back from our database) as pre-parsed tuples, inserted with one plain
 `sqlite3` `executemany` per table in ONE transaction into a fresh database
-with the same tables and indexes (DDL compiled from `profiles.migrations`:
+with the same tables and indexes (DDL compiled from `tastebud.profiles.migrations`:
 unique event_id, ix_events_user_ts, ix_events_ts_user, the items primary key)
-and the same pragmas as our engine (`profiles.store.SQLITE_PRAGMAS`: WAL,
+and the same pragmas as our engine (`tastebud.profiles.store.SQLITE_PRAGMAS`: WAL,
 synchronous=NORMAL, the same auto-checkpoint size). No file reading, parsing,
 validation, hashing or accounting: the floor for storing these rows, so
 ours/raw is what all our work costs on top of it.
@@ -43,10 +43,10 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy.dialects import sqlite as sqlite_dialect  # noqa: E402
 from sqlalchemy.schema import CreateIndex, CreateTable  # noqa: E402
 
-from profiles.ingest import Ingestor  # noqa: E402
-from profiles.migrations import events, items  # noqa: E402
-from profiles.movielens import ingest_movielens  # noqa: E402
-from profiles.store import SQLITE_PRAGMAS, EventStore  # noqa: E402
+from tastebud.profiles.ingest import Ingestor  # noqa: E402
+from tastebud.profiles.migrations import events, items  # noqa: E402
+from tastebud.profiles.movielens import ingest_movielens  # noqa: E402
+from tastebud.profiles.store import SQLITE_PRAGMAS, EventStore  # noqa: E402
 from tastebud.settings import load_settings  # noqa: E402
 
 EVENT_COLUMNS = ("event_id", "user_id", "item_id", "type", "ts", "value", "text")

@@ -55,12 +55,12 @@ def main() -> int:
 
 
 def run(args, home: Path, say) -> dict:
-    from profiles.ingest import Ingestor
-    from profiles.movielens import ingest_movielens
-    from retrieval.service import RecommendationService
-    from retrieval.vectors import VectorStore, make_client
+    from tastebud.profiles.ingest import Ingestor
+    from tastebud.profiles.movielens import ingest_movielens
+    from tastebud.retrieval.service import RecommendationService
+    from tastebud.retrieval.vectors import VectorStore, make_client
     from tastebud.settings import load_settings
-    from tastebud.wiring import App
+    from tastebud.app import App
 
     result: dict = {"data": args.data, "home": str(home) if args.home else "temporary"}
     app = App(load_settings())

@@ -18,7 +18,7 @@ all 610 ml-latest-small users in under 10 s.
 real `NarrativeWriter` from `App.narrative_writer()` (LangChain ChatOpenAI ->
 HTTP -> llama-cpp-python's OpenAI server, the embedded Qwen2.5-Coder-0.5B
 GGUF), one `write_many([profile])` per user, so each request is timed alone.
-Raw: in-process `llama_cpp.Llama.create_chat_completion` (tastebud.embedded.
+Raw: in-process `llama_cpp.Llama.create_chat_completion` (bench/_llama_baseline.py,
 raw_chat_throughput) on the SAME messages our writer sent first for that user,
 same max_tokens and temperature, same context size and threads. Generated
 tokens/s = completion tokens / wall seconds of the request (prompt reading
@@ -43,10 +43,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from profiles.interest import InterestConfig  # noqa: E402
-from profiles.movielens import ingest_movielens  # noqa: E402
-from profiles.refresh import Refresher  # noqa: E402
-from profiles.store import EventStore  # noqa: E402
+from tastebud.profiles.interest import InterestConfig  # noqa: E402
+from tastebud.profiles.movielens import ingest_movielens  # noqa: E402
+from tastebud.profiles.refresh import Refresher  # noqa: E402
+from tastebud.profiles.store import EventStore  # noqa: E402
 from tastebud.settings import load_settings  # noqa: E402
 
 DEFAULT_DIR = ROOT / "examples" / "ml-latest-small"
@@ -60,7 +60,7 @@ def ingest(directory: Path, workdir: Path) -> Path:
     settings = load_settings(home=home)
     store = EventStore.from_settings(settings)
     try:
-        from profiles.ingest import Ingestor
+        from tastebud.profiles.ingest import Ingestor
 
         ingest_movielens(Ingestor(store, settings.ingest_batch_size), directory)
     finally:
@@ -100,7 +100,7 @@ def bench_computed(src: Path, workdir: Path, repeat: int, with_vectors: bool) ->
     print(f"  best {best:.2f} s = {report.users / best:.0f} users/s, median {statistics.median(times):.2f} s "
           f"({verdict} the < 10 s target)")
     if with_vectors:
-        from tastebud.wiring import App
+        from tastebud.app import App
 
         home = fresh_home(src, workdir, "vectors")
         app = App(load_settings(home=home))
@@ -131,9 +131,10 @@ class Recorder:
 
 
 def bench_narratives(src: Path, workdir: Path, n: int, models_dir: Path | None) -> None:
-    from profiles.narrative import EXAMPLE_ANSWER, EXAMPLE_FACTS, SYSTEM_PROMPT, build_digest
-    from tastebud.embedded import MODEL_FILENAME, raw_chat_throughput
-    from tastebud.wiring import App
+    from _llama_baseline import raw_chat_throughput  # bench/ is on sys.path as the script's folder
+    from tastebud.profiles.narrative import EXAMPLE_ANSWER, EXAMPLE_FACTS, SYSTEM_PROMPT, build_digest
+    from tastebud.embedded import MODEL_FILENAME
+    from tastebud.app import App
 
     print(f"\n(b) narratives for {n} users, embedded model")
     home = fresh_home(src, workdir, "narratives")

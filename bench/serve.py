@@ -389,10 +389,10 @@ def run(args, home: Path, say) -> dict:
 
 
 def baselines(home: Path, users: list[str], items: list[str], batch: int, n_recs: int) -> dict:
-    from profiles.store import SQLITE_PRAGMAS, EventStore
-    from retrieval.service import RecommendationService
+    from tastebud.profiles.store import SQLITE_PRAGMAS, EventStore
+    from tastebud.retrieval.service import RecommendationService
     from tastebud.settings import load_settings
-    from tastebud.wiring import App
+    from tastebud.app import App
 
     out: dict = {}
     app = App(load_settings(home=home))

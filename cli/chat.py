@@ -11,15 +11,15 @@ from typing import Any, Optional
 
 import typer
 
-from cli.main import State, app
+from tastebud.cli.state import State, app
 
 HISTORY_FILE = "chat_history"
 
 
 def _agent(user: str | None, as_role: str | None, session_id: str | None, template: bool, mode: str | None):
-    from agent.agent import Agent
-    from agent.roles import Principal, Role
-    from agent.session import Session
+    from tastebud.agent.agent import Agent
+    from tastebud.agent.roles import Principal, Role
+    from tastebud.agent.session import Session
     from tastebud.errors import InputError
 
     if as_role and as_role.lower() not in ("user", "support", "operator"):
@@ -122,7 +122,7 @@ def chat(
     from rich.markdown import Markdown
     from rich.spinner import Spinner
 
-    from cli.render import console
+    from tastebud.cli.render import console
 
     agent = _agent(user, as_role, session, template, mode)
     home = agent.app.settings.home
@@ -192,7 +192,7 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="answer, tool_calls, grounded (and timing) as JSON."),
 ) -> None:
     """Answer one question and exit."""
-    from cli.render import console, err_console, print_json
+    from tastebud.cli.render import console, err_console, print_json
 
     agent = _agent(user, as_role, session, template, mode)
     if as_json:

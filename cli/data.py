@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.main import State, app
+from tastebud.cli.state import State, app
 from tastebud.errors import InputError
 
 config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
@@ -21,7 +21,7 @@ app.add_typer(quarantine_app, name="quarantine")
 @config_app.command("show")
 def config_show(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Print every setting, its value and where it came from (flag, env, toml, default)."""
-    from cli.render import console, print_json
+    from tastebud.cli.render import console, print_json
 
     settings = State.app().settings
     values = settings.model_dump(mode="json")
@@ -43,7 +43,7 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Machine-read
 
 
 def _summary(reports: dict, as_json: bool) -> None:
-    from cli.render import console, print_json
+    from tastebud.cli.render import console, print_json
 
     data = {name: r.as_dict() for name, r in reports.items()}
     if as_json:
@@ -73,7 +73,7 @@ def ingest_events(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Append behaviour events; re-ingesting the same rows adds nothing."""
-    from cli.render import ByteProgress
+    from tastebud.cli.render import ByteProgress
 
     with ByteProgress("events") as bar:
         report = State.app().ingestor(bar).ingest_events(file, fmt)
@@ -87,7 +87,7 @@ def ingest_catalog(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Insert or update catalog items."""
-    from cli.render import ByteProgress
+    from tastebud.cli.render import ByteProgress
 
     with ByteProgress("catalog") as bar:
         report = State.app().ingestor(bar).ingest_catalog(file, fmt)
@@ -100,15 +100,15 @@ def ingest_movielens_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Load a MovieLens release: ratings, tags (events) and movies (catalog)."""
-    from cli.render import ByteProgress
-    from profiles.movielens import adopt_rating_scale, ingest_movielens
+    from tastebud.cli.render import ByteProgress
+    from tastebud.profiles.movielens import adopt_rating_scale, ingest_movielens
 
     with ByteProgress("movielens") as bar:
         reports = ingest_movielens(State.app().ingestor(bar), directory)
     scale = adopt_rating_scale(State.app().settings, directory)
     _summary(reports, as_json)
     if scale and not as_json:
-        from cli.render import console
+        from tastebud.cli.render import console
 
         console.print(f"rating scale {scale[0]:g}-{scale[1]:g} (this release's) saved to tastebud.toml")
 
@@ -120,7 +120,7 @@ def quarantine_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show open quarantined rows with file, line and reason."""
-    from cli.render import console, print_json
+    from tastebud.cli.render import console, print_json
 
     rows = State.app().store.open_quarantine(limit=limit, kind=kind)
     if as_json:
@@ -145,7 +145,7 @@ def quarantine_retry(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Re-validate quarantined rows (after a fix); those that pass are ingested."""
-    from cli.render import console, print_json
+    from tastebud.cli.render import console, print_json
 
     report = State.app().ingestor().retry_quarantine(ids or None)
     if as_json:
@@ -165,7 +165,7 @@ def quarantine_fix(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Correct a quarantined row's raw text (a typo, a bad date) and retry it."""
-    from cli.render import console, print_json
+    from tastebud.cli.render import console, print_json
 
     state = State.app()
     state.store.fix_quarantine(qid, raw)
@@ -188,7 +188,7 @@ def quarantine_fix(
 @app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Counts of users, items, events, quarantine and stale profiles."""
-    from cli.render import console, print_json
+    from tastebud.cli.render import console, print_json
 
     data = State.app().store.status()
     if as_json:

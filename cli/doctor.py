@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from cli.main import State, app
+from tastebud.cli.state import State, app
 
 SHOWN_PER_KIND = 20  # text output lists at most this many findings of one kind (--json lists all)
 
@@ -15,17 +15,17 @@ def build_doctor(app_: Any) -> Any:
     """A Doctor over the App's store: vectors opened only for the orphan check (no
     embedding model needed for that), profiles recomputed through the App's
     Refresher without narratives, as `tastebud refresh --no-narratives` does."""
-    from profiles.doctor import Doctor
-    from profiles.events import ValueRules
+    from tastebud.profiles.doctor import Doctor
+    from tastebud.profiles.events import ValueRules
 
     settings = app_.settings
 
     def vectors() -> Any:
-        if "vectors" in app_.__dict__:
+        if app_.started("vectors"):
             return app_.vectors
         if not settings.chroma_url and not settings.chroma_path.exists():
             return None  # nothing was ever indexed here: no vector can be an orphan
-        from retrieval.vectors import VectorStore, make_client
+        from tastebud.retrieval.vectors import VectorStore, make_client
 
         return VectorStore(make_client(settings), None)
 
@@ -40,7 +40,7 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Find stored rows that break the value rules or are inconsistent; exit 1 while problems remain."""
-    from cli.render import console, print_json
+    from tastebud.cli.render import console, print_json
 
     checker = build_doctor(State.app())
     report = checker.fix() if fix else checker.check()

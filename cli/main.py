@@ -10,34 +10,12 @@ from typing import Optional
 
 import typer
 
+from tastebud.cli.state import State, app
 from tastebud.errors import TastebudError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-
-app = typer.Typer(
-    name="tastebud",
-    help="Living, explainable user profiles for recommender systems.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    pretty_exceptions_enable=False,
-)
-
-
-class State:
-    debug = False
-    flags: dict = {}
-    _app = None
-
-    @classmethod
-    def app(cls):
-        if cls._app is None:
-            from tastebud.wiring import App
-
-            cls._app = App(**cls.flags)
-        return cls._app
-
 
 @app.callback()
 def main(
@@ -55,14 +33,8 @@ def main(
 
 
 def _register() -> None:
-    from cli import data  # noqa: F401  (commands register themselves on import)
-
-    for module in ("cli.profile", "cli.recs", "cli.chat", "cli.serve", "cli.doctor"):
-        try:
-            __import__(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    """Import the command modules: each registers its commands on `app`."""
+    from tastebud.cli import chat, data, doctor, profile, recs, serve  # noqa: F401
 
 
 def run() -> None:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from cli.main import State, app
+from tastebud.cli.state import State, app
 from tastebud.timefmt import human_time
 
 profile_app = typer.Typer(help="Read a user's living profile.", no_args_is_help=True)
@@ -20,7 +20,7 @@ def profile_show(
     as_json: bool = typer.Option(False, "--json", help="The JSON contract."),
 ) -> None:
     """Narratives, weighted tags with evidence, dislikes and drift."""
-    from cli.render import console, print_json
+    from tastebud.cli.render import console, print_json
 
     repo = State.app().profiles
     data = repo.get(user, version) if version else repo.require_latest(user)
@@ -74,7 +74,7 @@ def profile_history(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Every version with what changed and the events that triggered it."""
-    from cli.render import console, print_json
+    from tastebud.cli.render import console, print_json
 
     history = State.app().profiles.history(user)
     if as_json:
@@ -116,10 +116,10 @@ def refresh(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Bring profiles up to date; by default only stale users (events newer than their profile)."""
-    from cli.render import console, err_console, print_json
-    from profiles.events import parse_timestamp
-    from profiles.events import RowError
-    from profiles.refresh import parse_shard
+    from tastebud.cli.render import console, err_console, print_json
+    from tastebud.profiles.events import parse_timestamp
+    from tastebud.profiles.events import RowError
+    from tastebud.profiles.refresh import parse_shard
     from tastebud.errors import InputError
 
     since_ts = None

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.main import State, app
+from tastebud.cli.state import State, app
 from tastebud.timefmt import human_time
 
 eval_app = typer.Typer(help="Offline evaluation.", no_args_is_help=True)
@@ -17,8 +17,8 @@ app.add_typer(eval_app, name="eval")
 @app.command("index")
 def index(as_json: bool = typer.Option(False, "--json")) -> None:
     """Embed catalog items into Chroma (only new or changed texts are encoded)."""
-    from cli.render import console, err_console, print_json
-    from retrieval.service import sync_item_vectors
+    from tastebud.cli.render import console, err_console, print_json
+    from tastebud.retrieval.service import sync_item_vectors
 
     with err_console.status("embedding catalog items"):
         report = sync_item_vectors(State.app().store, State.app().vectors)
@@ -40,8 +40,8 @@ def recommend(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Ranked, filtered recommendations; every list is logged for `why`."""
-    from cli.render import console, err_console, print_json
-    from retrieval.service import render_why
+    from tastebud.cli.render import console, err_console, print_json
+    from tastebud.retrieval.service import render_why
 
     with err_console.status("recommending"):
         rec = State.app().recommendations.recommend(user, k, category, exclude or (), intent, diversify, source="cli")
@@ -75,7 +75,7 @@ def why(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Why an item was recommended, from the logged score parts and evidence."""
-    from cli.render import console, print_json
+    from tastebud.cli.render import console, print_json
     from tastebud.errors import NotFoundError
 
     service = State.app().recommendations
@@ -105,9 +105,9 @@ def eval_movielens(
     semantic: bool = typer.Option(True, "--semantic/--no-semantic", help="Use the embedding model for semantic parts."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """The DESIGN.md protocol: tastebud vs Pop, ItemKNN, EASE, plus ablations."""
-    from cli.render import console, err_console, print_json
-    from retrieval.offline import run_eval
+    """The protocol of docs/design.md#evaluation-protocol: tastebud vs Pop, ItemKNN, EASE, plus ablations."""
+    from tastebud.cli.render import console, err_console, print_json
+    from tastebud.retrieval.offline import run_eval
     from tastebud.settings import write_setting
 
     app_ = State.app()

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.main import State, app
+from tastebud.cli.state import State, app
 from tastebud.timefmt import human_time
 
 keys_app = typer.Typer(help="API keys for `tastebud serve`.", no_args_is_help=True)
@@ -30,7 +30,7 @@ def serve(
         if value is not None:
             os.environ[f"TASTEBUD_{name.upper()}"] = str(value)
     uvicorn.run(
-        "api.app:create_app",
+        "tastebud.api.app:create_app",
         factory=True,
         host=host or settings.serve_host,
         port=settings.serve_port if port is None else port,
@@ -48,8 +48,8 @@ def keys_create(
     name: Optional[str] = typer.Option(None, "--name", help="A note for `keys list` (who or what uses it)."),
 ) -> None:
     """Create a key. It is printed once, alone on the last line: store it now."""
-    from api.keys import KeyStore
-    from cli.render import err_console
+    from tastebud.api.keys import KeyStore
+    from tastebud.cli.render import err_console
 
     record, key = KeyStore(State.app().store).create(role.lower(), user, name)
     who = f" for user {record.user_id}" if record.user_id else ""
@@ -60,8 +60,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every key: id, prefix, role, user, name, created, last used, revoked (never a secret)."""
-    from api.keys import KeyStore
-    from cli.render import console, print_json
+    from tastebud.api.keys import KeyStore
+    from tastebud.cli.render import console, print_json
 
     keys = KeyStore(State.app().store).list()
     if as_json:
@@ -83,8 +83,8 @@ def keys_list(as_json: bool = typer.Option(False, "--json")) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str = typer.Argument(..., help="The key id (from `keys list`).")) -> None:
     """Revoke a key; every worker refuses it from its next request."""
-    from api.keys import KeyStore
-    from cli.render import console
+    from tastebud.api.keys import KeyStore
+    from tastebud.cli.render import console
 
     record = KeyStore(State.app().store).revoke(key_id)
     console.print(f"revoked key {record.key_id} ({record.role}{', user ' + record.user_id if record.user_id else ''})",

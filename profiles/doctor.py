@@ -47,9 +47,9 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
-from profiles.events import EVENT_TYPES, ITEMLESS_TYPES, MAX_ID_LENGTH, MAX_VALUE, PREFERENCE_TYPES, ValueRules
-from profiles.migrations import events, items, profile_heads, profile_versions, quarantine
-from profiles.store import EventStore, QuarantinedRow
+from tastebud.profiles.events import EVENT_TYPES, ITEMLESS_TYPES, MAX_ID_LENGTH, MAX_VALUE, PREFERENCE_TYPES, ValueRules
+from tastebud.profiles.migrations import events, items, profile_heads, profile_versions, quarantine
+from tastebud.profiles.store import EventStore, QuarantinedRow
 from tastebud.timefmt import is_renderable, iso_or_none
 
 log = logging.getLogger("tastebud.doctor")
@@ -114,7 +114,7 @@ class DoctorReport:
 
 
 class ProfileVectors(Protocol):
-    """What the doctor needs of the vector store (retrieval.vectors.VectorStore has it)."""
+    """What the doctor needs of the vector store (tastebud.retrieval.vectors.VectorStore has it)."""
 
     def profile_records(self) -> list[tuple[str, str]]: ...
 
@@ -284,7 +284,7 @@ class Doctor:
     ):
         """vectors: the vector store, or a function that opens it (only when needed);
         None skips the orphan-vector check. refresher: a function returning a
-        `profiles.refresh.Refresher` without narratives, for the fix."""
+        `tastebud.profiles.refresh.Refresher` without narratives, for the fix."""
         self.store = store
         self.rules = rules or ValueRules()
         self._vectors = vectors

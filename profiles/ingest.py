@@ -19,9 +19,9 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
-from profiles.events import (DEFAULT_RULES, EVENT_FIELDS, Item, RowError, ValueRules, event_fields, event_values,
+from tastebud.profiles.events import (DEFAULT_RULES, EVENT_FIELDS, Item, RowError, ValueRules, event_fields, event_values,
                              parse_item, unstorable)
-from profiles.store import EventStore, QuarantinedRow
+from tastebud.profiles.store import EventStore, QuarantinedRow
 from tastebud.errors import InputError
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)

@@ -31,7 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from profiles.events import NEGATIVE_TYPES, PREFERENCE_TYPES, Event, Item
+from tastebud.profiles.events import NEGATIVE_TYPES, PREFERENCE_TYPES, Event, Item
 
 DAY_MS = 86_400_000
 RATING_SPREAD = 2.0

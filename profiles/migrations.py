@@ -1,13 +1,21 @@
-"""Numbered schema migrations, recorded in `schema_migrations`.
+"""The store's tables, and `migrate`, which brings a database's schema to head.
 
-Each migration is a function of a SQLAlchemy connection. Append new ones; never
-edit an applied one. Tables are declared here so the schema has one home.
+The Table objects here are what the store code reads and writes. The schema of a
+database is made by Alembic revisions with frozen DDL (profiles/schema/versions),
+never from these objects, so editing a declaration cannot rewrite an applied
+revision: a schema change is a new revision plus the matching edit here (a test
+compares a database made by the revisions with this metadata).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import time
-from typing import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -21,18 +29,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    select,
+    inspect,
+    text,
 )
+
+from tastebud.errors import StoreError
+
+log = logging.getLogger("tastebud.migrations")
 
 metadata = MetaData()
-
-schema_migrations = Table(
-    "schema_migrations",
-    metadata,
-    Column("version", Integer, primary_key=True, autoincrement=False),
-    Column("name", String(100), nullable=False),
-    Column("applied_at", BigInteger, nullable=False),
-)
 
 events = Table(
     "events",
@@ -166,32 +171,143 @@ narrative_queue = Table(
 )
 
 
-def _create(*tables: Table) -> Callable[[Connection], None]:
-    def run(conn: Connection) -> None:
-        for table in tables:
-            table.create(conn, checkfirst=True)
+# ---- migrations ---------------------------------------------------------------
 
-    return run
-
-
-MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
-    (1, "events, items, quarantine", _create(events, items, quarantine)),
-    (2, "profile versions and heads", _create(profile_versions, profile_heads)),
-    (3, "recommendation log", _create(rec_requests, rec_items)),
-    (4, "api keys", _create(api_keys)),
-    (5, "narrative queue", _create(narrative_queue)),
-]
+SCHEMA_DIR = Path(__file__).with_name("schema")  # Alembic script location (package data)
+_REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
+LEGACY_REVISION = "0001"  # the schema of the numbered migrations 1..5 (schema_migrations)
+LEGACY_TABLE = "schema_migrations"
+VERSION_TABLE = "alembic_version"
+# pg_advisory_xact_lock key of schema upgrades: "tastebud" in ASCII.
+PG_LOCK_KEY = int.from_bytes(b"tastebud", "big")
 
 
-def migrate(conn: Connection) -> list[int]:
-    """Apply pending migrations in order; returns the versions applied now."""
-    schema_migrations.create(conn, checkfirst=True)
-    done = set(conn.execute(select(schema_migrations.c.version)).scalars())
-    applied = []
-    for version, name, run in MIGRATIONS:
-        if version in done:
-            continue
-        run(conn)
-        conn.execute(schema_migrations.insert().values(version=version, name=name, applied_at=int(time.time() * 1000)))
-        applied.append(version)
+@cache
+def head_revision() -> str:
+    """The newest revision, from the file names alone (NNNN_name.py has revision
+    "NNNN" and revises the one before; a test holds the files to that), so an
+    open of a database already at head never loads Alembic."""
+    numbers = [m.group(1) for f in os.listdir(SCHEMA_DIR / "versions") if (m := _REVISION_FILE.match(f))]
+    if not numbers:
+        raise StoreError(f"no schema revisions in {SCHEMA_DIR / 'versions'}")
+    return max(numbers)
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The database's Alembic revision; None when it has no alembic_version table."""
+    if not conn.dialect.has_table(conn, VERSION_TABLE):
+        return None
+    return conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+
+
+def alembic_config(conn: Connection | None = None) -> Any:
+    """An Alembic Config built in code: the packaged script folder, and `conn` for env.py."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCHEMA_DIR).replace("%", "%%"))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def migrate(conn: Connection) -> list[str]:
+    """Bring the schema to head inside the caller's transaction (the caller commits);
+    returns the revisions applied now ([] when it was at head).
+
+    A database made before Alembic (schema_migrations, no alembic_version) is
+    stamped at 0001, after creating whatever steps of 1..5 it lacks, then
+    upgraded; an empty one runs every revision. All of this runs under a lock
+    (PostgreSQL: pg_advisory_xact_lock; SQLite: BEGIN IMMEDIATE, the database's
+    write lock), and the state is read again once the lock is held, so workers
+    opening one database at once upgrade it once and all end at head.
+    """
+    head = head_revision()
+    if current_revision(conn) == head:  # the common case: two cheap queries, no Alembic
+        return []
+    _lock(conn)
+    start = current_revision(conn)  # again: another process may have upgraded meanwhile
+    if start == head:
+        return []
+    from alembic import command
+    from alembic.util import CommandError
+
+    cfg = alembic_config(conn)
+    origin = start
+    try:
+        if start is None:
+            tables = set(inspect(conn).get_table_names())
+            if LEGACY_TABLE in tables:
+                _adopt_legacy(conn, cfg)
+                origin = LEGACY_REVISION
+            elif tables & set(metadata.tables):
+                raise StoreError(
+                    f"the database has tastebud tables ({', '.join(sorted(tables & set(metadata.tables)))}) "
+                    f"but neither {VERSION_TABLE} nor {LEGACY_TABLE}: it was not created by tastebud"
+                )
+        command.upgrade(cfg, "head")
+    except CommandError as exc:
+        raise StoreError(
+            f"cannot upgrade the database schema from revision {start or 'none'} to {head}: {exc} "
+            "(a database written by a newer tastebud needs that version)"
+        ) from exc
+    applied = _revisions_after(cfg, origin, head)
+    log.info("database schema upgraded to %s: %s%s", head, "pre-Alembic database stamped at 0001, then "
+             if origin != start else "", ", ".join(applied) or "nothing to apply")
     return applied
+
+
+def _lock(conn: Connection) -> None:
+    """Hold the schema lock until the caller's transaction ends."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+    elif name == "sqlite":
+        dbapi = conn.connection.dbapi_connection
+        if dbapi is not None and not dbapi.in_transaction:
+            # pysqlite begins no transaction for SELECT or DDL: take SQLite's write
+            # lock now (waiting up to busy_timeout), so DDL and stamp commit as one.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # else the caller's transaction already holds its locks; DDL joins it.
+    else:
+        log.warning("no schema lock for dialect %s: start one worker first on a new database", name)
+
+
+def _adopt_legacy(conn: Connection, cfg: Any) -> None:
+    """Stamp a pre-Alembic database at 0001, first creating (with 0001's frozen DDL)
+    the tables of any numbered migration it had not applied."""
+    from alembic import command
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    done = set(conn.execute(text(f"SELECT version FROM {LEGACY_TABLE}")).scalars())
+    steps = ScriptDirectory.from_config(cfg).get_revision(LEGACY_REVISION).module.LEGACY_STEPS
+    missing = sorted(set(steps) - done)
+    if missing:
+        tables = set(inspect(conn).get_table_names())
+        with Operations.context(MigrationContext.configure(conn)):
+            for version in missing:
+                name, step_tables, step = steps[version]
+                present = tables.intersection(step_tables)
+                if not present:
+                    step()
+                elif present != set(step_tables):  # the old runner's DDL autocommitted, its record did not
+                    raise StoreError(f"pre-Alembic database half-way through migration {version} ({name}): "
+                                     f"has {sorted(present)} of {list(step_tables)}; restore a backup")
+                conn.execute(
+                    text(f"INSERT INTO {LEGACY_TABLE} (version, name, applied_at) VALUES (:v, :n, :t)"),
+                    {"v": version, "n": name, "t": int(time.time() * 1000)},
+                )
+        log.info("pre-Alembic database: applied its missing numbered migrations %s", missing)
+    command.stamp(cfg, LEGACY_REVISION)
+
+
+def _revisions_after(cfg: Any, start: str | None, head: str) -> list[str]:
+    """The revisions after `start` up to `head`, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script, chain, rev = ScriptDirectory.from_config(cfg), [], head
+    while rev is not None and rev != start:
+        chain.append(rev)
+        rev = script.get_revision(rev).down_revision
+    return chain[::-1]

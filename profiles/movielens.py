@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from profiles.ingest import EVENT_ALIASES, ITEM_ALIASES, IngestReport, Ingestor, read_csv
+from tastebud.profiles.ingest import EVENT_ALIASES, ITEM_ALIASES, IngestReport, Ingestor, read_csv
 from tastebud.errors import InputError
 
 ML100K_GENRES = [

@@ -14,12 +14,12 @@ from typing import Any, Callable, Sequence
 
 from sqlalchemy import select
 
-from profiles.events import Event
-from profiles.interest import InterestConfig, build_interest_profile
-from profiles.migrations import events, profile_heads
-from profiles.narrative import NarrativeWriter, template_narrative
-from profiles.store import EventStore, _row_event
-from profiles.versions import ProfileRepository, content_hash
+from tastebud.profiles.events import Event
+from tastebud.profiles.interest import InterestConfig, build_interest_profile
+from tastebud.profiles.migrations import events, profile_heads
+from tastebud.profiles.narrative import NarrativeWriter, template_narrative
+from tastebud.profiles.store import EventStore, _row_event
+from tastebud.profiles.versions import ProfileRepository, content_hash
 from tastebud.errors import InputError, NotFoundError
 
 ProfileHook = Callable[[list[dict[str, Any]]], None]

@@ -21,8 +21,8 @@ from typing import AbstractSet, Any, Iterable, Iterator, Mapping, Sequence
 from sqlalchemy import Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from profiles.events import Event, Item
-from profiles.migrations import events, items, migrate, profile_heads, quarantine
+from tastebud.profiles.events import Event, Item
+from tastebud.profiles.migrations import events, items, migrate, profile_heads, quarantine
 from tastebud.errors import InputError, NotFoundError, StoreError
 from tastebud.timefmt import iso_or_none
 

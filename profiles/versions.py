@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from profiles.migrations import events, profile_heads, profile_versions
-from profiles.store import EventStore
+from tastebud.profiles.migrations import events, profile_heads, profile_versions
+from tastebud.profiles.store import EventStore
 from tastebud.errors import NotFoundError
 
 log = logging.getLogger("tastebud.profiles")

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from retrieval.evaluation import TrainData
+from tastebud.retrieval.evaluation import TrainData
 
 
 class _Base:
@@ -63,7 +63,7 @@ def _active(x: sp.csr_matrix) -> np.ndarray:
 
 
 class ItemKNN(_Base):
-    """Item-item cosine kNN. Defaults reproduce the DESIGN.md reference (NDCG@10 0.0772).
+    """Item-item cosine kNN. Defaults reproduce the reference (docs/design.md#reference-baselines) (NDCG@10 0.0772).
 
     neighbours: similar items kept per item (0 = keep all).
     shrink: added to the cosine denominator; damps similarities built on few co-raters.

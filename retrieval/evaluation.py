@@ -1,7 +1,7 @@
-"""Offline evaluation: the per-user temporal split of DESIGN.md and a harness
+"""Offline evaluation: the per-user temporal split of docs/design.md#evaluation-protocol and a harness
 that runs any number of scorers on the same split.
 
-Protocol (DESIGN.md "Evaluation protocol"), as implemented here:
+Protocol (docs/design.md#evaluation-protocol), as implemented here:
 
 1. Interactions are the user's item events of the types in
    `EvalConfig.split_types`. Default: everything with an item except `tag`
@@ -46,11 +46,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Se
 import numpy as np
 import scipy.sparse as sp
 
-from retrieval.metrics import METRIC_NAMES, coverage_from_topk, metrics_from_hits
+from tastebud.retrieval.metrics import METRIC_NAMES, coverage_from_topk, metrics_from_hits
 
 if TYPE_CHECKING:
-    from profiles.events import Event, Item
-    from profiles.store import EventStore
+    from tastebud.profiles.events import Event, Item
+    from tastebud.profiles.store import EventStore
 
 NEGATIVE_TYPES = frozenset({"dislike", "skip"})
 NON_INTERACTION_TYPES = frozenset({"search", "tag"})

@@ -1,4 +1,4 @@
-"""`tastebud eval`: the DESIGN.md protocol run on a fresh home, tastebud next to
+"""`tastebud eval`: the protocol (docs/design.md#evaluation-protocol) run on a fresh home, tastebud next to
 Pop, ItemKNN and EASE on the same split, plus ablations and blend fitting."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from profiles.interest import InterestConfig, build_interest_profile
-from retrieval.evaluation import Split, TrainData, evaluate, evaluate_model, split_events, validation_split
-from retrieval.recommender import (
+from tastebud.profiles.interest import InterestConfig, build_interest_profile
+from tastebud.retrieval.evaluation import Split, TrainData, evaluate, evaluate_model, split_events, validation_split
+from tastebud.retrieval.recommender import (
     PARTS, ItemSide, Recommender, UserContext, interaction_matrix, profile_text, single_threaded_blas,
 )
 
@@ -113,10 +113,10 @@ def run_eval(
     baselines: bool = True, ablations: bool = True, log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Ingest into a fresh temporary home, split, and evaluate everything on that split."""
-    from profiles.ingest import Ingestor
-    from profiles.movielens import ingest_movielens
-    from profiles.store import EventStore
-    from retrieval.baselines import default_baselines
+    from tastebud.profiles.ingest import Ingestor
+    from tastebud.profiles.movielens import ingest_movielens
+    from tastebud.profiles.store import EventStore
+    from tastebud.retrieval.baselines import default_baselines
 
     say = log or (lambda _msg: None)
     started = time.perf_counter()

@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 from sqlalchemy import select
 
-from profiles.migrations import rec_items, rec_requests
-from profiles.store import EventStore
+from tastebud.profiles.migrations import rec_items, rec_requests
+from tastebud.profiles.store import EventStore
 from tastebud.errors import NotFoundError
 
 

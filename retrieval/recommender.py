@@ -26,7 +26,7 @@ removes every item carrying it until a later `like` statement lifts it. The item
 pairs above SIMILAR_TO_DISLIKED are computed once per item side (a sparse
 matrix), so a request costs a row slice, not a catalog-sized matmul.
 
-Measured on ml-latest-small under the DESIGN.md protocol (co-occurrence part
+Measured on ml-latest-small under the protocol of docs/design.md#evaluation-protocol (co-occurrence part
 alone, NDCG@10): binary cosine, source neighbourhood, half-life 40, top-100
 positives by weight 0.094; target neighbourhood 0.108; rating-valued cosine
 with shrink 10 0.111; the 200 most recent positives with half-life 200 0.115
@@ -42,9 +42,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from profiles.events import Event, Item
-from profiles.interest import ITEM_TAG_FACTOR, is_negative, rating_signal, stated_dislikes, user_mean_rating
-from retrieval.reclog import ScoredItem
+from tastebud.profiles.events import Event, Item
+from tastebud.profiles.interest import ITEM_TAG_FACTOR, is_negative, rating_signal, stated_dislikes, user_mean_rating
+from tastebud.retrieval.reclog import ScoredItem
 
 PARTS = ("semantic_long", "semantic_short", "co_occurrence", "popularity", "tag_match")
 CONSUMED_TYPES = frozenset({"rating", "purchase", "review", "like", "dislike", "skip", "tag"})
@@ -56,7 +56,7 @@ POSITION_HALF_LIFE = 200.0  # events: a mild lean towards what the user did last
 NEIGHBOURS = 100  # neighbours each candidate item keeps
 SHRINK = 10.0  # added to the cosine denominator: damps similarities built on few co-raters
 IMPLICIT_VALUE = 4.0  # interaction value of a positive event that carries no rating
-# what a cached item side depends on besides the data (retrieval.service keys its disk cache with it)
+# what a cached item side depends on besides the data (tastebud.retrieval.service keys its disk cache with it)
 RECOMMENDER_PARAMS = f"n{NEIGHBOURS}-s{SHRINK}-i{IMPLICIT_VALUE}-d{SIMILAR_TO_DISLIKED}"
 INTENT_WEIGHT = 0.4
 DISLIKE_PENALTY = 0.3

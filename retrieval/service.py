@@ -14,10 +14,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from profiles.store import EventStore
-from profiles.versions import ProfileRepository
-from retrieval.reclog import Recommendation, RecommendationLog
-from retrieval.recommender import RECOMMENDER_PARAMS, ItemSide, Recommender, UserContext, interaction_matrix, profile_text
+from tastebud.profiles.store import EventStore
+from tastebud.profiles.versions import ProfileRepository
+from tastebud.retrieval.reclog import Recommendation, RecommendationLog
+from tastebud.retrieval.recommender import RECOMMENDER_PARAMS, ItemSide, Recommender, UserContext, interaction_matrix, profile_text
 from tastebud.errors import InputError, NotFoundError
 
 
@@ -54,7 +54,7 @@ def item_side_fingerprint(store: EventStore, catalog: Mapping[str, Any], vectors
     seq and the count), the catalog's texts, and which item vectors exist."""
     from sqlalchemy import func, select
 
-    from profiles.migrations import events
+    from tastebud.profiles.migrations import events
 
     with store.engine.connect() as conn:
         max_seq, n_events = conn.execute(select(func.max(events.c.seq), func.count())).one()

@@ -27,8 +27,8 @@ import numpy as np
 from tastebud.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
-    from profiles.events import Item
-    from retrieval.embedder import Embedder
+    from tastebud.profiles.events import Item
+    from tastebud.retrieval.embedder import Embedder
     from tastebud.settings import Settings
 
 ITEMS = "items"
@@ -304,7 +304,7 @@ class VectorStore:
     @classmethod
     def from_settings(cls, settings: "Settings", embedder: "Embedder | None" = None) -> "VectorStore":
         if embedder is None:
-            from retrieval.embedder import get_embedder
+            from tastebud.retrieval.embedder import get_embedder
 
             embedder = get_embedder(settings)
         return cls(make_client(settings), embedder)

@@ -17,7 +17,6 @@ Usage::
     llm = get_llm(settings)                       # picks openai or embedded from settings
     llm.chat_model.invoke("hi")                   # plain LangChain BaseChatModel
     llm.structured(MySchema).invoke(messages)     # -> validated MySchema (or dict for a dict schema)
-    llm.batch(prompts)                            # many at once; max_concurrency = llm.concurrency
 
 Errors from the endpoint (unreachable, timeout, HTTP error) and unparseable or
 invalid structured output become ``ModelError`` so callers can fall back.
@@ -28,9 +27,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 from tastebud.errors import ModelError, TastebudError
 
@@ -38,10 +36,8 @@ if TYPE_CHECKING:  # heavy imports stay out of module import time
     from langchain_core.language_models import BaseChatModel
     from langchain_core.runnables import Runnable
 
-    from tastebud.embedded import EmbeddedServer, Throughput
+    from tastebud.embedded import EmbeddedServer
     from tastebud.settings import Settings
-
-BACKENDS = ("openai", "embedded")
 
 
 # ---------------------------------------------------------------------------
@@ -251,60 +247,10 @@ class LLM:
 
         return RunnableLambda(call, afunc=acall, name=f"structured[{self.backend}]")
 
-    # plain calls ------------------------------------------------------------
-    def invoke(self, prompt: Any, **kwargs: Any) -> Any:
-        """``chat_model.invoke`` with endpoint errors as ``ModelError``."""
-        with model_errors():
-            return self.chat_model.invoke(prompt, **kwargs)
-
-    def batch(
-        self,
-        prompts: Sequence[Any],
-        *,
-        runnable: "Runnable | None" = None,
-        return_exceptions: bool = True,
-    ) -> list[Any]:
-        """Run many inputs at once (``max_concurrency = self.concurrency``), so
-        vLLM batches them. With ``return_exceptions`` a failed item comes back
-        as its exception (endpoint and parse failures as ``ModelError``) in its
-        slot instead of failing the whole batch."""
-        target = runnable if runnable is not None else self.chat_model
-        if not prompts:
-            return []
-        with model_errors():
-            results = target.batch(
-                list(prompts), config={"max_concurrency": self.concurrency}, return_exceptions=return_exceptions
-            )
-        return [to_model_error(r) if isinstance(r, Exception) and _is_endpoint_error(r) else r for r in results]
-
-    def throughput(
-        self, prompts: Sequence[Any], *, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
-    ) -> "Throughput":
-        """Generated tokens/s through our path (HTTP + LangChain), counted from
-        the responses' usage metadata; wall time of the whole batch."""
-        from tastebud.embedded import Throughput
-
-        model = self.chat_model.bind(max_tokens=max_tokens, temperature=temperature, seed=seed)
-        t0 = time.perf_counter()
-        results = self.batch(prompts, runnable=model, return_exceptions=False)
-        seconds = time.perf_counter() - t0
-        out = Throughput(tokens=0, seconds=seconds)
-        for msg in results:
-            usage = getattr(msg, "usage_metadata", None) or {}
-            out.tokens += int(usage.get("output_tokens", 0))
-            out.prompt_tokens += int(usage.get("input_tokens", 0))
-        return out
-
     def close(self) -> None:
         """Stop the embedded server this handle started (no-op otherwise)."""
         if self.endpoint is not None and self.endpoint.server is not None:
             self.endpoint.server.stop()
-
-    def __enter__(self) -> "LLM":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def get_llm(
@@ -481,9 +427,3 @@ def _is_endpoint_error(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(exc, (openai.OpenAIError, httpx.HTTPError))
-
-
-def token_usage(message: Any) -> tuple[int, int]:
-    """(input tokens, output tokens) from an AIMessage's usage metadata; zeros when absent."""
-    usage = getattr(message, "usage_metadata", None) or {}
-    return int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))

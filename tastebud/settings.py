@@ -37,7 +37,7 @@ DEFAULT_EVENT_WEIGHTS = {
 
 # The recommender's blend (retrieval/recommender.py): what `tastebud eval movielens
 # examples/ml-latest-small --fit` chose by coordinate ascent on a validation split of
-# the training data (DESIGN.md protocol). Test NDCG@10 0.116 vs EASE 0.102. On
+# the training data (docs/design.md#evaluation-protocol). Test NDCG@10 0.116 vs EASE 0.102. On
 # MovieLens the semantic parts add little (alone: 0.011 long, 0.014 short); the
 # short-term one keeps a small weight (it helped on validation, and it lets recent
 # taste show), the long-term one is 0 (tag_match carries the long-term profile).

@@ -72,7 +72,7 @@ def to_datetime(ms: Any) -> datetime | None:
 
 
 def iso_or_none(ms: Any) -> str | None:
-    """ISO-8601 UTC with a Z ("2024-03-01T12:00:00Z"), as `profiles.events.iso`
+    """ISO-8601 UTC with a Z ("2024-03-01T12:00:00Z"), as `tastebud.profiles.events.iso`
     writes it, or None when absent or unrenderable. Never raises."""
     dt = to_datetime(ms)
     return None if dt is None else dt.isoformat().replace("+00:00", "Z")

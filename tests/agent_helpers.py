@@ -50,14 +50,13 @@ def slice_movielens(dest: Path, n_movies: int = 250, n_users: int = 40) -> Path:
 def build_home(home: Path, embedder: Any, work: Path) -> None:
     """Ingest + refresh (no narratives) + index into `home`, plus one catalog
     item whose description is a prompt injection."""
-    from profiles.events import Item
-    from profiles.movielens import ingest_movielens
-    from retrieval.service import sync_item_vectors
+    from tastebud.profiles.events import Item
+    from tastebud.profiles.movielens import ingest_movielens
+    from tastebud.retrieval.service import sync_item_vectors
     from tastebud.settings import load_settings
-    from tastebud.wiring import App
+    from tastebud.app import App
 
-    app = App(load_settings(home=home))
-    app.__dict__["embedder"] = embedder
+    app = App(load_settings(home=home), embedder=embedder)
     try:
         ingest_movielens(app.ingestor(), slice_movielens(work))
         app.store.upsert_items([
@@ -91,13 +90,9 @@ def copy_home(src: Path, dest: Path) -> Path:
 
 def make_app(home: Path, embedder: Any, llm: Any = None):
     from tastebud.settings import load_settings
-    from tastebud.wiring import App
+    from tastebud.app import App
 
-    app = App(load_settings(home=home))
-    app.__dict__["embedder"] = embedder
-    if llm is not None:
-        app.__dict__["llm"] = llm
-    return app
+    return App(load_settings(home=home), embedder=embedder, llm=llm)
 
 
 # ------------------------------------------------------------------ scripted chat models

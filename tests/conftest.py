@@ -36,7 +36,7 @@ def settings(home):
 
 @pytest.fixture
 def store(settings):
-    from profiles.store import EventStore
+    from tastebud.profiles.store import EventStore
 
     s = EventStore.from_settings(settings)
     yield s
@@ -51,7 +51,7 @@ def ml_small() -> Path:
 @pytest.fixture(scope="session")
 def embedder():
     """The real bundled all-MiniLM-L6-v2, loaded once per test session."""
-    from retrieval.embedder import SentenceTransformerEmbedder
+    from tastebud.retrieval.embedder import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
 
@@ -145,9 +145,8 @@ def embedded_llm(embedded_server):
 
 @pytest.fixture
 def llm_app(settings, embedded_llm):
-    from tastebud.wiring import App
+    from tastebud.app import App
 
-    app = App(settings)
-    app.__dict__["llm"] = embedded_llm
+    app = App(settings, llm=embedded_llm)
     yield app
     app.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from profiles.events import Event, Item
+from tastebud.profiles.events import Event, Item
 
 DAY = 86_400_000
 T0 = 1_600_000_000_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.agent import Agent
-from agent.roles import Principal, Role
+from tastebud.agent.agent import Agent
+from tastebud.agent.roles import Principal, Role
 from tests.agent_helpers import built_home, copy_home, make_app
 
 pytestmark = pytest.mark.llm

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, example, given, settings as hsettings
 from hypothesis import event as note
 from hypothesis import strategies as st
 
-from profiles.events import EVENT_TYPES, MAX_VALUE, RowError, ValueRules, event_fields
+from tastebud.profiles.events import EVENT_TYPES, MAX_VALUE, RowError, ValueRules, event_fields
 from tests.api_helpers import T0, create_key, seed_home
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,7 @@ class Api:
 def api(tmp_path_factory):
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from tastebud.api.app import create_app
     from tastebud.settings import load_settings
 
     home = seed_home(tmp_path_factory.mktemp("api-values") / "home")
@@ -209,7 +209,7 @@ def _check_stored(api: Api, event_id: str, context: str) -> None:
     ratings on the scale, other values within ±MAX_VALUE, texts and ids not too long."""
     from sqlalchemy import select
 
-    from profiles.migrations import events as events_table
+    from tastebud.profiles.migrations import events as events_table
 
     s = api.settings
     with api.services.app.store.engine.connect() as conn:

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from profiles.events import Item
-from retrieval.vectors import SyncReport, VectorStore
+from tastebud.profiles.events import Item
+from tastebud.retrieval.vectors import SyncReport, VectorStore
 from tastebud.errors import StoreError
 
 pytestmark = pytest.mark.integration

@@ -50,15 +50,16 @@ def events_csv() -> str:
 @pytest.fixture
 def world(home, embedder, tmp_path, monkeypatch):
     """The built home; every App made in this test (CLI, API) shares the session's embedding model."""
-    import retrieval.embedder as embedder_module
-    from retrieval.service import sync_item_vectors
+    from tastebud.retrieval.service import sync_item_vectors
     from tastebud.settings import load_settings
-    from tastebud.wiring import App
+    from tastebud.app import App
 
-    monkeypatch.setattr(embedder_module, "get_embedder", lambda settings: embedder)
+    from tastebud.cli.state import State
+
+    monkeypatch.setattr(State, "parts", {"embedder": embedder})  # injected into the App, not patched
     (tmp_path / "catalog.csv").write_text(CATALOG)
     (tmp_path / "events.csv").write_text(events_csv())
-    app = App(load_settings())
+    app = App(load_settings(), embedder=embedder)
     try:
         assert app.ingestor().ingest_catalog(str(tmp_path / "catalog.csv")).accepted == 8
         assert app.ingestor().ingest_events(str(tmp_path / "events.csv")).accepted == 12
@@ -75,7 +76,7 @@ def cli(world):
     """The Typer app in-process; each call gets a fresh App, as a new process would."""
     from typer.testing import CliRunner
 
-    from cli.main import State, _register, app
+    from tastebud.cli.main import State, _register, app
 
     _register()
     runner = CliRunner()
@@ -124,12 +125,15 @@ def finite_json(text: str):
 
 
 def every_read_works(home, cli, *, bad_times: bool) -> None:
+    from tastebud.cli.state import State
+
+    embedder = State.parts["embedder"]  # the one the world fixture injected
     """Store status, CLI status/profile/history/refresh/recommend/why, the chat tools, the API routes."""
-    from agent import render
-    from agent.roles import Principal, Role
-    from agent.tools import Toolbox
+    from tastebud.agent import render
+    from tastebud.agent.roles import Principal, Role
+    from tastebud.agent.tools import Toolbox
     from tastebud.settings import load_settings
-    from tastebud.wiring import App
+    from tastebud.app import App
 
     # the store and the CLI
     status = finite_json(cli("status", "--json").stdout)
@@ -152,7 +156,7 @@ def every_read_works(home, cli, *, bad_times: bool) -> None:
         assert "was #1 for user" in cli("why", user, recs["items"][0]["item_id"]).stdout
 
     # the chat tools, as an operator
-    app = App(load_settings())
+    app = App(load_settings(), embedder=embedder)
     try:
         tools = Toolbox(app, Principal(Role.OPERATOR))
         call = tools.run("status")
@@ -176,19 +180,19 @@ def every_read_works(home, cli, *, bad_times: bool) -> None:
 
     from starlette.testclient import TestClient
 
-    from api.app import create_app
-    from api.keys import KeyStore
+    from tastebud.api.app import create_app
+    from tastebud.api.keys import KeyStore
 
     os.environ["TASTEBUD_API_CHAT_PHRASING"] = "0"  # deterministic chat: no LLM in this test
     os.environ["TASTEBUD_SERVE_NARRATIVES"] = "0"
     try:
-        app = App(load_settings())
+        app = App(load_settings(), embedder=embedder)
         try:
             _, key = KeyStore(app.store).create("operator")
         finally:
             app.close()
         headers = {"Authorization": f"Bearer {key}"}
-        with TestClient(create_app(load_settings())) as client:
+        with TestClient(create_app(load_settings(), embedder=embedder)) as client:
             for path in ("/v1/status", "/v1/users/u1/profile", "/v1/users/u2/profile/history",
                          "/v1/users/u1/recommendations?k=3", "/v1/users/u2/recommendations?k=3"):
                 answer = client.get(path, headers=headers)
@@ -254,7 +258,7 @@ def test_doctor_repairs_inconsistent_rows_and_a_rerun_changes_nothing(world, cli
     """Orphan vectors, a head pointing at a missing version, an event naming an item with
     no catalog row, a review without text, fields of the wrong type, a catalog row that
     is not JSON, a stale profile."""
-    from retrieval.vectors import VectorStore, make_client
+    from tastebud.retrieval.vectors import VectorStore, make_client
     from tastebud.settings import load_settings
 
     home = world

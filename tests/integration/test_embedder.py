@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from retrieval.embedder import Embedder, SentenceTransformerEmbedder, get_embedder, resolve_model_path
+from tastebud.retrieval.embedder import Embedder, SentenceTransformerEmbedder, get_embedder, resolve_model_path
 from tastebud.errors import ConfigError, ModelError
 
 pytestmark = pytest.mark.integration

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from profiles.ingest import Ingestor
-from profiles.movielens import ingest_movielens
+from tastebud.profiles.ingest import Ingestor
+from tastebud.profiles.movielens import ingest_movielens
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from api.live import LiveUpdates
-from profiles.events import Event
-from profiles.migrations import narrative_queue
-from profiles.narrative import template_narrative
+from tastebud.api.live import LiveUpdates
+from tastebud.profiles.events import Event
+from tastebud.profiles.migrations import narrative_queue
+from tastebud.profiles.narrative import template_narrative
 from tests.agent_helpers import built_home, copy_home
 
 pytestmark = pytest.mark.integration
@@ -71,15 +71,12 @@ def live_home(home, tmp_path_factory, embedder):
 @pytest.fixture
 def make_app(live_home, embedder):
     from tastebud.settings import load_settings
-    from tastebud.wiring import App
+    from tastebud.app import App
 
     apps: list[Any] = []
 
     def make(llm: Any = None, **settings: Any):
-        app = App(load_settings(home=live_home, **settings))
-        app.__dict__["embedder"] = embedder
-        if llm is not None:
-            app.__dict__["llm"] = llm
+        app = App(load_settings(home=live_home, **settings), embedder=embedder, llm=llm)
         apps.append(app)
         return app
 

@@ -50,19 +50,25 @@ class Pick(BaseModel):
 
 
 def test_structured_json_object(embedded_llm):
-    schema = {
-        "type": "object",
-        "properties": {"genre": {"type": "string", "enum": ["horror", "comedy", "drama"]}, "stars": {"type": "integer"}},
-        "required": ["genre", "stars"],
-    }
-    prompt = [HumanMessage("A user loved 'Airplane!' and gave it 5 stars. Reply as JSON with its genre and the stars.")]
+    from tastebud.llm import connect
+
+    greedy = connect(embedded_llm.endpoint, "embedded", timeout=120.0, temperature=0)  # same server, repeatable
+    genre = {"type": "string", "enum": ["horror", "comedy", "drama"]}
+    schema = {"type": "object", "properties": {"genre": genre, "stars": {"type": "integer"}}, "required": ["genre", "stars"]}
+    prompt = [HumanMessage("A user loved the comedy 'Airplane!' and gave it 5 stars. "
+                           "Reply as JSON with its genre and the stars.")]
     t0 = time.perf_counter()
-    data = embedded_llm.structured(schema).invoke(prompt, {"configurable": {}})
+    data = greedy.structured(schema).invoke(prompt, {"configurable": {}})
     took = time.perf_counter() - t0
     print(f"\nJSON call: {took:.2f} s -> {data}")
-    assert data["genre"] in {"horror", "comedy", "drama"} and isinstance(data["stars"], int)
-    picked = embedded_llm.structured(Pick).invoke(prompt)
-    assert isinstance(picked, Pick)
+    assert data == {"genre": "comedy", "stars": 5}
+    picked = greedy.structured(Pick).invoke(prompt)
+    assert (picked.genre.lower(), picked.stars) == ("comedy", 5)
+    # The schema constrains decoding (a llama.cpp grammar), it is not only checked afterwards:
+    # with "comedy" left out of the enum the model cannot give its natural answer, only a listed one.
+    no_comedy = {**schema, "properties": {**schema["properties"], "genre": {**genre, "enum": ["horror", "drama"]}}}
+    forced = greedy.structured(no_comedy).invoke(prompt)
+    assert forced["genre"] in {"horror", "drama"} and forced["stars"] == 5
 
 
 def test_get_llm_starts_and_stops_its_own_server(settings, llm_models_dir, monkeypatch):
@@ -76,7 +82,7 @@ def test_get_llm_starts_and_stops_its_own_server(settings, llm_models_dir, monke
     started = time.perf_counter() - t0
     try:
         assert llm.backend == "embedded" and llm.endpoint.server.alive()
-        reply = llm.invoke("Say OK.", max_tokens=5)
+        reply = llm.chat_model.invoke("Say OK.", max_tokens=5)
         assert reply.content
     finally:
         llm.close()

@@ -44,9 +44,9 @@ def _subset(src: Path, dst: Path, users: set[str]) -> Path:
 @pytest.fixture(scope="module")
 def refreshed(tmp_path_factory, embedded_llm):
     """One real refresh of USERS, shared by the module's tests (the model is slow on 2 cores)."""
-    from profiles.movielens import ingest_movielens
+    from tastebud.profiles.movielens import ingest_movielens
     from tastebud.settings import load_settings
-    from tastebud.wiring import App
+    from tastebud.app import App
 
     root = tmp_path_factory.mktemp("narratives")
     data = _subset(ML_SMALL, root / "ml", set(USERS))
@@ -54,8 +54,7 @@ def refreshed(tmp_path_factory, embedded_llm):
         for key in [k for k in os.environ if k.startswith("TASTEBUD_")]:
             mp.delenv(key)
         mp.setenv("TASTEBUD_HOME", str(root / "home"))
-        app = App(load_settings())
-        app.__dict__["llm"] = embedded_llm  # the session's server; close() leaves it running
+        app = App(load_settings(), llm=embedded_llm)  # the session's server: injected, so close() leaves it running
         ingest_movielens(app.ingestor(), data)
         refresher = app.refresher()
         report = refresher.refresh(refresher.select_users())
@@ -69,7 +68,7 @@ def refreshed(tmp_path_factory, embedded_llm):
 
 
 def _checker(app):
-    from profiles.narrative import GroundingChecker
+    from tastebud.profiles.narrative import GroundingChecker
 
     catalog = app.store.items_by_id()
     return GroundingChecker((i.title for i in catalog.values() if i.title),
@@ -87,7 +86,7 @@ def test_every_user_gets_an_llm_or_template_narrative(refreshed):
 
 
 def test_stored_narratives_are_grounded(refreshed):
-    from profiles.narrative import build_digest, display_title, normalise_title, template_narrative
+    from tastebud.profiles.narrative import build_digest, display_title, normalise_title, template_narrative
 
     app, _, profiles = refreshed
     checker, catalog = _checker(app)
@@ -127,7 +126,7 @@ def test_stored_narratives_are_grounded(refreshed):
 
 
 def test_extra_tags_cite_real_events_of_that_user(refreshed):
-    from profiles.narrative import EXAMPLE_TAGS, build_digest
+    from tastebud.profiles.narrative import EXAMPLE_TAGS, build_digest
 
     app, _, profiles = refreshed
     for user, p in profiles.items():
@@ -142,7 +141,7 @@ def test_extra_tags_cite_real_events_of_that_user(refreshed):
 def test_checker_rejects_the_models_prose_once_it_invents(refreshed):
     """The model's real output, plus one invented title and one genre without evidence: both caught,
     by the checker and by the writer's whole check (so removing either makes this fail)."""
-    from profiles.narrative import _core, build_digest, display_title, normalise_title
+    from tastebud.profiles.narrative import _core, build_digest, display_title, normalise_title
 
     app, _, profiles = refreshed
     checker, catalog = _checker(app)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from profiles.events import Event, Item
+from tastebud.profiles.events import Event, Item
 from tests.profile_helpers import DAY, T0, rating
 
 CRIME = ["m1", "m2", "m3", "m7", "m11"]
@@ -59,12 +59,11 @@ def world() -> list[Event]:
 @pytest.fixture
 def cli(home, embedder, monkeypatch):
     """The Typer app in-process, every App sharing the session's real embedding model."""
-    import retrieval.embedder as embedder_module
     from typer.testing import CliRunner
 
-    from cli.main import State, _register, app
+    from tastebud.cli.main import State, _register, app
 
-    monkeypatch.setattr(embedder_module, "get_embedder", lambda settings: embedder)
+    monkeypatch.setattr(State, "parts", {"embedder": embedder})  # injected into the App, not patched
     _register()
     runner = CliRunner()
 
@@ -203,10 +202,10 @@ def test_category_exclude_and_cold_start(loaded, cli):
 def test_service_reuses_cached_item_side(loaded, settings, embedder, monkeypatch):
     """A second service over the same home loads the item side from disk; results
     agree with a service that builds it from scratch."""
-    import retrieval.service as service_module
-    from profiles.store import EventStore
-    from retrieval.service import RecommendationService
-    from retrieval.vectors import VectorStore
+    import tastebud.retrieval.service as service_module
+    from tastebud.profiles.store import EventStore
+    from tastebud.retrieval.service import RecommendationService
+    from tastebud.retrieval.vectors import VectorStore
 
     store = EventStore.from_settings(settings)
     try:

@@ -20,12 +20,11 @@ N_USERS = 610
 
 @pytest.fixture
 def cli(home, embedder, monkeypatch):
-    import retrieval.embedder as embedder_module
     from typer.testing import CliRunner
 
-    from cli.main import State, _register, app
+    from tastebud.cli.main import State, _register, app
 
-    monkeypatch.setattr(embedder_module, "get_embedder", lambda settings: embedder)
+    monkeypatch.setattr(State, "parts", {"embedder": embedder})  # injected into the App, not patched
     _register()
     runner = CliRunner()
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from profiles.events import Event, Item
-from profiles.ingest import Ingestor
-from profiles.store import EventStore
+from tastebud.profiles.events import Event, Item
+from tastebud.profiles.ingest import Ingestor
+from tastebud.profiles.store import EventStore
 
 pytestmark = pytest.mark.integration
 T = 1_700_000_000
@@ -117,7 +117,7 @@ def test_rows_postgresql_cannot_store_are_quarantined_not_fatal(pg_store, tmp_pa
 def test_append_says_which_rows_were_new_on_postgresql(pg_store):
     """The API's per-event answer: INSERT … RETURNING reports only inserted ids,
     a repeat within the batch included."""
-    from profiles.store import QuarantinedRow
+    from tastebud.profiles.store import QuarantinedRow
 
     rows = [(e.event_id, e.user_id, e.item_id, e.type, e.ts, e.value, e.text) for e in (ev("a"), ev("b"), ev("a"))]
     bad = [QuarantinedRow("events", "api", 3, "{}", "missing user_id", "jsonl")]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from profiles.events import Item
-from retrieval.vectors import SyncReport, VectorStore, content_hash, make_client
+from tastebud.profiles.events import Item
+from tastebud.retrieval.vectors import SyncReport, VectorStore, content_hash, make_client
 
 pytestmark = pytest.mark.integration
 

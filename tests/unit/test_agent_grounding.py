@@ -1,7 +1,7 @@
 """Grounding checks, title spotting and the streaming gate (pure functions)."""
 
-from agent.agent import SentenceGate
-from agent.grounding import TitleIndex, as_data, check_answer, display_title, norm
+from tastebud.agent.agent import SentenceGate
+from tastebud.agent.grounding import TitleIndex, as_data, check_answer, display_title, norm
 
 CATALOG = TitleIndex({
     "1": "Toy Story (1995)",

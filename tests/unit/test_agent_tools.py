@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from agent.roles import Principal, Role
-from agent.session import Session
-from agent.tools import Toolbox
+from tastebud.agent.roles import Principal, Role
+from tastebud.agent.session import Session
+from tastebud.agent.tools import Toolbox
 from tests.agent_helpers import TWINS
 
 
@@ -18,7 +18,7 @@ def box(app, role="user", user="1", session=None):
 
 
 def event_count(app) -> int:
-    from profiles.migrations import events
+    from tastebud.profiles.migrations import events
 
     with app.store.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(events)).scalar_one()
@@ -86,7 +86,10 @@ def test_dislike_removes_the_item_and_its_near_duplicates_from_the_next_recommen
 
     after = {i["item_id"] for i in tb.run("recommend", {"k": 100, "category": "Sci-Fi"}).result["items"]}
     assert not set(TWINS) & after
-    assert before - set(TWINS) <= after | (before - after)
+    # Only the disliked item and its near-duplicate left the list: every other
+    # Sci-Fi candidate is still offered (demoted items move down, they stay).
+    assert len(before) < 100, "the slice must have fewer Sci-Fi items than k for this check"
+    assert after == before - set(TWINS)
 
 
 def test_like_is_stored_as_a_like_event(app):
@@ -118,7 +121,7 @@ def test_category_dislike_is_a_lasting_event_until_a_like_lifts_it(app):
 
 
 def test_untrusted_text_is_returned_as_data_only(app):
-    from agent.grounding import as_data
+    from tastebud.agent.grounding import as_data
 
     call = box(app).run("search_items", {"query": "midnight lantern mystery", "k": 3})
     hit = next(i for i in call.result["items"] if i["item_id"] == "900001")

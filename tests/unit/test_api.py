@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from api.errors import PayloadTooLarge, RateLimited, Unauthorized, code_for
-from api.ingest import ingest
-from api.keys import KeyStore
-from api.limits import TokenBuckets
-from profiles.ingest import EVENT_ALIASES, read_event_objects, read_jsonl
+from tastebud.api.errors import PayloadTooLarge, RateLimited, Unauthorized, code_for
+from tastebud.api.ingest import ingest
+from tastebud.api.keys import KeyStore
+from tastebud.api.limits import TokenBuckets
+from tastebud.profiles.ingest import EVENT_ALIASES, read_event_objects, read_jsonl
 from tastebud.errors import (
     ConfigError, InputError, ModelError, NotFoundError, PermissionDenied, StoreError, TastebudError,
 )
@@ -38,7 +38,7 @@ def test_keys_verify_only_the_live_key_with_its_secret(store):
 def test_keys_store_a_hash_never_the_secret(store):
     from sqlalchemy import select
 
-    from profiles.migrations import api_keys
+    from tastebud.profiles.migrations import api_keys
 
     _, key = KeyStore(store).create("operator")
     with store.engine.connect() as conn:
@@ -96,7 +96,7 @@ OBJECTS = [
 
 
 def test_api_events_are_read_exactly_like_jsonl_lines():
-    from profiles.events import RowError, event_fields
+    from tastebud.profiles.events import RowError, event_fields
 
     def outcome(rows):
         out = []
@@ -118,7 +118,7 @@ def test_api_events_are_read_exactly_like_jsonl_lines():
 
 
 def test_ingest_answers_per_event_and_quarantines_rejects(store):
-    from api.keys import ApiKey
+    from tastebud.api.keys import ApiKey
 
     operator = ApiKey("k1", "tb_k1_", "operator", None, None, 0)
     first = ingest(store, operator, [OBJECTS[0], OBJECTS[2], OBJECTS[0], OBJECTS[1]])
@@ -131,7 +131,7 @@ def test_ingest_answers_per_event_and_quarantines_rejects(store):
 
 
 def test_a_user_key_cannot_post_for_anyone_else_not_even_a_bad_row(store):
-    from api.keys import ApiKey
+    from tastebud.api.keys import ApiKey
 
     user = ApiKey("k2", "tb_k2_", "user", "u1", None, 0)
     assert ingest(store, user, [OBJECTS[0]]).results[0]["status"] == "accepted"
@@ -144,7 +144,7 @@ def test_a_user_key_cannot_post_for_anyone_else_not_even_a_bad_row(store):
 def test_a_user_key_cannot_quarantine_an_unreadable_event_of_anyone_else(store):
     """A NUL or a lone surrogate makes the reader refuse the whole object (no
     fields), but the quarantined row still names its user: the key check must see it."""
-    from api.keys import ApiKey
+    from tastebud.api.keys import ApiKey
 
     user = ApiKey("k2", "tb_k2_", "user", "u1", None, 0)
     theirs = {"item_id": "m1", "type": "review", "timestamp": 1_700_000_000}
@@ -161,7 +161,7 @@ def test_unexpected_and_store_failures_are_json_without_a_traceback():
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from api import errors
+    from tastebud.api import errors
 
     app = FastAPI()
     errors.install(app)
@@ -184,8 +184,8 @@ def test_unexpected_and_store_failures_are_json_without_a_traceback():
 def test_a_user_key_cannot_probe_other_users_events_through_chosen_event_ids(store):
     """Event ids are one namespace: a user key that picks the id of someone else's
     event must not get "duplicate" back (that would reveal the event)."""
-    from api.keys import ApiKey
-    from profiles.events import stable_event_id
+    from tastebud.api.keys import ApiKey
+    from tastebud.profiles.events import stable_event_id
 
     operator = ApiKey("k1", "tb_k1_", "operator", None, None, 0)
     user = ApiKey("k2", "tb_k2_", "user", "u1", None, 0)
@@ -211,7 +211,7 @@ def test_api_errors_leave_out_the_cli_hint():
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from api import errors
+    from tastebud.api import errors
     from tastebud.errors import NotFoundError
 
     app = FastAPI()

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from profiles.events import Event
-from retrieval.baselines import EASE, ItemKNN, Pop, default_baselines
-from retrieval.evaluation import split_events
+from tastebud.profiles.events import Event
+from tastebud.retrieval.baselines import EASE, ItemKNN, Pop, default_baselines
+from tastebud.retrieval.evaluation import split_events
 
 
 def _train(rows: dict[str, list[str]], catalog=("A", "B", "C", "D", "E")):
@@ -95,10 +95,10 @@ def test_models_must_be_fitted_first():
 
 @pytest.mark.slow
 def test_reference_numbers_on_ml_latest_small(store, ml_small):
-    """DESIGN.md reference: NDCG@10 Pop 0.0751, ItemKNN 0.0772, EASE(λ=500) 0.1023."""
-    from profiles.ingest import Ingestor
-    from profiles.movielens import ingest_movielens
-    from retrieval.evaluation import evaluate, split_store
+    """The reference (docs/design.md#reference-baselines): NDCG@10 Pop 0.0751, ItemKNN 0.0772, EASE(λ=500) 0.1023."""
+    from tastebud.profiles.ingest import Ingestor
+    from tastebud.profiles.movielens import ingest_movielens
+    from tastebud.retrieval.evaluation import evaluate, split_store
 
     ingest_movielens(Ingestor(store), ml_small)
     split = split_store(store)

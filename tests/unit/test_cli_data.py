@@ -21,7 +21,7 @@ STATUS_KEYS = {"users", "items", "events", "events_by_type", "first_event_at", "
 def tastebud(home: Path, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
     """The installed console script, as an operator runs it."""
     script = Path(sys.executable).with_name("tastebud")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from cli.main import run; run()"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from tastebud.cli.main import run; run()"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASTEBUD_")}
     env["TASTEBUD_HOME"] = str(home)
     return subprocess.run([*cmd, *args], input=input, capture_output=True, env=env, timeout=120)
@@ -30,7 +30,7 @@ def tastebud(home: Path, *args: str, input: bytes | None = None) -> subprocess.C
 @pytest.fixture
 def cli(home):
     """Invoke the Typer app in-process (for the happy paths: fast, same commands)."""
-    from cli.main import State, _register, app
+    from tastebud.cli.main import State, _register, app
 
     _register()
     runner = CliRunner()
@@ -38,7 +38,7 @@ def cli(home):
     def invoke(*args: str, input: bytes | str | None = None, fails: bool = False):
         result = runner.invoke(app, list(args), input=input)
         if not fails:
-            assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+            assert result.exit_code == 0, (result.output, result.exception)
         return result
 
     yield invoke

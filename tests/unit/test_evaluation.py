@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from profiles.events import Event
-from retrieval.evaluation import EvalConfig, evaluate, evaluate_model, split_events, topk_for, validation_split
+from tastebud.profiles.events import Event
+from tastebud.retrieval.evaluation import EvalConfig, evaluate, evaluate_model, split_events, topk_for, validation_split
 
 
 def ev(user, item, ts, type_="rating", value=None, n=[0]):

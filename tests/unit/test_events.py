@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from profiles.events import (
+from tastebud.profiles.events import (
     Event,
     RowError,
     event_fields,

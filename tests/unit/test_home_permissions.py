@@ -58,10 +58,9 @@ def loose(home: Path) -> dict[str, str]:
 @pytest.fixture
 def cli(home, monkeypatch, embedder):
     """The Typer app in-process, with the session's embedding model (Chroma files are real)."""
-    import retrieval.embedder
-    from cli.main import State, _register, app
+    from tastebud.cli.main import State, _register, app
 
-    monkeypatch.setattr(retrieval.embedder, "get_embedder", lambda settings: embedder)
+    monkeypatch.setattr(State, "parts", {"embedder": embedder})  # injected into the App, not patched
     _register()
     runner = CliRunner()
 
@@ -82,8 +81,8 @@ def cli(home, monkeypatch, embedder):
 def test_a_fresh_home_is_private_after_real_commands(cli, home, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from api.access import ACCESS_LOGGER
-    from api.app import create_app
+    from tastebud.api.access import ACCESS_LOGGER
+    from tastebud.api.app import create_app
     from tastebud.settings import load_settings, write_setting
 
     fresh = tmp_path / "fresh-home"  # does not exist yet: tastebud creates it
@@ -148,7 +147,7 @@ def make_loose_home(home: Path) -> int:
 def run_tastebud(home: Path, *args: str) -> subprocess.CompletedProcess:
     """The installed console script, as an operator runs it (umask 022 inherited)."""
     script = Path(sys.executable).with_name("tastebud")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from cli.main import run; run()"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-c", "from tastebud.cli.main import run; run()"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASTEBUD_")}
     env["TASTEBUD_HOME"] = str(home)
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=120)
@@ -179,7 +178,7 @@ def test_an_existing_loose_home_is_tightened_with_one_line(tmp_path):
 def test_an_existing_loose_home_is_tightened_in_process_too(home, caplog):
     """The library path (App, as tests and notebooks use it) logs the same one WARNING."""
     from tastebud.settings import load_settings
-    from tastebud.wiring import App
+    from tastebud.app import App
 
     count = make_loose_home(home)
     with caplog.at_level(logging.WARNING, logger="tastebud.home"):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from profiles.events import parse_timestamp
-from profiles.ingest import EVENT_ALIASES, Ingestor, read_csv, read_jsonl
-from profiles.movielens import ML100K_GENRES, ingest_movielens
+from tastebud.profiles.events import parse_timestamp
+from tastebud.profiles.ingest import EVENT_ALIASES, Ingestor, read_csv, read_jsonl
+from tastebud.profiles.movielens import ML100K_GENRES, ingest_movielens
 from tastebud.errors import InputError, NotFoundError
 
 T = 964982703
@@ -277,7 +277,7 @@ def test_movielens_100k_layout(store, tmp_path):
 def test_movielens_readers_use_their_release_scale(store, settings, tmp_path):
     """ml-100k rates 1-5 in whole stars: a 0.5 there is a broken row, though the
     default scale (ml-latest's) allows it; the detected scale is saved for the home."""
-    from profiles.movielens import adopt_rating_scale
+    from tastebud.profiles.movielens import adopt_rating_scale
 
     d = tmp_path / "ml-100k"
     d.mkdir()

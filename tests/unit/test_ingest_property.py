@@ -16,9 +16,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from profiles.events import EVENT_TYPES, Event, stable_event_id
-from profiles.ingest import Ingestor
-from profiles.store import EventStore
+from tastebud.profiles.events import EVENT_TYPES, Event, stable_event_id
+from tastebud.profiles.ingest import Ingestor
+from tastebud.profiles.store import EventStore
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 COLUMNS = ["user_id", "item_id", "type", "timestamp", "value", "text", "event_id"]

@@ -1,7 +1,7 @@
 import pytest
 
-from profiles.events import Event
-from profiles.interest import InterestConfig, build_interest_profile, js_divergence, keywords, short_window
+from tastebud.profiles.events import Event
+from tastebud.profiles.interest import InterestConfig, build_interest_profile, js_divergence, keywords, short_window
 from tastebud.settings import DEFAULT_EVENT_WEIGHTS
 from tests.profile_helpers import DAY, T0, item, rating
 

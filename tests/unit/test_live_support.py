@@ -7,9 +7,9 @@ import threading
 
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from profiles.narrative import GroundingChecker, NarrativeWriter, template_narrative
-from profiles.store import EventStore
-from profiles.versions import ProfileRepository
+from tastebud.profiles.narrative import GroundingChecker, NarrativeWriter, template_narrative
+from tastebud.profiles.store import EventStore
+from tastebud.profiles.versions import ProfileRepository
 from tests.profile_helpers import item, load, rating
 from tests.unit.test_narrative import CATALOG, GENRES, profile
 

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import HumanMessage
 from pydantic import BaseModel
 
 from tastebud import llm as llm_mod
@@ -181,7 +181,7 @@ def test_schema_of_names():
         schema_of("not a schema")
 
 
-# batching, errors, usage -----------------------------------------------------------------
+# errors -----------------------------------------------------------------
 
 
 class Flaky(GenericFakeChatModel):
@@ -191,26 +191,14 @@ class Flaky(GenericFakeChatModel):
         return super()._generate(messages, stop, run_manager, **kwargs)
 
 
-def test_batch_uses_the_concurrency_and_keeps_failures_in_their_slot():
-    model = Flaky(messages=iter([AIMessage("one"), AIMessage("three")]))
-    llm = LLM.from_chat_model(model, concurrency=1)
-    out = llm.batch(["a", "please fail", "c"])
-    assert out[0].content == "one" and out[2].content == "three"
-    assert isinstance(out[1], ModelError) and "cannot reach the LLM endpoint" in str(out[1])
-    with pytest.raises(ModelError):
-        llm.batch(["fail"], return_exceptions=False)
-
-
-def test_structured_batch_returns_parsed_values_and_errors():
-    llm = LLM.from_chat_model(FakeListChatModel(responses=['{"tool": "explain"}', "nope"]), backend="embedded")
-    good, bad = llm.batch(["a", "b"], runnable=llm.structured(SCHEMA))
-    assert good == {"tool": "explain"} and isinstance(bad, ModelError)
-
-
-def test_invoke_maps_endpoint_errors():
-    llm = LLM.from_chat_model(Flaky(messages=iter([])))
-    with pytest.raises(ModelError, match="cannot reach"):
-        llm.invoke("fail now")
+def test_model_errors_maps_endpoint_errors_only():
+    """What the agent wraps its own chat-model calls in."""
+    with pytest.raises(ModelError, match="cannot reach the LLM endpoint"):
+        with llm_mod.model_errors():
+            Flaky(messages=iter([])).invoke("fail now")
+    with pytest.raises(ValueError, match="a bug"):  # not an endpoint error: passes through unchanged
+        with llm_mod.model_errors():
+            raise ValueError("a bug")
 
 
 def test_error_mapping():
@@ -221,15 +209,6 @@ def test_error_mapping():
     assert "HTTP 500" in str(err)
     same = ModelError("x")
     assert to_model_error(same) is same
-
-
-def test_throughput_counts_tokens_from_usage_metadata():
-    usage = {"input_tokens": 10, "output_tokens": 4, "total_tokens": 14}
-    model = GenericFakeChatModel(messages=iter([AIMessage("a b c d", usage_metadata=usage)] * 3))
-    result = LLM.from_chat_model(model).throughput(["x", "y", "z"], max_tokens=8)
-    assert result.tokens == 12 and result.prompt_tokens == 30 and result.seconds > 0
-    assert llm_mod.token_usage(AIMessage("x", usage_metadata=usage)) == (10, 4)
-    assert llm_mod.token_usage(AIMessage("x")) == (0, 0)
 
 
 def test_importing_the_kernel_stays_light():

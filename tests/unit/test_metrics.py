@@ -8,7 +8,7 @@ Discounts: 1/log2(i+1) for 1-based position i:
 import numpy as np
 import pytest
 
-from retrieval.metrics import (
+from tastebud.retrieval.metrics import (
     catalog_coverage,
     coverage_from_topk,
     hit_rate_at_k,

@@ -2,8 +2,8 @@ import re
 
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from profiles.interest import InterestConfig, build_interest_profile
-from profiles.narrative import (
+from tastebud.profiles.interest import InterestConfig, build_interest_profile
+from tastebud.profiles.narrative import (
     GroundingChecker,
     NarrativeWriter,
     build_digest,

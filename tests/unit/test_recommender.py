@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from profiles.events import Event, Item
-from retrieval import recommender as R
-from retrieval.recommender import (
+from tastebud.profiles.events import Event, Item
+from tastebud.retrieval import recommender as R
+from tastebud.retrieval.recommender import (
     PARTS, ItemSide, Recommender, UserContext, interaction_matrix, item_similarity, near_pairs, positive_weights,
 )
 
@@ -190,7 +190,7 @@ def test_mmr_diversify_returns_k_distinct_items():
 
 # ------------------------------------------------------------------ the item-side cache
 def test_item_side_cache_round_trip_and_fingerprint(store, tmp_path):
-    from retrieval.service import cached_item_side, item_side_fingerprint
+    from tastebud.retrieval.service import cached_item_side, item_side_fingerprint
 
     cat = catalog()
     store.upsert_items(list(cat.values()))
@@ -217,7 +217,7 @@ def test_every_part_is_named():
 
 
 def test_item_vectors_fill_items_not_indexed_yet_with_zeros():
-    from retrieval.service import _item_vectors
+    from tastebud.retrieval.service import _item_vectors
 
     class Items:
         def get_vectors(self, ids):

@@ -1,9 +1,9 @@
 import pytest
 
-from profiles.interest import InterestConfig
-from profiles.refresh import Refresher, in_shard, parse_shard
-from profiles.store import EventStore
-from profiles.versions import ProfileRepository, content_hash
+from tastebud.profiles.interest import InterestConfig
+from tastebud.profiles.refresh import Refresher, in_shard, parse_shard
+from tastebud.profiles.store import EventStore
+from tastebud.profiles.versions import ProfileRepository, content_hash
 from tastebud.errors import InputError, NotFoundError
 from tastebud.settings import DEFAULT_EVENT_WEIGHTS
 from tests.profile_helpers import item, load, rating

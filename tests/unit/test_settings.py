@@ -74,7 +74,7 @@ def test_write_setting_persists_to_the_toml_layer(home):
 
 
 def test_config_show_json_reports_value_and_source(layered):
-    from cli.main import _register, app
+    from tastebud.cli.main import _register, app
 
     _register()
     result = CliRunner().invoke(app, ["--llm-base-url", "http://gpu:8000/v1", "config", "show", "--json"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import SQLAlchemyError
 
-from profiles.events import Event, Item
-from profiles.store import EventStore, QuarantinedRow
+from tastebud.profiles.events import Event, Item
+from tastebud.profiles.store import EventStore, QuarantinedRow
 
 T = 1_700_000_000_000
 

@@ -17,7 +17,7 @@ YEAR_1_PLUS_14H = -62135596800000 - 50_400_000  # "0001-01-01T00:00:00+14:00": b
 
 def test_valid_times_render_exactly():
     assert iso_or_none(1_709_294_400_000) == "2024-03-01T12:00:00Z"
-    assert iso_or_none(1_079_337_347_472) == "2004-03-15T07:55:47.472000Z"  # as profiles.events.iso writes it
+    assert iso_or_none(1_079_337_347_472) == "2004-03-15T07:55:47.472000Z"  # as tastebud.profiles.events.iso writes it
     assert iso_or_none(0) == "1970-01-01T00:00:00Z"
     assert iso_or_none(timefmt.MAX_MS) == "9999-12-31T23:59:59.999000Z"
     assert human_time(1_709_294_400_000) == "2024-03-01 12:00 UTC"

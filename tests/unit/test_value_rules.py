@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from profiles.events import DEFAULT_RULES, Event, Item, RowError, ValueRules, parse_event, parse_item
-from profiles.interest import InterestConfig, build_interest_profile, user_mean_rating
+from tastebud.profiles.events import DEFAULT_RULES, Event, Item, RowError, ValueRules, parse_event, parse_item
+from tastebud.profiles.interest import InterestConfig, build_interest_profile, user_mean_rating
 
 T0 = 1_700_000_000  # 2023-11-14, epoch seconds
 

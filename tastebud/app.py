@@ -1,4 +1,10 @@
-"""Builds services from settings, lazily, so a command only pays for what it uses."""
+"""The composition root: builds the services from settings, lazily, so a
+command only pays for what it uses, and takes any part by injection instead,
+so tests and the API pass theirs in (`App(settings, llm=fake)`) rather than
+patching. It sits above the layers it wires (docs/design.md#composition-root):
+nothing below `tastebud.cli`, `tastebud.api` and `tastebud.live` imports it;
+the agent and the live workers depend on small Protocols of what they use.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,26 @@ from typing import Any
 
 from tastebud.settings import Settings, load_settings
 
+# The parts a caller may inject; each is otherwise built on first use.
+INJECTABLE = ("store", "llm", "embedder", "vectors", "recommendations", "profiles")
+
 
 class App:
-    def __init__(self, settings: Settings | None = None, **flags: Any):
+    def __init__(self, settings: Settings | None = None, *, store: Any = None, llm: Any = None, embedder: Any = None,
+                 vectors: Any = None, recommendations: Any = None, profiles: Any = None, **flags: Any):
         self.settings = settings or load_settings(**flags)
+        given = dict(store=store, llm=llm, embedder=embedder, vectors=vectors, recommendations=recommendations,
+                     profiles=profiles)
+        # A cached_property reads the instance dict first: an injected part is simply already "built".
+        self.__dict__.update({name: part for name, part in given.items() if part is not None})
+        self._injected = {name for name, part in given.items() if part is not None}
+
+    def started(self, part: str) -> bool:
+        """Whether a part exists yet (built or injected): status pages report the
+        LLM without starting it, close() stops only what was started."""
+        if part not in INJECTABLE:
+            raise ValueError(f"unknown part {part!r}")
+        return part in vars(self)
 
     @cached_property
     def home(self):
@@ -23,7 +45,7 @@ class App:
 
     @cached_property
     def store(self):
-        from profiles.store import EventStore
+        from tastebud.profiles.store import EventStore
 
         _ = self.home
         return EventStore.from_settings(self.settings)
@@ -38,20 +60,20 @@ class App:
         return get_llm(self.settings)
 
     def ingestor(self, progress=None):
-        from profiles.events import ValueRules
-        from profiles.ingest import Ingestor
+        from tastebud.profiles.events import ValueRules
+        from tastebud.profiles.ingest import Ingestor
 
         return Ingestor(self.store, self.settings.ingest_batch_size, progress, ValueRules.from_settings(self.settings))
 
     @cached_property
     def profiles(self):
-        from profiles.versions import ProfileRepository
+        from tastebud.profiles.versions import ProfileRepository
 
         return ProfileRepository(self.store)
 
     def narrative_writer(self, concurrency: int | None = None):
         """The LLM-backed writer; builds the LLM backend (and may start the embedded server)."""
-        from profiles.narrative import GroundingChecker, NarrativeWriter
+        from tastebud.profiles.narrative import GroundingChecker, NarrativeWriter
 
         catalog = self.store.items_by_id()
         checker = GroundingChecker(
@@ -62,39 +84,40 @@ class App:
                                timeout=self.settings.llm_timeout)
 
     def refresher(self, narratives: bool = True, concurrency: int | None = None):
-        from profiles.interest import InterestConfig
-        from profiles.refresh import Refresher
+        from tastebud.profiles.interest import InterestConfig
+        from tastebud.profiles.refresh import Refresher
 
         writer = self.narrative_writer(concurrency) if narratives else None
         return Refresher(self.store, InterestConfig.from_settings(self.settings), writer, hooks=self.profile_hooks())
 
     @cached_property
     def embedder(self):
-        from retrieval.embedder import get_embedder
+        from tastebud.retrieval.embedder import get_embedder
 
         return get_embedder(self.settings)
 
     @cached_property
     def vectors(self):
-        from retrieval.vectors import VectorStore
+        from tastebud.retrieval.vectors import VectorStore
 
         _ = self.home
         return VectorStore.from_settings(self.settings, self.embedder)
 
     @cached_property
     def recommendations(self):
-        from retrieval.service import RecommendationService
+        from tastebud.retrieval.service import RecommendationService
 
         return RecommendationService(self.store, self.vectors, self.settings.blend, self.embedder)
 
     def profile_hooks(self) -> list:
         """Called with each batch of new profile versions: keeps profile vectors in Chroma current."""
-        from retrieval.service import sync_profile_vectors
+        from tastebud.retrieval.service import sync_profile_vectors
 
         return [lambda profiles: sync_profile_vectors(self.vectors, profiles)]
 
     def close(self) -> None:
-        if "store" in self.__dict__:
+        """Close what this App built; injected parts belong to whoever passed them in."""
+        if self.started("store") and "store" not in self._injected:
             self.store.close()
-        if "llm" in self.__dict__:
+        if self.started("llm") and "llm" not in self._injected:
             self.llm.close()
