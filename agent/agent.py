@@ -192,7 +192,7 @@ class Agent:
 
     @property
     def llm(self) -> Any:
-        return self._llm if self._llm is not None else self.llm
+        return self._llm if self._llm is not None else self.app.llm
 
     def warm_up(self) -> None:
         """Load what the first turn would (embedder, intent vectors, catalog titles, LLM)."""

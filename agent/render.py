@@ -112,7 +112,8 @@ def refresh_profiles(r: dict[str, Any]) -> str:
 
 def status(r: dict[str, Any]) -> str:
     lines = [f"- users: {r['users']:,}", f"- items: {r['items']:,}", f"- events: {r['events']:,}",
-             f"- profiles: {r['profiles']:,} ({r['profiles_stale']:,} stale)", f"- quarantined rows: {r['quarantined']:,}"]
+             f"- profiles: {r['profiles']:,} ({r['profiles_stale']:,} lagging their events)",
+             f"- quarantined rows: {r['quarantined']:,}"]
     if isinstance(r.get("vectors"), dict) and "items" in r["vectors"]:
         lines.append(f"- vectors: {r['vectors']['items']:,} items, {r['vectors']['profiles']:,} profiles")
     if r.get("llm"):

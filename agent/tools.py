@@ -89,8 +89,8 @@ class RecommendationLogArgs(UserArg):
 class RefreshProfilesArgs(BaseModel):
     """Operator: recompute profiles (computed parts; narratives only when asked)."""
 
-    user_ids: list[str] = Field(default_factory=list, description="These users (default: every stale user).")
-    all_users: bool = Field(False, description="Every user, stale or not.")
+    user_ids: list[str] = Field(default_factory=list, description="These users (default: every user with events newer than their profile).")
+    all_users: bool = Field(False, description="Every user, up to date or not.")
     narratives: bool = Field(False, description="Also rewrite LLM narratives (slow).")
     limit: int = Field(1000, ge=1, le=100_000)
 

@@ -1,6 +1,6 @@
 """POST /v1/events: the file-ingestion rules, one answer per event.
 
-Each event is read as a JSONL line would be (`tastebud.profiles.ingest.read_event_objects`),
+Each event is read as a JSONL line would be (`tastebud.profiles.readers.read_event_objects`),
 so aliases and reasons are those of `tastebud ingest events`. Good events and
 the quarantined rejects (source `api`, line = index in the request) are
 committed in one transaction before the answer is sent; a rejected event never
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from tastebud.agent.roles import Role
 from tastebud.api.keys import ApiKey
 from tastebud.profiles.events import DEFAULT_RULES, RowError, ValueRules, event_fields, stable_event_id
-from tastebud.profiles.ingest import EVENT_ALIASES, read_event_objects
+from tastebud.profiles.readers import EVENT_ALIASES, read_event_objects
 from tastebud.profiles.store import EventStore, QuarantinedRow
 from tastebud.errors import PermissionDenied
 

@@ -133,8 +133,9 @@ ADMIN = Annotated[ApiKey, Depends(allow(Action.ADMIN))]
 def post_refresh(body: schemas.RefreshIn, svc: Svc, key: ADMIN) -> dict[str, Any]:
     """Recompute profiles now (the computed parts): `{"users": [...]}` those users
     (404 if one has no events), else `{"all": true}` every user, else (`{}`) the
-    stale ones. With `"narratives": true` their narratives are queued for the
-    background writer; the answer does not wait for the LLM."""
+    users with events newer than their profile. With `"narratives": true` their
+    narratives are queued for the background writer; the answer does not wait
+    for the LLM."""
     return svc.live.refresh(body.users or None, body.all_users, body.narratives)
 
 

@@ -210,6 +210,17 @@ class ToolCallOut(_Open):
     name: str
 
 
+class ClaimDrop(BaseModel):
+    sentence: str
+    reason: str
+
+
+class ClaimsOut(BaseModel):
+    checked: int = Field(..., description="sentences of the model's answer checked against this turn's tool results")
+    dropped: list[ClaimDrop] = Field(default_factory=list, description="sentences not shown, and why")
+    fallback: str | None = Field(None, description="why the deterministic rendering was shown instead")
+
+
 class ChatOut(BaseModel):
     answer: str
     tool_calls: list[ToolCallOut]
@@ -217,6 +228,8 @@ class ChatOut(BaseModel):
     replaced: bool = Field(..., description="the model's answer was replaced by the deterministic rendering")
     phrased_by: Literal["llm", "template"]
     items: list[dict[str, Any]]
+    claims: ClaimsOut | None = Field(None, description="the claim check of the model's answer: sentences checked, "
+                                                      "dropped with the reason, and why it fell back (if it did)")
     session_id: str
 
 

@@ -12,7 +12,7 @@ from tastebud.api.limits import TokenBuckets
 from tastebud.settings import Settings
 
 if TYPE_CHECKING:
-    from tastebud.api.live import LiveUpdates
+    from tastebud.live import LiveUpdates
     from tastebud.app import App
 
 
@@ -29,7 +29,7 @@ class Services:
         """Build and warm everything a request needs, so the first one is not slow,
         and fail at startup, not per request, when a store is unreachable.
         `parts`: injected into the composition root (a test's embedder or LLM)."""
-        from tastebud.api.live import LiveUpdates
+        from tastebud.live import LiveUpdates
         from tastebud.app import App
 
         app = App(settings, **(parts or {}))

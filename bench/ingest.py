@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/ingest.py [DIR] [--repeat N]      (or: make bench)
 
-Ours: `tastebud.profiles.movielens.ingest_movielens` with an `Ingestor` (batch size from
-settings, 5,000 rows per transaction) into a fresh TASTEBUD_HOME, timed end to
-end: reading and decoding movies.csv, ratings.csv and tags.csv, validation,
-event-id hashing, the catalog upsert (with its unchanged-item check), stub
-checks, duplicate accounting and a commit per batch.
+Ours: `tastebud.profiles.movielens.ingest_movielens` with an `Ingestor` (batch size
+from the setting `ingest_batch_size`, 20,000 rows per transaction by default) into
+a fresh TASTEBUD_HOME, timed end to end: reading and decoding movies.csv,
+ratings.csv and tags.csv, validation, event-id hashing, the catalog upsert (with
+its unchanged-item check), stub checks, duplicate accounting and a commit per
+batch.
 
 Raw baseline: exactly the rows our run stored (all events and all items, read
 back from our database) as pre-parsed tuples, inserted with one plain

@@ -74,9 +74,9 @@ def run(args, home: Path, say) -> dict:
         ingest_movielens(Ingestor(store), args.data)
         result["ingest_s"] = round(time.perf_counter() - t, 2)
         say(f"ingest: {result['ingest_s']} s")
-    if store.stale_users():
+    if store.lagging_users():
         t = time.perf_counter()
-        report = app.refresher(narratives=False).refresh(store.stale_users(), narratives=False)
+        report = app.refresher(narratives=False).refresh(store.lagging_users(), narratives=False)
         result["refresh_s"] = round(time.perf_counter() - t, 2)
         say(f"refresh (no narratives, profile vectors synced): {report.users} users in {result['refresh_s']} s")
 

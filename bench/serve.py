@@ -32,8 +32,9 @@
    with the store's schema and pragmas (one commit per batch).
 
 Reports events/s accepted, request latencies (p50/p95/p99), the freshness
-figures, errors (any non-200, any rejected event, any stale read; exit 1 if
-there is one) and the ratios to the baselines.
+figures, errors (any non-200, any rejected event, any read of a profile that
+did not cover an accepted event, reported as `stale_read`; exit 1 if there is
+one) and the ratios to the baselines.
 """
 
 from __future__ import annotations

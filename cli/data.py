@@ -187,7 +187,7 @@ def quarantine_fix(
 
 @app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Counts of users, items, events, quarantine and stale profiles."""
+    """Counts of users, items, events, quarantine, and profiles lagging their events."""
     from tastebud.cli.render import console, print_json
 
     data = State.app().store.status()
@@ -207,6 +207,6 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     table.add_row("last event", data["last_event_at"] or "-")
     table.add_row("quarantined", f"{data['quarantined']:,}")
     table.add_row("profiles", f"{data['profiles']:,}")
-    table.add_row("profiles stale", f"{data['profiles_stale']:,}")
+    table.add_row("profiles lagging", f"{data['profiles_stale']:,}")
     table.add_row("narratives stale", f"{data['narratives_stale']:,}")
     console.print(table)

@@ -106,7 +106,7 @@ def profile_history(
 @app.command("refresh")
 def refresh(
     users: Optional[list[str]] = typer.Option(None, "--user", "-u", help="Refresh these users (repeatable)."),
-    all_users: bool = typer.Option(False, "--all", help="Every user, stale or not."),
+    all_users: bool = typer.Option(False, "--all", help="Every user, up to date or not."),
     since: Optional[str] = typer.Option(None, "--since", help="Users with events since this time (ISO-8601 or epoch)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n: this worker's share of users (0 <= i < n)."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Narrative requests in flight."),
@@ -115,7 +115,7 @@ def refresh(
     limit: Optional[int] = typer.Option(None, "--limit", help="At most this many users."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Bring profiles up to date; by default only stale users (events newer than their profile)."""
+    """Bring profiles up to date; by default only lagging users (events newer than their profile)."""
     from tastebud.cli.render import console, err_console, print_json
     from tastebud.profiles.events import parse_timestamp
     from tastebud.profiles.events import RowError

@@ -13,7 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from tastebud.profiles.ingest import EVENT_ALIASES, ITEM_ALIASES, IngestReport, Ingestor, read_csv
+from tastebud.profiles.ingest import IngestReport, Ingestor
+from tastebud.profiles.readers import EVENT_ALIASES, ITEM_ALIASES, read_csv
 from tastebud.errors import InputError
 
 ML100K_GENRES = [

@@ -74,8 +74,10 @@ _RATING_CLAIM = re.compile(r"\b(\d(?:\.\d)?)\s*(?:/\s*5|out of 5|stars?)\b", re.
 _TAG_ITEM = re.compile(r"([A-Za-z][\w' \-]{1,40}?)\s*\[([\d,\s]+)\]")
 
 
-def display_title(title: str) -> str:
-    """'Matrix, The (1999)' -> 'The Matrix': how the digest shows titles and how people write them."""
+def plain_title(title: str) -> str:
+    """'Matrix, The (1999)' -> 'The Matrix': no year, no alternate title, the article in front;
+    how the digest shows titles and how people write them (tastebud.agent.grounding.display_title
+    keeps the year)."""
     t = re.sub(r"\s*\((?:[^)]*\d{4}[^)]*|[^)]*)\)\s*$", "", title.strip())
     t = re.sub(r"\s*\([^)]*\)", "", t)  # alternate-language titles
     m = re.match(r"^(.*), (The|A|An|Les|La|Le|Il|El|Das|Der|Die)$", t)
@@ -86,7 +88,7 @@ def display_title(title: str) -> str:
 
 def normalise_title(title: str) -> str:
     """'Matrix, The (1999)' -> 'the matrix': the form titles are compared in."""
-    return display_title(title).lower()
+    return plain_title(title).lower()
 
 
 _ARTICLE = re.compile(r"^(?:the|a|an|les|la|le|il|el|das|der|die) ")
@@ -143,10 +145,10 @@ def build_digest(profile: dict[str, Any]) -> Digest:
     for item in profile["long_term"]["top_items"][:DIGEST_LIKED]:
         n = len(refs) + 1
         refs[n] = item
-        liked.append(f"[{n}] {display_title(item['title'])}")
+        liked.append(f"[{n}] {plain_title(item['title'])}")
     lines.append("Liked: " + ("; ".join(liked) or "none"))
     disliked_items = profile["dislikes"]["items"][:DIGEST_DISLIKED]
-    lines.append("Disliked: " + ("; ".join(display_title(i["title"]) for i in disliked_items) or "none"))
+    lines.append("Disliked: " + ("; ".join(plain_title(i["title"]) for i in disliked_items) or "none"))
     disliked_tags = profile["dislikes"]["tags"][:3]
     if disliked_tags:
         lines.append("Avoided: " + ", ".join(t["tag"] for t in disliked_tags))
@@ -159,7 +161,7 @@ def build_digest(profile: dict[str, Any]) -> Digest:
         if n is None:
             n = len(refs) + 1
             refs[n] = item
-        recent.append(f"[{n}] {display_title(item['title'])}")
+        recent.append(f"[{n}] {plain_title(item['title'])}")
     if recent:
         lines.append("Liked lately: " + "; ".join(recent))
     drift = profile["drift"]

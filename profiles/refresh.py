@@ -1,8 +1,10 @@
 """Profile refresh: recompute, narrate, version, notify.
 
 Each user is saved in its own transaction after its narrative is written, so
-a killed run leaves finished users finished and the rest stale; the next run
-(which by default takes stale users) picks up exactly where it stopped.
+a killed run leaves finished users finished and the rest lagging (events newer
+than their profile); the next run (which by default takes the lagging users)
+picks up exactly where it stopped. A narrative not rewritten is stored marked
+`narrative_source: stale`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tastebud.profiles.interest import InterestConfig, build_interest_profile
 from tastebud.profiles.migrations import events, profile_heads
 from tastebud.profiles.narrative import NarrativeWriter, template_narrative
 from tastebud.profiles.store import EventStore, _row_event
-from tastebud.profiles.versions import ProfileRepository, content_hash
+from tastebud.profiles.versions import ProfileRepository, profile_content_hash
 from tastebud.errors import InputError, NotFoundError
 
 ProfileHook = Callable[[list[dict[str, Any]]], None]
@@ -101,7 +103,7 @@ class Refresher:
         elif since_ts is not None:
             chosen = self.store.users_with_events_since(since_ts)
         else:
-            chosen = self.store.stale_users()
+            chosen = self.store.lagging_users()
             if stale_narratives:
                 with self.store.engine.connect() as conn:
                     extra = conn.execute(
@@ -126,7 +128,7 @@ class Refresher:
             items = self.store.items_by_id({e.item_id for e in evs if e.item_id})
         profile = build_interest_profile(user_id, evs, items, self.config, last_seq)
         data = profile.computed()
-        data["computed_hash"] = content_hash(data)
+        data["computed_hash"] = profile_content_hash(data)
         return data, last_seq
 
     def refresh(

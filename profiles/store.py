@@ -1,4 +1,6 @@
-"""The event store: append-only events, the catalog, quarantine and profile versions.
+"""The event store: append-only events, the catalog and the quarantine (profile
+versions are kept by tastebud.profiles.versions; this reads their heads only, to
+tell which profiles lag their events).
 
 SQLAlchemy Core over SQLite (WAL) by default; any SQLAlchemy URL (PostgreSQL)
 through settings. Writes are idempotent: event ids are unique, so a rerun of
@@ -23,6 +25,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from tastebud.profiles.events import Event, Item
 from tastebud.profiles.migrations import events, items, migrate, profile_heads, quarantine
+from tastebud.profiles.sql import insert_ignore, upsert
 from tastebud.errors import InputError, NotFoundError, StoreError
 from tastebud.timefmt import iso_or_none
 
@@ -219,15 +222,6 @@ class EventStore:
             raise StoreError(f"event store error: {exc.orig}") from exc
 
     # ---- writes --------------------------------------------------------
-    def _insert_ignore(self, table):
-        if self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        elif self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            raise StoreError(f"unsupported database dialect {self.dialect!r}")
-        return dialect_insert(table).on_conflict_do_nothing()
-
     def write_batch(
         self, new_events: Sequence[Event], rejected: Sequence[QuarantinedRow] = (), conn: Any = None
     ) -> tuple[int, int]:
@@ -279,7 +273,7 @@ class EventStore:
                 item_ids = {r[2] for r in rows}
                 item_ids.discard(None)
                 self._ensure_items(conn, item_ids)
-                stmt = self._insert_ignore(events).returning(events.c.event_id)
+                stmt = insert_ignore(self.dialect, events).returning(events.c.event_id)
                 inserted = set(conn.execute(stmt, [dict(zip(_EVENT_COLUMNS, r)) for r in rows]).scalars())
             if rejected:
                 self.quarantine_rows(rejected, conn)
@@ -308,7 +302,7 @@ class EventStore:
         fresh = [dict(zip(_EVENT_COLUMNS, r)) for eid, r in unique.items() if eid not in existing]
         if not fresh:
             return 0
-        result = conn.execute(self._insert_ignore(events), fresh)
+        result = conn.execute(insert_ignore(self.dialect, events), fresh)
         rowcount = result.rowcount
         return rowcount if rowcount is not None and 0 <= rowcount <= len(fresh) else len(fresh)
 
@@ -329,7 +323,7 @@ class EventStore:
         missing = item_ids - known
         if missing:
             conn.execute(
-                self._insert_ignore(items),
+                insert_ignore(self.dialect, items),
                 [{"item_id": i, "categories": "[]", "tags": "[]", "attributes": "{}", "is_stub": True} for i in sorted(missing)],
             )
         return len(missing)
@@ -364,14 +358,8 @@ class EventStore:
                 finally:
                     cursor.close()
             else:
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
-
-                stmt = dialect_insert(items)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[items.c.item_id],
-                    set_={c.name: stmt.excluded[c.name] for c in items.columns if c.name != "item_id"},
-                )
-                conn.execute(stmt, [dict(zip(_ITEM_COLUMNS, row)) for row in changed])
+                conn.execute(upsert(self.dialect, items, keys=["item_id"]),
+                             [dict(zip(_ITEM_COLUMNS, row)) for row in changed])
         return len(changed), len(batch) - len(changed)
 
     def quarantine_rows(self, rows: Iterable[QuarantinedRow], conn: Any = None) -> None:
@@ -388,16 +376,8 @@ class EventStore:
                                 "raw": r.raw, "reason": r.reason, "format": r.format,
                                 "header": r.context(), "created_at": now}
         if payload:
-            if self.dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
-            stmt = dialect_insert(quarantine)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[quarantine.c.row_key],
-                set_={"reason": stmt.excluded.reason},
-                where=quarantine.c.resolved_at.is_(None),
-            )
+            stmt = upsert(self.dialect, quarantine, keys=["row_key"], update=["reason"],
+                          where=quarantine.c.resolved_at.is_(None))
             conn.execute(stmt, list(payload.values()))
 
     def fix_quarantine(self, qid: int, raw: str) -> None:
@@ -486,7 +466,7 @@ class EventStore:
         with self.engine.connect() as conn:
             return sorted(conn.execute(select(events.c.user_id).where(events.c.ts >= since_ts).distinct()).scalars())
 
-    def stale_users(self, user_ids: Sequence[str] | None = None) -> list[str]:
+    def lagging_users(self, user_ids: Sequence[str] | None = None) -> list[str]:
         """Users with events newer than their latest profile version (or none);
         only among `user_ids` when given."""
         last_query = select(events.c.user_id, func.max(events.c.seq).label("seq")).group_by(events.c.user_id)
@@ -504,7 +484,7 @@ class EventStore:
         with self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
 
-    def is_stale(self, user_id: str) -> bool:
+    def is_lagging(self, user_id: str) -> bool:
         """Whether the user has events newer than their profile head (or events and
         no profile): two index lookups, cheap enough for every API read."""
         last = select(func.max(events.c.seq)).where(events.c.user_id == user_id).scalar_subquery()
@@ -538,7 +518,7 @@ class EventStore:
             "last_event_at": iso_or_none(last),
             "quarantined": quarantined,
             "profiles": profiles,
-            "profiles_stale": len(self.stale_users()),
+            "profiles_stale": len(self.lagging_users()),
             "narratives_stale": narratives_stale,
         }
 
@@ -575,7 +555,7 @@ def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 # Every SQLite connection of the store gets these (the ingest bench gives its raw baseline the same).
 # WAL lets readers run during ingestion; NORMAL syncs at checkpoints, not at every commit. The
 # default auto-checkpoint (1,000 pages, 4 MiB) made batched ingestion checkpoint, with two
-# fsyncs, at almost every 5,000-row commit; 16,384 pages (64 MiB) checkpoints a few times per
+# fsyncs, at almost every batch commit (then 5,000 rows); 16,384 pages (64 MiB) checkpoints a few times per
 # 100k events, and journal_size_limit shrinks the WAL file back afterwards.
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",

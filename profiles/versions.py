@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +23,8 @@ _VOLATILE = ("version", "generated_at", "last_event_seq", "trigger_event_ids", "
 REWEIGHT_EPSILON = 0.005
 
 
-def content_hash(data: dict[str, Any]) -> str:
+def profile_content_hash(data: dict[str, Any]) -> str:
+    """What a profile says (its volatile fields left out), as a sha256: equal hashes, same profile."""
     stable = {k: v for k, v in data.items() if k not in _VOLATILE}
     blob = json.dumps(stable, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -41,6 +42,14 @@ class ProfileRepository:
         with self.store.engine.connect() as conn:
             row = conn.execute(select(profile_heads).where(profile_heads.c.user_id == user_id)).mappings().first()
         return dict(row) if row else None
+
+    def head_versions(self, user_ids: Sequence[str]) -> dict[str, int]:
+        """user -> the version of their head, for those of `user_ids` with a profile."""
+        if not user_ids:
+            return {}
+        with self.store.engine.connect() as conn:
+            return dict(conn.execute(select(profile_heads.c.user_id, profile_heads.c.version)
+                                     .where(profile_heads.c.user_id.in_(list(user_ids)))).all())
 
     def latest(self, user_id: str) -> dict[str, Any] | None:
         with self.store.engine.connect() as conn:
@@ -139,7 +148,7 @@ class ProfileRepository:
 
     def _save_once(self, data: dict[str, Any], last_event_seq: int, narrative_source: str) -> tuple[int, bool]:
         user_id = data["user_id"]
-        digest = content_hash(data)
+        digest = profile_content_hash(data)
         now = int(time.time() * 1000)
         with self.store.transaction() as conn:
             head = conn.execute(select(profile_heads).where(profile_heads.c.user_id == user_id)).mappings().first()

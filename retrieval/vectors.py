@@ -38,7 +38,8 @@ HORIZONS = ("long", "short")
 RESERVED_KEYS = ("content_hash", "embedder")
 
 
-def content_hash(text: str, embedder_name: str) -> str:
+def vector_content_hash(text: str, embedder_name: str) -> str:
+    """The `content_hash` metadata of a vector record: what its vector was encoded from."""
     return hashlib.sha256(f"{embedder_name}\x1f{text}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
@@ -175,7 +176,7 @@ class VectorCollection:
         new = updated = unchanged = 0
         for rid, text, meta in zip(ids, texts, metas):
             clean = _clean_metadata(meta)
-            full = {**clean, "content_hash": content_hash(text, name), "embedder": name}
+            full = {**clean, "content_hash": vector_content_hash(text, name), "embedder": name}
             old = stored.get(rid)
             if old is not None:
                 # Chroma merges metadata on upsert/update: None deletes a key we no longer set

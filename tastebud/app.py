@@ -56,7 +56,7 @@ class App:
         embedded server, started here and stopped by close() or at exit)."""
         from tastebud.llm import get_llm
 
-        _ = self.home  # the embedded model and its server's log live under it
+        _ = self.home  # the embedded model is assembled under it
         return get_llm(self.settings)
 
     def ingestor(self, progress=None):

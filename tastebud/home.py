@@ -2,7 +2,7 @@
 
 Two halves. `private_umask()` sets the process umask to 077, so whatever is
 created under the home from then on (SQLite and its -wal/-shm, Chroma's files,
-logs, the llama.cpp server's log, sessions, tastebud.toml) is owner-only; the
+logs, the assembled model, sessions, tastebud.toml) is owner-only; the
 entry points call it (the CLI, each API worker, `App` when it opens the home).
 `secure_home(home)` creates the home 0700 and tightens what an older version or
 another tool left looser; `open_home(home)` does both and says so in one line.

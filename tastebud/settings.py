@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     api_chat_timeout_s: float = Field(20.0, gt=0, description="seconds per LLM call in POST /v1/chat before the deterministic answer")
     api_chat_phrasing: bool = Field(True, description="let the LLM phrase chat answers (false: deterministic answers only)")
 
-    # live updates in `tastebud serve` (api/live.py)
+    # live updates in `tastebud serve` (tastebud/live/)
     serve_narratives: bool = Field(True, description="rewrite narratives with the LLM in the background while serving")
     narrative_debounce_s: float = Field(2.0, ge=0, description="seconds after a user's latest event before their narrative is rewritten (coalesces bursts)")
     narrative_queue_size: int = Field(1000, ge=1, description="narrative requests held in memory; beyond it they wait in the database")
@@ -200,7 +200,7 @@ def _explain_sources(settings: Settings) -> dict[str, str]:
 
 
 def write_setting(settings: Settings, key: str, value: Any) -> Path:
-    """Persist one key in tastebud.toml (used by `eval --fit` and `config set`)."""
+    """Persist one key in tastebud.toml (used by `eval movielens --fit` and `ingest movielens`)."""
     import tomllib
 
     if key not in Settings.model_fields:

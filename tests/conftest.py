@@ -116,7 +116,7 @@ def embedded_server(llm_models_dir):
 @pytest.fixture(scope="session")
 def attach_embedded(embedded_server, llm_models_dir):
     """attach(home): a tastebud process started on this home reuses the session's
-    embedded server (a recorded detached server, see tastebud/embedded.py) instead
+    embedded server (a recorded detached server, see tastebud/embedded/registry.py) instead
     of loading the model again."""
     import json
 

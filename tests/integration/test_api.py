@@ -332,7 +332,7 @@ def test_admin_refresh_and_status(server):
         assert one["users"] == 1 and one["narratives_queued"] == 0
         everyone = c.post("/v1/admin/refresh", json={"all": True}).json()
         assert everyone["users"] >= len(["u1", "u2"])
-        assert c.post("/v1/admin/refresh", json={}).status_code == 200  # the stale ones
+        assert c.post("/v1/admin/refresh", json={}).status_code == 200  # the lagging ones
         assert_error(c.post("/v1/admin/refresh", json={"users": ["nobody"]}), 404, "not_found")
         assert_error(c.post("/v1/admin/refresh", json={"all": 1}), 422, "invalid_request")
         status = c.get("/v1/status").json()

@@ -257,7 +257,7 @@ def test_reads_survive_planted_rows_and_doctor_fix_quarantines_them(world, cli, 
 def test_doctor_repairs_inconsistent_rows_and_a_rerun_changes_nothing(world, cli, embedder):
     """Orphan vectors, a head pointing at a missing version, an event naming an item with
     no catalog row, a review without text, fields of the wrong type, a catalog row that
-    is not JSON, a stale profile."""
+    is not JSON, a profile lagging its events."""
     from tastebud.retrieval.vectors import VectorStore, make_client
     from tastebud.settings import load_settings
 
@@ -267,7 +267,7 @@ def test_doctor_repairs_inconsistent_rows_and_a_rerun_changes_nothing(world, cli
     seqs = plant(home, [
         ("null-review", "u3", "m4", "review", T_MS, None, None),
         ("no-catalog-row", "u3", "zz", "rating", T_MS + 1, 4.0, None),
-        ("late", "u2", "m3", "rating", T_MS + 2, 4.5, None),  # valid: only makes u2's profile stale
+        ("late", "u2", "m3", "rating", T_MS + 2, 4.5, None),  # valid: only makes u2's profile lag
         ("text-time", "u3", "m1", "rating", "yesterday", 4.0, None),  # SQLite keeps what it is given
         ("text-value", "u3", "m2", "rating", T_MS + 3, "four", None),
     ])

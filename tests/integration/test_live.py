@@ -1,4 +1,4 @@
-"""Live updates (api/live.py) over a real home: SQLite, Chroma and the real
+"""Live updates (tastebud/live/) over a real home: SQLite, Chroma and the real
 embedder; narratives from a fake chat model. Background work is awaited by
 polling its outcome against a generous deadline, never by timing it."""
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tastebud.api.live import LiveUpdates
+from tastebud.live import LiveUpdates
 from tastebud.profiles.events import Event
 from tastebud.profiles.migrations import narrative_queue
 from tastebud.profiles.narrative import template_narrative
@@ -155,15 +155,15 @@ def test_accepted_event_updates_profile_vectors_and_recommendations(make_app, ru
     assert live.stats()["live"]["refreshed_users"] >= 1
 
 
-def test_ensure_fresh_refreshes_a_stale_user_synchronously(make_app):
+def test_ensure_fresh_refreshes_a_lagging_user_synchronously(make_app):
     app = make_app()
     live = LiveUpdates(app, narratives=False)  # not started: nothing runs in the background
     before = app.profiles.head("2")
     post(app, "2", unseen_items(app, "2")[0])
-    assert app.store.is_stale("2")
+    assert app.store.is_lagging("2")
 
     live.ensure_fresh("2")
-    assert not app.store.is_stale("2")
+    assert not app.store.is_lagging("2")
     assert app.profiles.head("2")["version"] == before["version"] + 1
     live.ensure_fresh("2")  # fresh now: nothing to do
     assert app.profiles.head("2")["version"] == before["version"] + 1
@@ -191,7 +191,7 @@ def test_queued_narratives_survive_a_restart(make_app, running):
     live1 = running(app1)
     post(app1, "4", unseen_items(app1, "4")[0])
     live1.events_accepted(["4"])
-    wait_for(lambda: queue_row(app1, "4") is not None and not app1.store.is_stale("4"), "the computed refresh")
+    wait_for(lambda: queue_row(app1, "4") is not None and not app1.store.is_lagging("4"), "the computed refresh")
     live1.stop(timeout=60)
     assert chat1.calls == []
     assert queue_row(app1, "4") is not None, "the request is durable"
@@ -218,7 +218,7 @@ def test_a_burst_of_events_is_one_narrative(make_app, running):
         live.events_accepted(["5"])
     wait_for(lambda: queue_row(app, "5") is None and app.profiles.head("5")["narrative_source"] == "llm",
              "the narrative")
-    assert not app.store.is_stale("5")
+    assert not app.store.is_lagging("5")
     assert len(chat.calls) == 1
 
 
@@ -262,7 +262,7 @@ def test_stop_leaves_no_pending_computed_work(make_app, running):
         post(app, user, unseen_items(app, user)[0])
     live.events_accepted(users)
     live.stop(timeout=60)
-    assert app.store.stale_users(users) == []
+    assert app.store.lagging_users(users) == []
     stats = live.stats()
     assert stats["live"]["pending_users"] == 0
     heads = {u: app.profiles.head(u)["version"] for u in users}

@@ -69,7 +69,8 @@ def describe(engine) -> dict:
                         for c in insp.get_columns(t)],
             "pk": insp.get_pk_constraint(t),
             "unique": sorted((u["name"], tuple(u["column_names"])) for u in insp.get_unique_constraints(t)),
-            "indexes": sorted((i["name"], tuple(i["column_names"]), i["unique"]) for i in insp.get_indexes(t)),
+            "indexes": sorted((i["name"], tuple(i["column_names"]), i["unique"]) for i in insp.get_indexes(t)
+                              if not i.get("duplicates_constraint")),  # PostgreSQL: a unique constraint's index
             "foreign_keys": insp.get_foreign_keys(t),
         }
     return out
@@ -204,6 +205,30 @@ def test_revision_files_form_one_line_and_hold_their_own_ddl():
         assert "import tastebud" not in source and "from tastebud" not in source, f"{path.name}: frozen DDL only"
         previous = number
     assert previous == head_revision()
+
+
+def test_opening_a_store_at_head_waits_for_no_writer(tmp_path):
+    """The check at open is two reads: a long write (an ingestion) does not block it."""
+    import threading
+
+    db = tmp_path / "db.db"
+    EventStore(f"sqlite:///{db}").close()
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # holds the database's write lock, as the schema lock would need
+    opened = threading.Event()
+
+    def open_store():
+        EventStore(f"sqlite:///{db}").close()
+        opened.set()
+
+    thread = threading.Thread(target=open_store, daemon=True)
+    thread.start()
+    try:
+        assert opened.wait(5), "opening a store at head waited for the write lock"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        thread.join(60)
 
 
 def test_opening_a_store_at_head_does_not_load_alembic(tmp_path):

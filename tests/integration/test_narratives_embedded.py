@@ -86,7 +86,7 @@ def test_every_user_gets_an_llm_or_template_narrative(refreshed):
 
 
 def test_stored_narratives_are_grounded(refreshed):
-    from tastebud.profiles.narrative import build_digest, display_title, normalise_title, template_narrative
+    from tastebud.profiles.narrative import build_digest, normalise_title, plain_title, template_narrative
 
     app, _, profiles = refreshed
     checker, catalog = _checker(app)
@@ -109,7 +109,7 @@ def test_stored_narratives_are_grounded(refreshed):
         for name in sorted(digest.allowed_titles | heads, key=len, reverse=True):
             shown = re.sub(re.escape(name), " ", shown, flags=re.IGNORECASE)
         for item in catalog.values():
-            title = display_title(item.title or "")
+            title = plain_title(item.title or "")
             if len(title) >= 10 and " " in title and re.search(rf"(?<!\w){re.escape(title)}(?!\w)", shown):
                 assert any(normalise_title(title) in allowed for allowed in digest.allowed_titles), (user, title)
         # ... and every genre named outside a title is one the digest gave evidence for
@@ -141,14 +141,14 @@ def test_extra_tags_cite_real_events_of_that_user(refreshed):
 def test_checker_rejects_the_models_prose_once_it_invents(refreshed):
     """The model's real output, plus one invented title and one genre without evidence: both caught,
     by the checker and by the writer's whole check (so removing either makes this fail)."""
-    from tastebud.profiles.narrative import _core, build_digest, display_title, normalise_title
+    from tastebud.profiles.narrative import _core, build_digest, normalise_title, plain_title
 
     app, _, profiles = refreshed
     checker, catalog = _checker(app)
     writer = app.narrative_writer()
     for user, p in profiles.items():
         digest = build_digest(p)
-        invented = next(display_title(i.title) for i in sorted(catalog.values(), key=lambda i: i.item_id)
+        invented = next(plain_title(i.title) for i in sorted(catalog.values(), key=lambda i: i.item_id)
                         if i.title and " " in _core(t := normalise_title(i.title)) and len(t) >= 12 and ":" not in t
                         and not any(t in a or a in t for a in digest.allowed_titles))
         genre = next(g for g in ("Horror", "Documentary", "Western", "Musical", "Film-Noir", "War")

@@ -1,8 +1,8 @@
 """All 610 ml-latest-small users through the operator's commands, computed parts only.
 
-`tastebud ingest movielens` -> `refresh --all --no-narratives` -> staleness and
-counts from `status`, `profile show/history` and a second refresh; then one new
-event makes exactly one user stale, and a default `refresh` takes only them.
+`tastebud ingest movielens` -> `refresh --all --no-narratives` -> lagging profiles
+and counts from `status`, `profile show/history` and a second refresh; then one new
+event makes exactly one user's profile lag, and a default `refresh` takes only them.
 In-process Typer runs with the session's embedding model (the refresh also keeps
 every profile's vectors in Chroma). No timing asserts: bench/refresh.py times it.
 """
@@ -51,7 +51,7 @@ def test_refresh_every_ml_latest_small_user_without_narratives(cli, home, ml_sma
 
     after = cli("status")
     assert after["profiles"] == N_USERS and after["profiles_stale"] == 0 and after["narratives_stale"] == N_USERS
-    assert cli("refresh") == {"users": 0}  # nothing stale: nothing to do
+    assert cli("refresh") == {"users": 0}  # no profile lags: nothing to do
 
     profile = cli("profile", "show", "414")
     assert profile["version"] == 1 and profile["narrative_source"] == "stale"

@@ -16,6 +16,7 @@ import pytest
 
 from tastebud.profiles.events import Event, Item
 from tastebud.profiles.ingest import Ingestor
+from tastebud.profiles.narrative_queue import NarrativeQueue
 from tastebud.profiles.store import EventStore
 
 pytestmark = pytest.mark.integration
@@ -124,3 +125,14 @@ def test_append_says_which_rows_were_new_on_postgresql(pg_store):
     assert pg_store.append_event_rows(rows, bad) == {"a", "b"}
     assert pg_store.append_event_rows(rows[:2]) == set()  # both known now
     assert pg_store.status()["events"] == 2 and len(pg_store.open_quarantine()) == 1
+
+
+def test_narrative_queue_on_postgresql(pg_store):
+    """The queue's upsert, lease, back-off and done, through the PostgreSQL dialect."""
+    from tests.unit.test_narrative_queue import test_back_off_release_and_drop, test_request_claim_done
+
+    with pg_store.engine.begin() as conn:
+        conn.exec_driver_sql("TRUNCATE narrative_queue")
+    test_request_claim_done(pg_store)
+    NarrativeQueue(pg_store).drop(["u", "v"])
+    test_back_off_release_and_drop(pg_store)

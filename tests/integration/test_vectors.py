@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tastebud.profiles.events import Item
-from tastebud.retrieval.vectors import SyncReport, VectorStore, content_hash, make_client
+from tastebud.retrieval.vectors import SyncReport, VectorStore, make_client, vector_content_hash
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def test_changed_text_reencodes_only_that_id(vectors, counting_embedder):
     assert np.allclose(before[[0, 1, 3]], after[[0, 1, 3]])
     assert not np.allclose(before[2], after[2])
     meta = vectors.items.metadata(["3"])["3"]
-    assert meta["content_hash"] == content_hash(changed.text_for_embedding(), "all-MiniLM-L6-v2")
+    assert meta["content_hash"] == vector_content_hash(changed.text_for_embedding(), "all-MiniLM-L6-v2")
     assert vectors.items.count() == 4
 
 

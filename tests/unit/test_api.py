@@ -12,7 +12,7 @@ from tastebud.api.errors import PayloadTooLarge, RateLimited, Unauthorized, code
 from tastebud.api.ingest import ingest
 from tastebud.api.keys import KeyStore
 from tastebud.api.limits import TokenBuckets
-from tastebud.profiles.ingest import EVENT_ALIASES, read_event_objects, read_jsonl
+from tastebud.profiles.readers import EVENT_ALIASES, read_event_objects, read_jsonl
 from tastebud.errors import (
     ConfigError, InputError, ModelError, NotFoundError, PermissionDenied, StoreError, TastebudError,
 )

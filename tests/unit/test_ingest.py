@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from tastebud.profiles.events import parse_timestamp
-from tastebud.profiles.ingest import EVENT_ALIASES, Ingestor, read_csv, read_jsonl
+from tastebud.profiles.ingest import Ingestor
 from tastebud.profiles.movielens import ML100K_GENRES, ingest_movielens
+from tastebud.profiles.readers import EVENT_ALIASES, read_csv, read_jsonl
 from tastebud.errors import InputError, NotFoundError
 
 T = 964982703

@@ -1,4 +1,4 @@
-"""What live updates rely on below api/: staleness queries, profile saves that
+"""What live updates rely on below tastebud.live: staleness queries, profile saves that
 survive concurrent writers, and narrative calls bounded by a timeout."""
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ def _profile(user: str, note: str) -> dict:
     return {"user_id": user, "long_term": {"tags": [], "narrative": note}, "short_term": {"tags": []}}
 
 
-def test_is_stale_and_stale_users_among_some(store):
+def test_is_lagging_and_lagging_users_among_some(store):
     load(store, [item("a", ["Crime"]), item("b", ["Drama"])],
          [rating("u", "a", 4.0, 0), rating("v", "b", 3.0, 0)])
-    assert store.is_stale("u") and store.is_stale("v")
-    assert not store.is_stale("nobody")
+    assert store.is_lagging("u") and store.is_lagging("v")
+    assert not store.is_lagging("nobody")
     ProfileRepository(store).save(_profile("u", "x"), store.user_last_seqs(["u"])["u"], "stale")
-    assert not store.is_stale("u")
-    assert store.stale_users(["u", "v", "nobody"]) == ["v"]
-    assert store.stale_users([]) == []
+    assert not store.is_lagging("u")
+    assert store.lagging_users(["u", "v", "nobody"]) == ["v"]
+    assert store.lagging_users([]) == []
     store.write_batch([rating("u", "b", 5.0, 1)])
-    assert store.is_stale("u")
+    assert store.is_lagging("u")
 
 
 def test_a_profile_older_than_the_head_is_not_saved(store):

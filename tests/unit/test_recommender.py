@@ -207,7 +207,7 @@ def test_item_side_cache_round_trip_and_fingerprint(store, tmp_path):
     assert item_side_fingerprint(store, store.items_by_id(), None) != key
     rebuilt = cached_item_side(store, None, tmp_path)
     assert rebuilt.pop_counts[rebuilt.index["i7"]] == first.pop_counts[first.index["i7"]] + 1
-    assert len(list(tmp_path.glob("item_side-*.npz"))) == 1  # the stale file is gone
+    assert len(list(tmp_path.glob("item_side-*.npz"))) == 1  # the outdated file is gone
     next(tmp_path.glob("item_side-*.npz")).write_bytes(b"garbage")
     assert cached_item_side(store, None, tmp_path).items == first.items  # a broken cache is rebuilt
 

@@ -3,7 +3,7 @@ import pytest
 from tastebud.profiles.interest import InterestConfig
 from tastebud.profiles.refresh import Refresher, in_shard, parse_shard
 from tastebud.profiles.store import EventStore
-from tastebud.profiles.versions import ProfileRepository, content_hash
+from tastebud.profiles.versions import ProfileRepository, profile_content_hash
 from tastebud.errors import InputError, NotFoundError
 from tastebud.settings import DEFAULT_EVENT_WEIGHTS
 from tests.profile_helpers import item, load, rating
@@ -26,7 +26,7 @@ def test_refresh_creates_versions_only_when_content_changes(store):
     refresher = Refresher(store, CONFIG)
     first = refresher.refresh(refresher.select_users(), narratives=False)
     assert (first.users, first.new_versions) == (3, 3)
-    assert refresher.select_users() == []  # nothing stale any more
+    assert refresher.select_users() == []  # no profile lags its events any more
     again = refresher.refresh(refresher.select_users(all_users=True), narratives=False)
     assert (again.new_versions, again.unchanged) == (0, 3)
     store.write_batch([rating("u1", "i5", 5.0, 30, n=99)])
@@ -52,7 +52,7 @@ def test_profile_json_contract(store):
             assert set(tag) >= {"tag", "weight", "evidence_event_ids"}
     assert set(data["drift"]) >= {"score", "emerging", "fading"}
     assert data["narrative_source"] == "stale"  # --no-narratives marks narratives stale
-    assert data["content_hash"] == content_hash(data)
+    assert data["content_hash"] == profile_content_hash(data)
 
 
 def test_interrupted_refresh_resumes_to_the_same_profiles(tmp_path):
@@ -68,7 +68,7 @@ def test_interrupted_refresh_resumes_to_the_same_profiles(tmp_path):
         if interrupt_after is not None:
             with pytest.raises(KeyboardInterrupt):
                 refresher.refresh(refresher.select_users(), narratives=False, progress=progress)
-            assert 0 < len(refresher.select_users()) < 30  # some done, the rest still stale
+            assert 0 < len(refresher.select_users()) < 30  # some done, the rest still lagging
         refresher.refresh(refresher.select_users(), narratives=False)
         assert refresher.select_users() == []
         repo = ProfileRepository(store)
