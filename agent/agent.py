@@ -15,22 +15,25 @@ Two drivers over the same `Toolbox`:
 otherwise. ``phrasing=False`` (``tastebud chat --template``) never calls the
 LLM: answers are the deterministic renderings.
 
-Every answer is checked before it is shown (`tastebud.agent.grounding`): tokens are
-released sentence by sentence only while the text so far names no item
-outside this turn's tool results; otherwise the whole answer becomes the
-deterministic rendering of the results.
+Every answer is checked before it is shown, claim by claim
+(`tastebud.agent.claims`): each sentence must be supported by this turn's tool
+results (titles, numbers, who did what, other users, the user's own words,
+"you" to an end user). Tokens are released sentence by sentence while every
+sentence so far passes; an unsupported sentence is dropped, and when what is
+left no longer answers the question (or the answer repeats instructions) the
+whole answer becomes the deterministic rendering of the results.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from tastebud.agent.grounding import UNTRUSTED_NOTE, Grounding, as_data, check_answer, clip, tokens
+from tastebud.agent.claims import ClaimChecker, split_sentences
+from tastebud.agent.grounding import UNTRUSTED_NOTE, Grounding, as_data, clip, tokens
 from tastebud.agent.render import render_calls
 from tastebud.agent.roles import Principal, Role
 from tastebud.agent.router import Plan, Router, help_text
@@ -65,7 +68,8 @@ class Turn:
     phrased_by: str = "template"  # "llm" | "template"
     first_token_s: float | None = None
     total_s: float = 0.0
-    model_answer: str | None = None  # what the model said, when it was replaced
+    model_answer: str | None = None  # what the model said, when it was replaced or cut
+    claims: dict[str, Any] = field(default_factory=lambda: {"checked": 0, "dropped": []})  # the claim check
 
     @property
     def items(self) -> list[dict[str, Any]]:
@@ -93,6 +97,7 @@ class Turn:
             "timing": {"first_token_s": None if self.first_token_s is None else round(self.first_token_s, 3),
                        "total_s": round(self.total_s, 3)},
         }
+        out["claims"] = self.claims
         if self.ungrounded:
             out["ungrounded"] = self.ungrounded
         if session_id:
@@ -101,17 +106,22 @@ class Turn:
 
 
 class SentenceGate:
-    """Streams text to `on_text` a sentence at a time, only while everything
-    released so far passes the grounding check."""
+    """Streams text to `on_text` a sentence at a time, each sentence checked on
+    its own (`check(sentence)`), only while every sentence so far passed; after
+    the first unsupported sentence nothing more is streamed (the settled answer
+    is shown at the end). `split(text)` gives (start, end, closed) sentence
+    spans (`tastebud.agent.claims.split_sentences` by default)."""
 
-    _BOUNDARY = re.compile(r"[.!?:;](?=\s)|\n")
-
-    def __init__(self, check: Callable[[str], Grounding], on_text: TextFn | None):
+    def __init__(self, check: Callable[[str], Grounding], on_text: TextFn | None,
+                 split: Callable[[str], list[tuple[int, int, bool]]] | None = None):
         self.check = check
+        self.split = split or split_sentences
         self.on_text = on_text
         self.text = ""
-        self.released = 0
+        self.consumed = 0  # characters of `text` already judged
+        self.shown = ""
         self.failed = False
+        self.problems: list[Grounding] = []
         self.first_token_at: float | None = None
 
     def feed(self, piece: str) -> None:
@@ -122,28 +132,37 @@ class SentenceGate:
         self.text += piece
         if self.failed or self.on_text is None:
             return
-        last = None
-        for m in self._BOUNDARY.finditer(self.text, self.released):
-            last = m.end()
-        if last is not None and last > self.released:
-            self._release(last)
+        self._advance(final=False)
 
-    def _release(self, upto: int) -> None:
-        if self.check(self.text[:upto]).grounded:
-            self.released = upto
-            self.on_text(self.text[:upto])  # type: ignore[misc]
-        else:
-            self.failed = True
+    def _advance(self, final: bool) -> None:
+        rest = self.text[self.consumed :]
+        for start, end, closed in self.split(rest):
+            if not closed and not final:
+                break
+            sentence = rest[start:end]
+            result = self.check(sentence.strip()) if sentence.strip() else Grounding(True, [])
+            if not result.grounded:
+                self.problems.append(result)
+                self.failed = True
+                return
+            self.consumed += end - start
+            self.shown += sentence
+            if self.on_text is not None:
+                self.on_text(self.shown.strip())
 
     def close(self) -> Grounding:
-        result = self.check(self.text)
-        if result.grounded and not self.failed and self.on_text is not None and len(self.text) > self.released:
-            self.released = len(self.text)
-            self.on_text(self.text)
-        return result
+        """Judge (and, if all passed, release) the rest; the verdict on the whole text."""
+        if not self.failed:
+            self._advance(final=True)
+        if not self.failed:
+            return Grounding(True, [])
+        bad: list[str] = []
+        for g in self.problems:
+            bad += [u for u in g.ungrounded if u not in bad]
+        return Grounding(False, bad, [r for g in self.problems for r in g.reasons])
 
     def reset(self) -> None:
-        self.text, self.released, self.failed = "", 0, False
+        self.text, self.consumed, self.shown, self.failed, self.problems = "", 0, "", False, []
         if self.on_text is not None:
             self.on_text("")
 
@@ -291,9 +310,9 @@ class Agent:
 
     def _phrase(self, turn: Turn, question: str, call: ToolCall, deterministic: str, on_text: TextFn | None, t0: float) -> Turn:
         results = [c.result for c in turn.tool_calls if c.ok]
-        check = lambda t: check_answer(t, results, self.toolbox.titles, question)  # noqa: E731
-        gate = SentenceGate(check, on_text)
         messages = self._phrase_prompt(question, call)
+        checker = self._checker(results, question, messages[0][1])
+        gate = SentenceGate(checker.check_sentence, on_text, checker.split)
         model = self.llm.chat_model.bind(max_tokens=self.max_tokens, temperature=0.2)
         from tastebud.llm import model_errors
 
@@ -309,17 +328,29 @@ class Agent:
             gate.text = ""
         if gate.first_token_at is not None:
             turn.first_token_s = gate.first_token_at - t0
-        return self._settle(turn, gate, deterministic, on_text, phrased=True)
+        return self._settle(turn, gate, checker, deterministic, on_text)
 
-    def _settle(self, turn: Turn, gate: SentenceGate, deterministic: str, on_text: TextFn | None, phrased: bool) -> Turn:
+    def _checker(self, results: Any, question: str, system_prompt: str) -> ClaimChecker:
+        audience = "staff" if self.principal.is_staff else "user"
+        return ClaimChecker(results, self.toolbox.titles, question, audience, system_prompt)
+
+    def _settle(self, turn: Turn, gate: SentenceGate, checker: ClaimChecker, deterministic: str,
+                on_text: TextFn | None) -> Turn:
+        """The model's answer, claim by claim: the supported sentences when they
+        still answer the question, else the deterministic rendering."""
         answer = gate.text.strip()
-        result = gate.check(answer) if answer else Grounding(False, [])
-        if answer and result.grounded and not gate.failed:
-            turn.answer, turn.phrased_by = answer, "llm"
-            gate.close()
+        report = checker.review(answer) if answer else None
+        if report is not None:
+            turn.claims = report.as_dict()
+            turn.ungrounded = report.ungrounded
+        if report is not None and report.keep and report.kept_text:
+            turn.answer, turn.phrased_by = report.kept_text, "llm"
+            if report.dropped:
+                turn.model_answer = answer
+            if on_text is not None and gate.shown.strip() != turn.answer:
+                on_text(turn.answer)
             return turn
         turn.model_answer = answer or None
-        turn.ungrounded = result.ungrounded
         turn.replaced = bool(answer)
         turn.answer = deterministic or "Sorry, I have no answer from the data for that."
         turn.phrased_by = "template"
@@ -359,9 +390,11 @@ class Agent:
 
         turn = Turn(text, "", driver="tools")
         tools = self.toolbox.langchain_tools()
-        graph = create_agent(model=self.llm.chat_model, tools=tools, system_prompt=self._tools_system_prompt())
+        system_prompt = self._tools_system_prompt()
+        graph = create_agent(model=self.llm.chat_model, tools=tools, system_prompt=system_prompt)
         results_of = lambda: [c.result for c in self.toolbox.calls if c.ok]  # noqa: E731
-        gate = SentenceGate(lambda t: check_answer(t, results_of(), self.toolbox.titles, text), on_text)
+        checker = self._checker(results_of, text, system_prompt)
+        gate = SentenceGate(checker.check_sentence, on_text, checker.split)
         final: list[Any] = []
         current_id: str | None = None
         try:
@@ -408,10 +441,11 @@ class Agent:
             turn.answer = deterministic
             turn.model_answer = gate.text or None
             turn.phrased_by = "template"
+            turn.claims = {"checked": 0, "dropped": [], "fallback": "a tool call was refused"}
             if on_text is not None:
                 on_text(turn.answer)
             return turn
-        return self._settle(turn, gate, deterministic, on_text, phrased=True)
+        return self._settle(turn, gate, checker, deterministic, on_text)
 
     def _tools_system_prompt(self) -> str:
         p = self.principal

@@ -37,7 +37,8 @@ _ARTICLES = frozenset({"the", "a", "an"})
 
 
 def display_title(title: str) -> str:
-    """MovieLens style 'Matrix, The (1999)' -> 'The Matrix (1999)'."""
+    """MovieLens style 'Matrix, The (1999)' -> 'The Matrix (1999)': the year kept
+    (tastebud.profiles.narrative.plain_title drops it)."""
     title = (title or "").strip()
     m = _INVERTED.match(title)
     if m:
@@ -168,9 +169,14 @@ _EMPHASIS = re.compile(
 class Grounding:
     grounded: bool
     ungrounded: list[str] = field(default_factory=list)  # the offending mentions
+    reasons: list[str] = field(default_factory=list)  # every problem found (tastebud.agent.claims)
+    fatal: bool = False  # instruction-like text: the whole answer is not to be trusted
 
     def as_dict(self) -> dict[str, Any]:
-        return {"grounded": self.grounded, "ungrounded": self.ungrounded}
+        out: dict[str, Any] = {"grounded": self.grounded, "ungrounded": self.ungrounded}
+        if self.reasons:
+            out["reasons"] = self.reasons
+        return out
 
 
 def check_answer(answer: str, results: list[Any], index: TitleIndex | None, question: str = "") -> Grounding:
@@ -209,13 +215,23 @@ UNTRUSTED_NOTE = (
 )
 
 
+# Every character that could open or close a tag, in any of its look-alike
+# forms, written as a JSON escape: inside the block no tag can be closed (nor
+# opened) from the data, whatever its case, spacing or Unicode variant, and
+# the block stays valid JSON ("\u003c" reads back as "<").
+_TAG_CHARS = {c: f"\\u{ord(c):04x}" for c in "<>\uff1c\uff1e\ufe64\ufe65\u2039\u203a\u3008\u3009\u27e8\u27e9"}
+_TAG_ESCAPE = str.maketrans(_TAG_CHARS)
+
+
 def as_data(value: Any, limit: int = 6000) -> str:
     """Tool output for a prompt: JSON (so quotes and newlines in untrusted text
-    cannot break out), cut to `limit` characters, inside a <data> block."""
-    text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
-    text = text.replace("</data>", "<\\/data>")
+    cannot break out), with every angle bracket escaped (so no "</data>",
+    "</DATA >", "< /data>" or "\uff1c/data\uff1e" can end the block early), cut to
+    `limit` characters, inside a <data> block."""
+    text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")).translate(_TAG_ESCAPE)
     if len(text) > limit:
-        text = text[:limit] + "…"
+        text = text[:limit].rsplit("\\", 1)[0] if "\\" in text[max(0, limit - 6):limit] else text[:limit]
+        text += "…"
     return f"<data>\n{text}\n</data>"
 
 

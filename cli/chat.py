@@ -189,7 +189,7 @@ def ask(
     session: Optional[str] = typer.Option(None, "--session", help="Continue a saved session (and save this turn to it)."),
     template: bool = typer.Option(False, "--template", help="No LLM: the deterministic answer."),
     mode: Optional[str] = typer.Option(None, "--mode", help="auto | tools | router."),
-    as_json: bool = typer.Option(False, "--json", help="answer, tool_calls, grounded (and timing) as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="answer, tool_calls, grounded, claims (checked, dropped with reasons) and timing as JSON."),
 ) -> None:
     """Answer one question and exit."""
     from tastebud.cli.render import console, err_console, print_json
