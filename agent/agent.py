@@ -32,7 +32,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from tastebud.agent.claims import ClaimChecker, split_sentences
+from tastebud.agent.claim_facts import split_sentences
+from tastebud.agent.claims import ClaimChecker
 from tastebud.agent.grounding import UNTRUSTED_NOTE, Grounding, as_data, clip, tokens
 from tastebud.agent.render import render_calls
 from tastebud.agent.roles import Principal, Role

@@ -52,403 +52,68 @@ and to an end user 该用户/用户1 is dropped.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 from tastebud.agent.grounding import (
-    UNTRUSTED_KEYS,
     Grounding,
     TitleIndex,
     _fold,
     check_answer,
-    display_title,
     norm,
 )
+from tastebud.agent.claim_facts import (
+    DATA_ECHO_WORDS,
+    Facts,
+    SYSTEM_ECHO_WORDS,
+    _ARTICLES,
+    _DENOMINATOR,
+    _NUMBER,
+    _RATING,
+    _SPELLED,
+    _VERSION,
+    _WORD,
+    _YEAR_AFTER,
+    _grams,
+    _without_data,
+    instruction_like,
+    is_english,
+    split_sentences,
+)
+from tastebud.agent.claim_patterns import (
+    _unique,
+    _number_in,
+    _adjacent_title,
+    _list_after,
+    _CLAIM,
+    _CO_OCCURRENCE,
+    _FAVOURITE_AFTER,
+    _FAVOURITE_BEFORE,
+    _LIST_SEP,
+    _NOT_A_CLAIM_BEFORE,
+    _OTHERS,
+    _OTHERS_OK,
+    _PEOPLE_SUBJECT,
+    _POPULARITY,
+    _RANK,
+    _RATING_ATTRIBUTED,
+    _RECOMMENDED_AFTER,
+    _RECOMMENDED_BEFORE,
+    _RELATIVE,
+    _REPUTATION,
+    _REVIEW,
+    _ROLE,
+    _THIS,
+    _YOUR_LOVE,
+    _ZH_CRITICS,
+    _ZH_PEOPLE,
+    _ZH_RATING,
+    _ZH_ROLE,
+    _ZH_TITLE,
+    _ZH_WORDS,
+    _verb_class,
+)
 
-LIKED_RATING = 3.5
-DISLIKED_RATING = 2.0
-POSITIVE_EVENTS = frozenset({"like", "purchase", "add_to_cart"})
-NEGATIVE_EVENTS = frozenset({"dislike", "skip"})
-SEEN_EVENTS = frozenset({"view", "click", "rating", "review", "purchase", "like", "dislike", "add_to_cart"})
-NOT_NUMBERS = frozenset({"request_id", "event_id", "session_id"})  # ids: hex, not facts
-SYSTEM_ECHO_WORDS = 8
-DATA_ECHO_WORDS = 5
-
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-_WORD = re.compile(r"[0-9A-Za-zÀ-ÿ]+(?:['’][A-Za-zÀ-ÿ]+)?")
-_ARTICLES = frozenset({"the", "a", "an"})
-_YEAR_AFTER = re.compile(r"\s*\((?:19|20)\d{2}\)")
-
-# ------------------------------------------------------------------ sentences
-
-_TERMINATOR = re.compile(r"[.!?…]+[\"'”’)\]*_]*(?=\s)|[。！？]+[”’」』)]*|\n+")
-_ABBREVIATIONS = frozenset({"dr", "mr", "mrs", "ms", "st", "jr", "sr", "vs", "etc", "eg", "ie", "aka", "no", "vol",
-                            "pt", "ft", "mt", "inc", "ltd", "co", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
-                            "sep", "sept", "oct", "nov", "dec"})
-
-
-def split_sentences(text: str, protect: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int, bool]]:
-    """(start, end, closed) spans covering `text`: a span ends after its
-    terminator (". ", "!", "。", a newline); `closed` is False for an
-    unterminated tail. No split inside a protected span (a title such as
-    "Who Framed Roger Rabbit? (1988)"), after an abbreviation ("Dr.",
-    "a.k.a."), after a list number ("1."), or before a "(1988)" year."""
-    spans: list[tuple[int, int, bool]] = []
-    start = 0
-    for m in _TERMINATOR.finditer(text):
-        at, end = m.start(), m.end()
-        if any(s < at < e for s, e in protect):
-            continue
-        if m.group()[0] == ".":
-            before = text[start:at]
-            last = re.split(r"\s", before.strip())[-1] if before.strip() else ""
-            if last.replace(".", "").lower() in _ABBREVIATIONS or (last.isdigit() and before.strip() == last):
-                continue
-        if m.group()[0] in ".!?" and _YEAR_AFTER.match(text, end):
-            continue
-        if text[start:end].strip():
-            spans.append((start, end, True))
-            start = end
-    if text[start:].strip():
-        spans.append((start, len(text), False))
-    elif spans:  # trailing whitespace belongs to the last sentence
-        s, _, closed = spans[-1]
-        spans[-1] = (s, len(text), closed)
-    return spans
-
-
-def is_english(sentence: str) -> bool:
-    """English phrase rules apply unless the sentence is mostly CJK."""
-    return len(_CJK.findall(sentence)) < 2
-
-
-# ------------------------------------------------------------------ facts
-
-_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?"  # 1,234 · 4.5 · 0.14
-                     r"(\s?%|\s?percent\b)?(?:st|nd|rd|th)?(?![A-Za-z0-9_])")
-_VERSION = re.compile(r"(?<![A-Za-z0-9_.])v(\d+)(?![A-Za-z0-9_])")
-_STARS = r"(?:/\s*(?:5|10)(?!\d|\.\d)|\s*out of (?:5|10|five|ten)\b|[- ]?stars?\b|-star\b)"
-_SPELLED = {"one": 1.0, "two": 2.0, "three": 3.0, "four": 4.0, "five": 5.0, "half": 0.5}
-_RATING = re.compile(r"(?<![A-Za-z0-9_.])(\d+(?:\.\d+)?|one|two|three|four|five)\s*" + _STARS, re.I)
-_DENOMINATOR = re.compile(r"(?:/\s*(?:5|10)(?!\d|\.\d)|\bout of (?:5|10)\b)")
-
-
-def _numbers_in(text: str) -> list[float]:
-    out = []
-    for m in re.finditer(r"\d+(?:,\d{3})*(?:\.\d+)?", text):
-        try:
-            out.append(float(m.group().replace(",", "")))
-        except ValueError:
-            pass
-    return out
-
-
-def _title_keys(title: str) -> set[str]:
-    """The normalised title and, for "Run Lola Run (Lola rennt) (1998)" or
-    "Seven (a.k.a. Se7en) (1995)", the part before the parenthesis."""
-    keys = {norm(title)}
-    head = display_title(title).split(" (", 1)[0]
-    if head and head != title:
-        keys.add(norm(head))
-    keys.discard("")
-    return keys
-
-
-@dataclass
-class Facts:
-    """What this turn's tool results hold, in the forms the rules need."""
-
-    titles: set[str] = field(default_factory=set)  # every title a result names (normalised)
-    raw_titles: set[str] = field(default_factory=set)
-    aliases: dict[str, str] = field(default_factory=dict)  # any key -> canonical normalised title
-    listed: set[str] = field(default_factory=set)  # offered items: recommendations, matches, logged lists
-    subject: set[str] = field(default_factory=set)  # the explained item(s)
-    positive: set[str] = field(default_factory=set)
-    negative: set[str] = field(default_factory=set)
-    seen: set[str] = field(default_factory=set)
-    reviewed: set[str] = field(default_factory=set)
-    ratings: dict[str, set[float]] = field(default_factory=dict)
-    ranks: dict[str, set[int]] = field(default_factory=dict)  # title -> its rank(s) in a list or explanation
-    numbers: set[float] = field(default_factory=set)
-    co_occurrence: bool = False
-    popularity: bool = False
-    user_words: bool = False  # the user's own words (search/review text, a request text)
-    reviews: bool = False
-    trusted_text: str = ""
-    instructions: list[str] = field(default_factory=list)  # instruction-like untrusted text
-
-    @property
-    def rating_values(self) -> set[float]:
-        return {v for vs in self.ratings.values() for v in vs}
-
-    def canonical(self, key: str) -> str:
-        return self.aliases.get(key, key)
-
-    def show(self, key: str) -> str:
-        """A normalised title as the results write it, for messages."""
-        return next((display_title(t) for t in sorted(self.raw_titles) if norm(t) == key), key)
-
-    @classmethod
-    def from_results(cls, results: Iterable[Any]) -> "Facts":
-        f = cls()
-        trusted: list[str] = []
-        untrusted: list[str] = []
-        results = [r for r in results if r is not None]
-        for r in results:
-            f._walk(r, None, trusted, untrusted)
-        for raw in f.raw_titles:
-            canon = norm(raw)
-            for k in _title_keys(raw):
-                f.aliases.setdefault(k, canon)
-        # "You rated Fight Club (1999) 5/5, ..." in the service's reason sentences
-        for s in trusted:
-            if "/5" not in s:
-                continue
-            for raw in f.raw_titles:
-                for m in re.finditer(re.escape(raw) + r"\s*\(?(\d+(?:\.\d+)?)\s*/\s*5\b", s):
-                    f._rate(norm(raw), float(m.group(1)))
-            if re.search(r"\bpeople who liked\b", s):
-                f.co_occurrence = True
-        for s in trusted:
-            if s.startswith("Popular:"):
-                f.popularity = True
-            if s.startswith("Fits your request"):
-                f.user_words = True
-        f.trusted_text = " " + " ".join(_fold(s) for s in trusted) + " "
-        f.instructions = [s for s in untrusted if instruction_like(s)]
-        f.titles = {norm(t) for t in f.raw_titles} - {""}
-        return f
-
-    def _rate(self, key: str, value: float) -> None:
-        self.ratings.setdefault(key, set()).add(float(value))
-        if value >= LIKED_RATING:
-            self.positive.add(key)
-        if value <= DISLIKED_RATING:
-            self.negative.add(key)
-        self.seen.add(key)
-
-    def _walk(self, v: Any, key: str | None, trusted: list[str], untrusted: list[str]) -> None:
-        if isinstance(v, bool) or v is None:
-            return
-        if isinstance(v, (int, float)):
-            if key not in NOT_NUMBERS:
-                self.numbers.add(abs(float(v)))
-            return
-        if isinstance(v, str):
-            if key in UNTRUSTED_KEYS:
-                untrusted.append(v)
-            else:
-                trusted.append(v)
-                if key not in NOT_NUMBERS:
-                    self.numbers.update(_numbers_in(v))
-            return
-        if isinstance(v, (list, tuple)):
-            self.numbers.add(float(len(v)))
-            for x in v:
-                self._walk(x, key, trusted, untrusted)
-            return
-        if not isinstance(v, Mapping):
-            return
-        title = v.get("title") if isinstance(v.get("title"), str) else None
-        if title:
-            self.raw_titles.add(title)
-        t = norm(title) if title else ""
-        if t and isinstance(v.get("rank"), int) and not isinstance(v.get("rank"), bool):
-            self.ranks.setdefault(t, set()).add(int(v["rank"]))
-        for k, x in v.items():
-            if k == "items" and isinstance(x, list):
-                self.listed |= {norm(i["title"]) for i in x if isinstance(i, Mapping) and isinstance(i.get("title"), str)}
-            elif k == "liked_items" and isinstance(x, list):
-                self.positive |= {norm(i["title"]) for i in x if isinstance(i, Mapping) and i.get("title")}
-                self.seen |= {norm(i["title"]) for i in x if isinstance(i, Mapping) and i.get("title")}
-            elif k == "disliked_items" and isinstance(x, list):
-                self.negative |= {norm(i["title"]) for i in x if isinstance(i, Mapping) and i.get("title")}
-                self.seen |= {norm(i["title"]) for i in x if isinstance(i, Mapping) and i.get("title")}
-            elif k in ("because_you_liked", "co_occurrence") and isinstance(x, list) and x:
-                self.co_occurrence = True
-                for e in x:
-                    if isinstance(e, Mapping) and isinstance(e.get("title"), str):
-                        et = norm(e["title"])
-                        self.positive.add(et)
-                        self.seen.add(et)
-                        if e.get("type") == "rating" and isinstance(e.get("value"), (int, float)):
-                            self._rate(et, float(e["value"]))
-            elif k == "events" and isinstance(x, list):
-                for e in x:
-                    if isinstance(e, Mapping):
-                        self._event(e)
-            elif k == "parts" and isinstance(x, Mapping):
-                if _positive(x.get("co_occurrence")):
-                    self.co_occurrence = True
-                if _positive(x.get("popularity")):
-                    self.popularity = True
-            elif k == "popularity" and (_positive(x) or (isinstance(x, Mapping) and _positive(x.get("positive_interactions")))):
-                self.popularity = True
-            elif k == "params" and isinstance(x, Mapping) and x.get("intent"):
-                self.user_words = True
-            elif k == "intent" and isinstance(x, Mapping) and x.get("text"):
-                self.user_words = True
-            self._walk(x, k, trusted, untrusted)
-        if t and "sentences" in v and "rank" in v:  # an explanation: this is the item it is about
-            self.subject.add(t)
-        if t and "kind" in v and "event_id" in v:  # feedback recorded this turn
-            (self.positive if v["kind"] == "like" else self.negative).add(t)
-
-    def _event(self, e: Mapping[str, Any]) -> None:
-        kind = str(e.get("type") or "")
-        text = e.get("text")
-        if isinstance(text, str) and text.strip():
-            self.user_words = True
-        if kind == "review":
-            self.reviews = True
-        title = e.get("title") if isinstance(e.get("title"), str) else None
-        if not title:
-            return
-        t = norm(title)
-        if kind in SEEN_EVENTS:
-            self.seen.add(t)
-        if kind == "review":
-            self.reviewed.add(t)
-        if kind in POSITIVE_EVENTS:
-            self.positive.add(t)
-        if kind in NEGATIVE_EVENTS:
-            self.negative.add(t)
-        if kind == "rating" and isinstance(e.get("value"), (int, float)):
-            self._rate(t, float(e["value"]))
-
-
-def _positive(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
-
-
-# ------------------------------------------------------------------ instructions
-
-_INSTRUCTION = [
-    re.compile(r"\b(?:ignore|forget|disregard|override)\s+(?:all\s+|any\s+|of\s+)?(?:the\s+|your\s+|my\s+|these\s+|those\s+)?"
-               r"(?:previous|prior|above|earlier|preceding|former|system|original|old)?\s*"
-               r"(?:instructions?|rules|prompts?|directions|guidelines|guardrails)\b", re.I),
-    re.compile(r"\byou\s+are\s+(?:now\s+)?(?:an?\s+|the\s+)?(?:operator|admin(?:istrator)?|root|developer|superuser|"
-               r"system|support staff)\b", re.I),
-    re.compile(r"\b(?:act|behave|respond)\s+as\s+(?:an?\s+|the\s+)?(?:operator|admin(?:istrator)?|root|developer|system)\b", re.I),
-    re.compile(r"(?:^|[\n.!?]\s*)\s*(?:system|developer)\s*:", re.I),
-    re.compile(r"\bSYSTEM\s*:"),
-    re.compile(r"\b(?:new|updated|real|actual|secret|hidden)\s+instructions?\s*:", re.I),
-    re.compile(r"\bsystem\s+prompt\b", re.I),
-    re.compile(r"<\s*/?\s*(?:data|system|instructions?|im_start|im_end)\s*>|\[/?(?:INST|SYS)\]|<\|[a-z_]+\|>", re.I),
-    re.compile(r"\b(?:jailbreak|developer mode|DAN mode)\b", re.I),
-    re.compile(r"忽略(?:之前|以上|前面|先前|上面|所有|全部)?的?(?:所有|全部)?(?:指令|指示|规则|提示)"  # ignore ... instructions
-               r"|你现在是(?:操作员|管理员|系统|开发者)|系统提示"),  # you are operator now; system prompt
-]
-
-
-def instruction_like(text: str) -> bool:
-    return any(p.search(text or "") for p in _INSTRUCTION)
-
-
-def _grams(text: str, n: int) -> set[tuple[str, ...]]:
-    words = re.findall(r"[\u3400-\u9fff]|[^\W\u3400-\u9fff]+", (text or "").lower())
-    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
-
-
-def _without_data(prompt: str) -> str:
-    return re.sub(r"<data>.*?</data>", " ", prompt or "", flags=re.S)
-
-
-# ------------------------------------------------------------------ English phrase rules
-
-_SUBJECT = r"(?P<subj>\b(?:you|(?:the|this) user|user\s+#?(?=[\w-]*\d)[\w-]+|they|he|she))\b"
-_AUX = (r"(?:(?:'ve|’ve|'re|’re)|\s+(?:have|has|had|did|do|does|are|were|also|really|both|all|previously|already|recently|"
-        r"once|especially|particularly|truly|clearly|obviously|absolutely|definitely|highly|consistently|often|"
-        r"always|even|just|mostly|strongly|greatly|seem\s+to|seemed\s+to|apparently|evidently))*")
-_NEG = r"(?P<neg>\s*n['’]t|\s+not|\s+never)?"
-_VERBS = {
-    "positive": r"liked|loved|enjoyed|adored|appreciated|like|love|enjoy|adore|likes|loves|enjoys|prefer|prefers|preferred|"
-                r"favou?red|were a fan of|are a fan of|a fan of|big fans? of|fans? of",
-    "seen": r"watched|saw|seen|viewed|bought|purchased|rented|streamed",
-    "rated": r"rated|gave|scored|rate|rates|gives",
-    "reviewed": r"reviewed|reviews|wrote a review of",
-    "negative": r"disliked|hated|dislike|dislikes|hate|hates|skipped|avoided|avoid|avoids",
-    "words": r"mentioned|said|told|wrote|written|noted|stated|expressed|shared|indicated|searched|"
-             r"talked about|brought up|described",
-}
-_VERB_RE = {cls: re.compile(f"(?:{pat})", re.I) for cls, pat in _VERBS.items()}
-
-
-def _verb_class(verb: str) -> str:
-    return next((cls for cls, rx in _VERB_RE.items() if rx.fullmatch(verb)), "seen")
-
-
-_CLAIM = re.compile(_SUBJECT + _AUX + _NEG + _AUX + r"\s+(?P<verb>" + "|".join(_VERBS.values()) + r")\b", re.I)
-_NOT_A_CLAIM_BEFORE = re.compile(r"\b(?:if|whether|unless|did|do|does|would|will|could|should|might|may|can|"
-                                 r"recommend|suggest|hope|let|help)\s*$", re.I)
-_FAVOURITE_AFTER = re.compile(r"\byour\s+(?:\w+\s+){0,2}?(?:favou?rites?|top[- ]rated|highest[- ]rated|best[- ]loved|"
-                              r"most[- ]loved)\b(?:\s+(?:movies|films|titles))?"
-                              r"(?:\s*(?:include|includes|including|are|is|like|such as|:|,|—|-))?", re.I)
-_FAVOURITE_BEFORE = re.compile(r"^\s*,?\s*(?:is|are|was|were)\s+(?:one\s+|some\s+|among\s+|two\s+)?(?:of\s+)?your\s+"
-                               r"(?:\w+\s+)?(?:favou?rites?|top[- ]rated|most[- ]loved)", re.I)
-_YOUR_LOVE = re.compile(r"\byour\s+(?:love|fondness|liking|enjoyment|appreciation|passion)\s+(?:of|for)\b", re.I)
-_RELATIVE = re.compile(r"[\s,(]*(?:which|that|whom)\s*$", re.I)
-_THIS = re.compile(r"^\s+(?:this|that)(?:\s+(?:movie|film|title|one|pick|recommendation|item))?\b(?!\s+\w+\s+(?:was|is)\b)", re.I)
-_GAP_BREAK = re.compile(r"\b(?:because|so|since|which|that|but|while|when|it|this|these|those|them|they|he|she|you|your|"
-                        r"was|is|were|are|recommended|people|users|viewers|fans|others|and then|as well|also liked)\b", re.I)
-_RATED = r"(?:\(\s*\d+(?:\.\d+)?\s*" + _STARS + r"\s*\)|\d+(?:\.\d+)?\s*" + _STARS + r"|\(\s*[a-z_]{1,12}\s*\))"
-_LIST_SEP = re.compile(r"^\s*(?:" + _RATED + r")?\s*,?\s*(?:and|or|&|as well as|plus|along with)?\s*$", re.I)
-_LIST_TAIL = re.compile(r"^\s*(?:" + _RATED + r")?\s*(?:[,.;:!?)\]—–]|\s-\s|and\b|or\b|&|$)", re.I)
-
-_CO_OCCURRENCE = re.compile(
-    r"\b(?:people|users|viewers|fans|others|audiences?|members|folks|customers|moviegoers|everyone)\s+(?:who|that|with)\b"
-    r"|\bthose\s+who\b"
-    r"|\bsimilar\s+(?:users|people|viewers|tastes?|audiences?|members|customers|profiles?)\b"
-    r"|\b(?:users|people|viewers|fans|others|moviegoers)\s+(?:like|similar\s+to)\s+you\b"
-    r"|\bfans\s+of\b|\blike-minded\b|\b(?:also|often|frequently)\s+(?:liked|enjoyed|watched|loved|rated|bought|picked)\s+by\b"
-    r"|\bco-?occurrence\b|\bpeople\s+(?:also|often)\s+(?:liked|watched|enjoyed)\b", re.I)
-_POPULARITY = re.compile(
-    r"\bpopular(?:ity)?\b|\btrending\b|\bwidely\s+(?:watched|liked|loved|seen|enjoyed|popular)\b|\bcrowd[- ]pleas\w*"
-    r"|\bmany\s+(?:people|users|viewers|fans|others|moviegoers)\b|\b(?:lots|a\s+lot)\s+of\s+(?:people|users|viewers|fans)\b"
-    r"|\b\d[\d,]*\s+(?:other\s+)?(?:people|users|viewers|fans|others|members)\b|\bmost[- ](?:watched|viewed|liked|popular)\b"
-    r"|\bwell[- ](?:liked|loved)\b|\bbeloved\b|\bfan[- ]favou?rite\b", re.I)
-_REVIEW = re.compile(r"\b(?:reviewers?|reviews|reviewed|reviewing)\b"
-                     r"|\b(?:a|the|their|his|her|your|one|user's)\s+review\b(?!\s+of\s+(?:your|these|the|this))", re.I)
-_REPUTATION = re.compile(
-    r"\b(?:critics?|critically|acclaimed|award[- ]winning|awards?|oscars?|academy award|highly[- ]rated|top[- ]rated|"
-    r"best[- ]rated|well[- ]reviewed|cult classic|imdb|rotten tomatoes|metacritic|box office|"
-    r"received\s+(?:\w+\s+){0,2}(?:ratings?|reviews|praise)|rave reviews|average rating)\b", re.I)
-_OTHERS = re.compile(
-    r"\b(?:other\s+users|users|other\s+people|people|others|viewers|audiences?|moviegoers|fans|everyone|everybody|"
-    r"the\s+public|the\s+community|the\s+crowd|cinephiles|folks|other\s+customers|customers|reviewers?|critics?)\b", re.I)
-_OTHERS_OK = re.compile(r"\bamong\s+others\b|\bpeople\s+like\s+you\b", re.I)
-_RATING_ATTRIBUTED = re.compile(
-    r"\b(?:you|the user|this user|user\s+#?\w+|they|he|she)(?:'ve|’ve|\s+(?:have|has|had|also|both|all|previously|once|did))*"
-    r"\s+(?:rated|gave|scored|rate|give)\b|\byour\s+(?:own\s+)?ratings?\b|\bby\s+you\b|\bfrom\s+you\b", re.I)
-_ROLE = re.compile(
-    r"\b(?:the|this|that)\s+(?:user|customer|member|subscriber|reviewer)(?![\w-])|\buser\s+#?\d+\b"
-    r"|\b(?:their|his|her)\s+(?:\w+\s+){0,2}?(?:tastes?|profile|history|ratings?|favou?rites?|interests?|preferences?|"
-    r"watchlist|viewing|likes|dislikes|activity|list|requests?|mood)\b"
-    r"|\b(?:they|he|she)\b" + _AUX + r"(?:\s*n['’]t|\s+not|\s+never)?" + _AUX
-    + r"\s+(?:liked|loved|enjoyed|like|love|enjoy|likes|loves|enjoys|watched|saw|seen|rated|gave|prefer|prefers|preferred|"
-      r"tend|tends|seem|seems|mentioned|said|searched|disliked|hated|gravitate|gravitates|"
-      r"would enjoy|might enjoy|will enjoy|may enjoy)\b", re.I)
-_PEOPLE_SUBJECT = re.compile(r"\b(?:people|users|viewers|fans|others|audiences?|moviegoers|critics|reviewers)\b", re.I)
-_RECOMMENDED_AFTER = re.compile(
-    r"\b(?:I(?:'d|’d| would)?\s+(?:recommend|suggest)|recommend(?:ed|ations?)?(?:\s+for\s+you)?(?:\s+(?:is|are|include|includes))?\s*:"
-    r"|top\s+(?:\w+\s+)?(?:picks?|recommendations?|titles?|choices?|matches)(?:\s+for\s+you)?(?:\s+(?:is|are|include|includes|would\s+be))?\s*:?"
-    r"|(?:^|[.:;,]\s*)(?:try|watch|check\s+out)|you\s+(?:should|could|might|may|would)\s+(?:try|watch|enjoy|like|love|check\s+out))(?=\s)", re.I)
-_RECOMMENDED_BEFORE = re.compile(
-    r"^\s*,?\s*(?:is|are|was|were|came|comes|ranks?|ranked)\s+(?:also\s+)?(?:both\s+)?(?:the\s+|your\s+|my\s+|a\s+|an\s+)?"
-    r"(?:top|first|second|third|#\d+|number\s+\w+|best|highest[- ]ranked|recommended|suggested|picked|"
-    r"(?:top\s+|good\s+|great\s+|strong\s+)?(?:pick|match|recommendation|suggestion)s?)\b", re.I)
-
-# Chinese (and other CJK text): a few phrase rules beyond titles and numbers
-_ZH_CRITICS = re.compile(r"影评人|评论家|影评|评论者|评论员|专业评分|豆瓣|烂番茄")
-_ZH_PEOPLE = re.compile(r"其他用户|别的用户|其他观众|很多人|许多人|大家都|观众们|网友|用户们|用户评分|用户给|其他人|相似的用户|类似的用户|喜欢.{0,12}的人也")
-_ZH_WORDS = re.compile(r"你(?:之前|曾经|刚才|刚刚|已经|也)?(?:提到|说过|说到|告诉|写过|表示过|搜索过)")
-_ZH_ROLE = re.compile(r"该用户|这位用户|此用户|这个用户|用户\s*\d+")
-_ZH_TITLE = re.compile(r"《([^》\n]{1,80})》")
-_ZH_RATING = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/\s*(?:5|10)(?!\d)|颗?星|分(?!钟|之))")
-_RANK = re.compile(r"(?:#\s*|\b(?:ranked|rank|number|no\.)\s*#?\s*)(\d+)\b", re.I)
-
-
-# ------------------------------------------------------------------ the checker
 
 @dataclass
 class ClaimReport:
@@ -855,61 +520,3 @@ class ClaimChecker:
 
 
 # ------------------------------------------------------------------ helpers
-
-def _unique(xs: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for x in xs:
-        if x not in out:
-            out.append(x)
-    return out
-
-
-def _number_in(value: float, decimals: int, percent: bool, data: set[float]) -> bool:
-    candidates = [(value, decimals)]
-    if percent:
-        candidates.append((value / 100.0, decimals + 2))
-    for v, dec in candidates:
-        tol = 1e-9 if dec == 0 else 0.5 * 10 ** (-dec) + 1e-9
-        if any(abs(d - v) <= tol for d in data):
-            return True
-    return False
-
-
-def _adjacent_title(sentence: str, start: int, end: int, spans: list[tuple[int, int, str]]) -> str | None:
-    """The title a rating belongs to: right before it ("Fight Club (1999) 5/5",
-    "Fight Club (5/5)", "gave Fight Club 5 stars") or right after it
-    ("5/5 for Fight Club")."""
-    for s, e, key in reversed(spans):
-        if e <= start and re.fullmatch(r"[\s(:,\-–—]*(?:(?:a|an|the|with|at|of|as|was|were|is|got|rated|gave|given|scored|"
-                                       r"received|earned|has|had|solid|perfect|full)\s+){0,3}[\s(]*",
-                                       sentence[e:start]):
-            return key
-        if e <= start:
-            break
-    for s, e, key in spans:
-        if s >= end and re.fullmatch(r"\)?\s*(?:to|for|on)\s+", sentence[end:s]):
-            return key
-    return None
-
-
-def _list_after(sentence: str, at: int, spans: list[tuple[int, int, str]], max_gap_words: int = 4) -> list[str]:
-    """The titles listed right after position `at`: a few filler words ("films
-    like", "both"), then titles joined by commas/"and", ratings allowed between."""
-    after = [(s, e, k) for s, e, k in spans if s >= at]
-    if not after:
-        return []
-    s0, e0, k0 = after[0]
-    gap = sentence[at:s0]
-    words = re.findall(r"[\w'’-]+", gap)
-    if len(words) > max_gap_words or _GAP_BREAK.search(gap) or re.search(r"[.;:!?]", gap.replace("...", "")):
-        if not re.fullmatch(r"\s*(?:[:,—-]\s*)?", gap):
-            return []
-    out = [k0]
-    prev_end = e0
-    for s, e, k in after[1:]:
-        # "A, B and C" is a list; "since you liked A, B was recommended" is not
-        if not _LIST_SEP.match(sentence[prev_end:s]) or not _LIST_TAIL.match(sentence[e:]):
-            break
-        out.append(k)
-        prev_end = e
-    return out

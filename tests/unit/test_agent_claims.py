@@ -13,7 +13,8 @@ import re
 import pytest
 
 from tastebud.agent.agent import Agent
-from tastebud.agent.claims import ClaimChecker, is_english, split_sentences
+from tastebud.agent.claim_facts import is_english, split_sentences
+from tastebud.agent.claims import ClaimChecker
 from tastebud.agent.grounding import TitleIndex, as_data
 from tastebud.agent.roles import Principal, Role
 from tastebud.agent.session import Session
