@@ -31,7 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from tastebud.profiles.events import NEGATIVE_TYPES, PREFERENCE_TYPES, Event, Item
+from tastebud.profiles.events import DEFAULT_RULES, NEGATIVE_TYPES, PREFERENCE_TYPES, Event, Item, ValueRules
 
 DAY_MS = 86_400_000
 RATING_SPREAD = 2.0
@@ -155,9 +155,7 @@ class InterestConfig:
     short_window_days: float = 30.0
     max_tags: int = 15
     max_items: int = 8
-    rating_min: float = 0.5
-    rating_max: float = 5.0
-    future_skew_ms: int = 86_400_000
+    rules: ValueRules = DEFAULT_RULES  # the rating scale and clock skew ingestion checks against
 
     @classmethod
     def from_settings(cls, settings: Any) -> "InterestConfig":
@@ -168,9 +166,7 @@ class InterestConfig:
             short_window_events=settings.short_window_events,
             short_window_days=settings.short_window_days,
             max_tags=settings.max_tags,
-            rating_min=settings.rating_min,
-            rating_max=settings.rating_max,
-            future_skew_ms=int(settings.future_skew_s * 1000),
+            rules=ValueRules.from_settings(settings),
         )
 
 
@@ -183,7 +179,7 @@ def user_mean_rating(events: Sequence[Event], low: float = -math.inf, high: floa
 
 def usable_events(events: Sequence[Event], config: InterestConfig, now_ms: int | None = None) -> list[Event]:
     """Events a profile may rest on: dated between 1970 and now + skew, with a finite value."""
-    latest = (int(time.time() * 1000) if now_ms is None else now_ms) + config.future_skew_ms
+    latest = (int(time.time() * 1000) if now_ms is None else now_ms) + config.rules.future_skew_ms
     return [e for e in events
             if 0 <= e.ts <= latest and (e.value is None or math.isfinite(e.value))]
 
@@ -254,7 +250,7 @@ def _contribution(event: Event, mean: float | None, config: InterestConfig, now_
     else:
         base = config.event_weights.get(event.type, 1.0)
         if event.type == "rating" and event.value is not None:
-            base *= rating_signal(min(config.rating_max, max(config.rating_min, event.value)), mean)
+            base *= rating_signal(min(config.rules.rating_max, max(config.rules.rating_min, event.value)), mean)
     age_days = max(0.0, (now_ms - event.ts) / DAY_MS)
     return base * 0.5 ** (age_days / half_life_days)
 
@@ -358,7 +354,7 @@ def build_interest_profile(
     given = len(events)
     events = sorted(usable_events(events, config), key=lambda e: (e.ts, e.event_id))
     ignored = given - len(events)
-    mean = user_mean_rating(events, config.rating_min, config.rating_max)
+    mean = user_mean_rating(events, config.rules.rating_min, config.rules.rating_max)
     now_ms = events[-1].ts if events else 0
     events = _canonical_statements(events, items)
     stated = stated_preferences(events)
