@@ -37,7 +37,9 @@ from tastebud.agent.claims import ClaimChecker
 from tastebud.agent.grounding import UNTRUSTED_NOTE, Grounding, as_data, clip, tokens
 from tastebud.agent.render import render_calls
 from tastebud.agent.roles import Principal, Role
-from tastebud.agent.router import Plan, Router, help_text
+from tastebud.agent.messages import help_text, say
+from tastebud.agent.parsing_zh import language
+from tastebud.agent.router import Plan, Router
 from tastebud.agent.session import Session
 from tastebud.agent.tools import ToolCall, Toolbox
 from tastebud.errors import ModelError
@@ -71,6 +73,8 @@ class Turn:
     total_s: float = 0.0
     model_answer: str | None = None  # what the model said, when it was replaced or cut
     claims: dict[str, Any] = field(default_factory=lambda: {"checked": 0, "dropped": []})  # the claim check
+    lang: str = "en"  # the question's language, and so the answer's
+    reply_kind: str | None = None  # a reply without a tool: out_of_scope, own_data, ask_back, help
 
     @property
     def items(self) -> list[dict[str, Any]]:
@@ -94,11 +98,14 @@ class Turn:
             "replaced": self.replaced,
             "driver": self.driver,
             "phrased_by": self.phrased_by,
+            "lang": self.lang,
             "items": [{"rank": i.get("rank"), "item_id": i["item_id"], "title": i["title"]} for i in self.items],
             "timing": {"first_token_s": None if self.first_token_s is None else round(self.first_token_s, 3),
                        "total_s": round(self.total_s, 3)},
         }
         out["claims"] = self.claims
+        if self.reply_kind:
+            out["reply_kind"] = self.reply_kind
         if self.ungrounded:
             out["ungrounded"] = self.ungrounded
         if session_id:
@@ -248,14 +255,16 @@ class Agent:
     # ------------------------------------------------------------ router driver
     def _router_turn(self, text: str, on_text: TextFn | None, t0: float) -> Turn:
         plan = self.router.plan(text)
-        turn = Turn(text, "", driver="router", plan=plan.describe())
+        turn = Turn(text, "", driver="router", plan=plan.describe(), lang=plan.lang, reply_kind=plan.reply_kind)
         if plan.set_user:
             if self.principal.is_staff:
                 self.session.target_user = plan.set_user
             elif plan.tool is None:
-                return self._finish_fixed(turn, "Sorry, I can only show you your own data.", on_text)
+                turn.reply_kind = "own_data"
+                return self._finish_fixed(turn, say("own_data", plan.lang), on_text)
         if plan.tool is None:
-            reply = plan.reply or (f"Now looking at user {plan.set_user}." if plan.set_user else help_text(self.principal.role.value))
+            reply = plan.reply or (say("now_looking_at", plan.lang, user=plan.set_user) if plan.set_user
+                                   else help_text(self.principal.role.value, plan.lang))
             return self._finish_fixed(turn, reply, on_text)
         if plan.fill and self.phrasing:
             self._fill(plan, text)
@@ -263,7 +272,7 @@ class Agent:
             plan.args[plan.fill] = plan.residual
         call = self.toolbox.run(plan.tool, plan.args)
         turn.tool_calls = list(self.toolbox.calls)
-        deterministic = render_calls(turn.tool_calls)
+        deterministic = render_calls(turn.tool_calls, turn.lang)
         if not call.ok or call.name not in PHRASED or not self.phrasing:
             return self._finish_fixed(turn, deterministic, on_text)
         return self._phrase(turn, text, call, deterministic, on_text, t0)
@@ -311,8 +320,8 @@ class Agent:
 
     def _phrase(self, turn: Turn, question: str, call: ToolCall, deterministic: str, on_text: TextFn | None, t0: float) -> Turn:
         results = [c.result for c in turn.tool_calls if c.ok]
-        messages = self._phrase_prompt(question, call)
-        checker = self._checker(results, question, messages[0][1])
+        messages = self._phrase_prompt(question, call, turn.lang)
+        checker = self._checker(results, question, messages[0][1], turn.lang)
         gate = SentenceGate(checker.check_sentence, on_text, checker.split)
         model = self.llm.chat_model.bind(max_tokens=self.max_tokens, temperature=0.2)
         from tastebud.llm import model_errors
@@ -331,9 +340,9 @@ class Agent:
             turn.first_token_s = gate.first_token_at - t0
         return self._settle(turn, gate, checker, deterministic, on_text)
 
-    def _checker(self, results: Any, question: str, system_prompt: str) -> ClaimChecker:
+    def _checker(self, results: Any, question: str, system_prompt: str, lang: str = "en") -> ClaimChecker:
         audience = "staff" if self.principal.is_staff else "user"
-        return ClaimChecker(results, self.toolbox.titles, question, audience, system_prompt)
+        return ClaimChecker(results, self.toolbox.titles, question, audience, system_prompt, lang=lang)
 
     def _settle(self, turn: Turn, gate: SentenceGate, checker: ClaimChecker, deterministic: str,
                 on_text: TextFn | None) -> Turn:
@@ -353,13 +362,13 @@ class Agent:
             return turn
         turn.model_answer = answer or None
         turn.replaced = bool(answer)
-        turn.answer = deterministic or "Sorry, I have no answer from the data for that."
+        turn.answer = deterministic or say("no_answer", turn.lang)
         turn.phrased_by = "template"
         if on_text is not None:
             on_text(turn.answer)
         return turn
 
-    def _phrase_prompt(self, question: str, call: ToolCall) -> list[tuple[str, str]]:
+    def _phrase_prompt(self, question: str, call: ToolCall, lang: str = "en") -> list[tuple[str, str]]:
         if self.principal.role is Role.USER:
             who = "the user themself (call them \"you\")"
         else:
@@ -372,15 +381,18 @@ class Agent:
             "search_items": "In one or two sentences, say which titles best match the search.",
             "recommendation_log": "In one or two sentences, say what was recommended and when.",
         }[call.name]
+        answer_in = " Answer in Simplified Chinese (简体中文), keeping titles as written." if lang == "zh" else ""
         system = (
-            f"You are tastebud, a movie assistant talking to {who}. {how} Use only facts from the data; copy titles "
-            "exactly and name no other movie. " + UNTRUSTED_NOTE
+            f"You are tastebud, a movie assistant talking to {who}. {how}{answer_in} Use only facts from the data; "
+            "copy titles exactly and name no other movie. " + UNTRUSTED_NOTE
         )
         if call.name == "explain":  # code resolved "the second one": give the model the plain request
             r = call.result or {}
             subject = "the user, speaking to them as \"you\"" if self.principal.role is Role.USER else f"user {r['user_id']}"
             question = f"Explain why {r['title']} was recommended to {subject}."
-        return [("system", system), ("human", f"{question}\n\n{as_data(_compact(call))}")]
+            if lang == "zh":
+                question = f"请解释为什么向{'你' if self.principal.role is Role.USER else '用户' + str(r['user_id'])}推荐《{r['title']}》。"
+        return [("system", system), ("human", f"{question}\n\n{as_data(_compact(call, lang))}")]
 
     # ------------------------------------------------------------ tool-calling driver
     def _tools_turn(self, text: str, on_text: TextFn | None, t0: float) -> Turn:
@@ -389,12 +401,12 @@ class Agent:
 
         from tastebud.llm import model_errors
 
-        turn = Turn(text, "", driver="tools")
+        turn = Turn(text, "", driver="tools", lang=language(text))
         tools = self.toolbox.langchain_tools()
-        system_prompt = self._tools_system_prompt()
+        system_prompt = self._tools_system_prompt(turn.lang)
         graph = create_agent(model=self.llm.chat_model, tools=tools, system_prompt=system_prompt)
         results_of = lambda: [c.result for c in self.toolbox.calls if c.ok]  # noqa: E731
-        checker = self._checker(results_of, text, system_prompt)
+        checker = self._checker(results_of, text, system_prompt, turn.lang)
         gate = SentenceGate(checker.check_sentence, on_text, checker.split)
         final: list[Any] = []
         current_id: str | None = None
@@ -435,7 +447,7 @@ class Agent:
             gate.text = ""
         if gate.first_token_at is not None:
             turn.first_token_s = gate.first_token_at - t0
-        deterministic = render_calls(turn.tool_calls)
+        deterministic = render_calls(turn.tool_calls, turn.lang)
         if any(c.refused for c in turn.tool_calls):
             # the model tried something this role may not do (asked to, or
             # talked into it by data): its prose is not trusted this turn
@@ -448,7 +460,7 @@ class Agent:
             return turn
         return self._settle(turn, gate, checker, deterministic, on_text)
 
-    def _tools_system_prompt(self) -> str:
+    def _tools_system_prompt(self, lang: str = "en") -> str:
         p = self.principal
         if p.role is Role.USER:
             who = (f"You are talking to end user {p.user_id}. Every tool acts on their own data; you cannot see "
@@ -467,7 +479,9 @@ class Agent:
         prompt = (
             "You are tastebud, a movie recommendation assistant. " + who + " Use the tools to look things up; "
             "explanations must come from the explain tool's evidence. Answer in at most three sentences and name only "
-            "items that appear in tool results. " + UNTRUSTED_NOTE
+            "items that appear in tool results. "
+            + ("Answer in Simplified Chinese (简体中文), keeping titles as written. " if lang == "zh" else "")
+            + UNTRUSTED_NOTE
         )
         if context:
             prompt += "\n\nConversation context:\n" + as_data(context, 3000)
@@ -487,15 +501,18 @@ def _short(sentence: str, n: int = 140) -> str:
     return sentence if len(sentence) <= n else sentence[: n - 1].rsplit(" ", 1)[0] + "…"
 
 
-def _compact(call: ToolCall) -> dict[str, Any]:
+def _compact(call: ToolCall, lang: str = "en") -> dict[str, Any]:
     """A small view of a result for the phrasing prompt: the 0.5B model reads
-    short prompts better, and prompt tokens are most of the wait on a CPU."""
+    short prompts better, and prompt tokens are most of the wait on a CPU. For a
+    Chinese answer the reasons are given in Chinese (the model copies them)."""
     r = call.result or {}
+    why, sentences = ("why_zh", "sentences_zh") if lang == "zh" else ("why", "sentences")
     if call.name == "recommend":
-        return {"recommended": [{"title": i["title"], "why": _short(i["why"][0]) if i["why"] else None}
+        return {"recommended": [{"title": i["title"], "why": _short((i.get(why) or i["why"])[0]) if i["why"] else None}
                                 for i in r["items"][:3]]}
     if call.name == "explain":
-        return {"title": r["title"], "rank": r["rank"], "reasons": [_short(s, 200) for s in r["sentences"][:4]]}
+        return {"title": r["title"], "rank": r["rank"],
+                "reasons": [_short(s, 200) for s in (r.get(sentences) or r["sentences"])[:4]]}
     if call.name == "get_profile":
         return {"summary": clip(r.get("narrative_long_term"), 300), "recently": clip(r.get("narrative_recent"), 200),
                 "top_interests": [t["tag"] for t in r["long_term_tags"][:5]], "avoids": [t["tag"] for t in r["disliked_tags"][:3]],

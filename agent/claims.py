@@ -146,8 +146,10 @@ class ClaimChecker:
     ignored), which the answer must not repeat."""
 
     def __init__(self, results: Sequence[Any] | Callable[[], Sequence[Any]], index: TitleIndex | None,
-                 question: str = "", audience: str = "user", instructions: str | Sequence[str] = ""):
+                 question: str = "", audience: str = "user", instructions: str | Sequence[str] = "",
+                 lang: str = "en"):
         self._results = results
+        self.lang = lang
         self.index = index
         self.question = question or ""
         self.audience = audience
@@ -255,6 +257,8 @@ class ClaimChecker:
         reasons += self._numbers(sentence, spans, facts)
         if is_english(sentence):
             reasons += self._english(sentence, spans, facts)
+            if self.lang == "zh" and _LATIN_WORD.findall(_without_spans(sentence, spans)).__len__() >= 3:
+                reasons.append("not in the user's language (Chinese)")
         else:
             reasons += self._chinese(sentence, facts)
         g = Grounding(not reasons, ungrounded)
@@ -520,3 +524,16 @@ class ClaimChecker:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def _without_spans(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
+    """The text with its title spans cut out (a title is not a language)."""
+    out, pos = [], 0
+    for start, end, _ in sorted(spans):
+        out.append(text[pos:start])
+        pos = max(pos, end)
+    out.append(text[pos:])
+    return " ".join(out)

@@ -36,8 +36,8 @@ INTENTS: dict[str, tuple[str | None, list[str]]] = {
         "look up movies with robots", "which films are set in Paris?",
     ]),
     "like": ("record_feedback", [
-        "I loved it", "that was great, more like that", "I really liked the first one", "thumbs up for that movie",
-        "add it to my favourites",
+        "I loved it", "that was great", "I really liked the first one", "thumbs up for that movie",
+        "add it to my favourites", "record that I like this movie",
     ]),
     "dislike": ("record_feedback", [
         "I'm tired of horror", "not interested in that one", "I hated that movie", "don't show me this again",
@@ -58,6 +58,10 @@ INTENTS: dict[str, tuple[str | None, list[str]]] = {
     "help": (None, [
         "what can you do?", "help", "how do I use this?", "hello", "who are you?",
     ]),
+    "out_of_scope": (None, [
+        "what's the weather like tomorrow?", "tell me a joke", "who won the game last night?",
+        "what's the latest news?", "how are you today?", "what is the capital of France?", "write me a poem",
+    ]),
 }
 MIN_SIMILARITY = 0.3
 
@@ -68,8 +72,13 @@ _NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "sev
 _ORDINAL = re.compile(r"\b(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last)\b"
                       r"|\b(\d{1,2})(?:st|nd|rd|th)\b|#\s*(\d{1,2})\b|\b(?:number|no\.?)\s*(\d{1,2})\b", re.I)
 _USER = re.compile(r"\b(?:user|customer|member)\s*(?:id\s*)?#?\s*([A-Za-z0-9_-]*\d[A-Za-z0-9_-]*)\b", re.I)
-_COUNT = re.compile(r"\b(\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|a couple of|a few)\s+(?:more\s+|other\s+|good\s+|new\s+)?"
-                    r"(?:movies|films|items|things|picks|suggestions|recommendations|titles|ones|options)\b", re.I)
+# "users 3, 8 and 11"
+_USERS = re.compile(r"\b(?:users|customers|members)\s*(?:ids?\s*)?((?:\d+\s*(?:,\s*(?:and\s+)?|\band\b|&)\s*)+\d+)\b", re.I)
+# a count before the thing counted, with up to two describing words between: "3 sci-fi movies", "two war films"
+_COUNT = re.compile(r"\b(\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|a couple of|a few)\s+(?:[\w-]+\s+){0,2}?"
+                    r"(?:movies|films|items|things|picks|suggestions|recommendations|titles|ones|options|"
+                    r"comedies|dramas|thrillers|westerns|musicals|documentaries|cartoons|romcoms|classics|"
+                    r"[a-z-]+ (?:movies|films|flicks)|flicks)\b", re.I)
 _TOP = re.compile(r"\btop\s+(\d{1,2})\b", re.I)
 _NEGATORS = ("not", "no", "without", "except", "excluding", "avoid", "skip", "tired of", "sick of", "hate", "no more",
              "anything but", "other than", "instead of", "dislike", "don't", "dont", "never", "no longer", "done with",
@@ -123,6 +132,31 @@ class IntentMatcher:
         return (ranked[0][1], ranked[0][0]) if ranked else ("help", 0.0)
 
 
+# the words that pick a tool or an argument, for typo repair ("recomend me a comdy")
+_KEYWORDS = sorted(set("""
+recommend recommendation recommendations suggest suggestion suggestions profile history search explain refresh
+status comedy comedies horror action adventure animation children documentary drama fantasy musical mystery
+romance romantic thriller western crime science fiction movies films something interests favourites watched
+recently rated ratings similar instead another something anything
+""".split()))
+
+
+def correct_typos(text: str) -> str:
+    """Words of five letters or more that are close (difflib ratio 0.85) to a routing
+    keyword are read as that keyword; everything else is left as written."""
+    import difflib
+
+    def fix(m: "re.Match[str]") -> str:
+        word = m.group(0)
+        low = word.lower()
+        if len(low) < 5 or low in _KEYWORDS or low in _BOILER:
+            return word
+        got = difflib.get_close_matches(low, _KEYWORDS, n=1, cutoff=0.85)
+        return got[0] if got else word
+
+    return re.sub(r"[A-Za-z]+", fix, text)
+
+
 def ordinal(text: str) -> int | None:
     m = _ORDINAL.search(text)
     if not m:
@@ -142,7 +176,10 @@ def count(text: str) -> int | None:
 
 
 def user_mentions(text: str) -> list[str]:
-    return list(dict.fromkeys(m.group(1) for m in _USER.finditer(text)))
+    found = [m.group(1) for m in _USER.finditer(text)]
+    for m in _USERS.finditer(text):
+        found += re.findall(r"\d+", m.group(1))
+    return list(dict.fromkeys(found))
 
 
 def residual(text: str, extra: set[str] = frozenset()) -> str:

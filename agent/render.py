@@ -1,20 +1,15 @@
 """Deterministic Markdown for every tool result: the answer when no model is
 used, and the replacement when a model's answer is not grounded. Built only
-from the result itself, so it is grounded by construction."""
+from the result itself, so it is grounded by construction. English here; the
+Chinese renderings (`lang="zh"`) are in tastebud.agent.render_zh."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from tastebud.agent.render_zh import md as _md  # one escape for both languages (render_zh cannot import this module)
+from tastebud.agent.render_zh import render_call_zh
 from tastebud.agent.tools import ToolCall
-
-
-def _md(text: Any) -> str:
-    """Untrusted text shown as text: no Markdown links, emphasis or headings."""
-    s = " ".join(str(text).split())
-    for ch in "\\`*_[]<>#|":
-        s = s.replace(ch, "\\" + ch)
-    return s
 
 
 def _items(items: list[dict[str, Any]], reasons: bool = True) -> list[str]:
@@ -128,11 +123,14 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
-def render_call(call: ToolCall) -> str:
+def render_call(call: ToolCall, lang: str = "en") -> str:
+    """`lang`: "en" or "zh" (simplified Chinese, tastebud.agent.render_zh); anything else is English."""
+    if str(lang or "").lower().startswith("zh"):
+        return render_call_zh(call)
     if not call.ok:
         return call.error or "Sorry, that didn't work."
     return RENDERERS[call.name](call.result)  # type: ignore[arg-type]
 
 
-def render_calls(calls: list[ToolCall]) -> str:
-    return "\n\n".join(render_call(c) for c in calls) if calls else ""
+def render_calls(calls: list[ToolCall], lang: str = "en") -> str:
+    return "\n\n".join(render_call(c, lang) for c in calls) if calls else ""

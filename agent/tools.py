@@ -55,6 +55,7 @@ class RecommendArgs(UserArg):
     category: str | None = Field(None, description="Only items in this category, e.g. Comedy.")
     exclude: list[str] = Field(default_factory=list, description="Item ids or categories/tags to leave out.")
     intent: str | None = Field(None, description="Free text describing what the user is in the mood for.")
+    seed: str | None = Field(None, description="An item id or exact title: recommend items like this one.")
 
 
 class ExplainArgs(UserArg):
@@ -320,24 +321,31 @@ class Toolbox:
         }
 
     def _recommend(self, user_id: str, k: int = 5, category: str | None = None, exclude: list[str] | None = None,
-                   intent: str | None = None) -> dict[str, Any]:
-        from tastebud.retrieval.service import render_why
+                   intent: str | None = None, seed: str | None = None) -> dict[str, Any]:
+        from tastebud.retrieval.service import render_why, render_why_zh
 
         exclude = list(exclude or [])
-        rec = self.app.recommendations.recommend(user_id, k, category, exclude, intent or None, None, source="agent")
+        seeds = [self.resolve_item(seed)] if seed else []
+        rec = self.app.recommendations.recommend(user_id, k, category, exclude, intent or None, None, source="agent",
+                                                 seeds=seeds)
         items = [{
             "rank": it.rank, "item_id": it.item_id, "title": display_title(it.title), "score": round(it.score, 3),
             "categories": list(it.categories),
             "why": _display_titles(render_why({"parts": it.parts, "evidence": it.evidence})[:2], it.evidence),
+            "why_zh": _display_titles(render_why_zh({"parts": it.parts, "evidence": it.evidence})[:2], it.evidence),
             "because_you_liked": [{"item_id": e["item_id"], "title": display_title(e["title"])}
                                   for e in it.evidence.get("co_occurrence") or []],
         } for it in rec.items]
         if self.session is not None:
             self.session.remember_items(items, user_id, rec.request_id)
         return {"user_id": user_id, "request_id": rec.request_id, "profile_version": rec.profile_version,
-                "params": {"k": k, "category": category, "exclude": exclude, "intent": intent}, "items": items}
+                "params": {"k": k, "category": category, "exclude": exclude, "intent": intent,
+                           **({"seed": seeds[0], "seed_title": self._title(seeds[0])} if seeds else {})},
+                "items": items}
 
     def _explain(self, user_id: str, item_id: str, request_id: str | None = None) -> dict[str, Any]:
+        from tastebud.retrieval.service import render_why_zh
+
         item_id = self.resolve_item(item_id)
         entry = self.app.recommendations.why(user_id, item_id, request_id)
         title = display_title(entry["title"])
@@ -351,6 +359,7 @@ class Toolbox:
             "rank": entry["rank"], "recommended_at": human_time(entry["created_at"], None), "score": round(entry["score"], 3),
             "profile_version": entry["profile_version"], "source": entry.get("source"),
             "sentences": _display_titles(entry["sentences"], evidence),
+            "sentences_zh": _display_titles(render_why_zh(entry), evidence),
             "parts": {k: round(v, 3) for k, v in sorted(entry["parts"].items(), key=lambda kv: -abs(kv[1]))},
             "evidence": {"because_you_liked": liked,
                          "matching_tags": [{"tag": t["tag"], "weight": t["weight"]} for t in evidence.get("tag_match") or []],
@@ -463,10 +472,11 @@ def _ids_as_text(key: str, value: Any) -> Any:
 
 def _display_titles(sentences: list[str], evidence: dict[str, Any]) -> list[str]:
     """The service writes catalog titles as stored ("Matrix, The (1999)"); say them as people do."""
+    raws = [e.get("title") or "" for e in evidence.get("co_occurrence") or []]
+    raws += list((evidence.get("seed") or {}).get("titles") or [])
     out = []
     for sentence in sentences:
-        for e in evidence.get("co_occurrence") or []:
-            raw = e.get("title") or ""
+        for raw in raws:
             if raw and raw in sentence:
                 sentence = sentence.replace(raw, display_title(raw))
         out.append(sentence)

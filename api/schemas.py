@@ -227,6 +227,8 @@ class ChatOut(BaseModel):
     grounded: bool
     replaced: bool = Field(..., description="the model's answer was replaced by the deterministic rendering")
     phrased_by: Literal["llm", "template"]
+    lang: Literal["en", "zh"] = Field("en", description="the question's language, which the answer is in")
+    reply_kind: str | None = Field(None, description="an answer without a tool: out_of_scope, own_data, ask_back or help")
     items: list[dict[str, Any]]
     claims: ClaimsOut | None = Field(None, description="the claim check of the model's answer: sentences checked, "
                                                       "dropped with the reason, and why it fell back (if it did)")

@@ -76,8 +76,16 @@ def _final(turn: Any):
 
 
 def _footer(turn: Any) -> str:
-    bits = [("[green]grounded[/]" if turn.grounded and not turn.replaced else
-             f"[yellow]model answer replaced by the evidence (it named: {', '.join(turn.ungrounded[:3])})[/]")]
+    dropped = len(turn.claims.get("dropped") or [])
+    if turn.replaced:
+        why = turn.claims.get("fallback") or (f"it named: {', '.join(turn.ungrounded[:3])}" if turn.ungrounded else "")
+        bits = [f"[yellow]model answer replaced by the evidence{f' ({why})' if why else ''}[/]"]
+    elif turn.phrased_by == "llm" and dropped:
+        bits = [f"[yellow]{dropped} unsupported sentence(s) dropped[/] · {turn.claims.get('checked', 0)} checked"]
+    elif turn.phrased_by == "llm":
+        bits = [f"[green]every sentence checked ({turn.claims.get('checked', 0)})[/]"]
+    else:
+        bits = ["[green]from the data[/]"]
     tools = [c.name + ("(refused)" if c.refused else "") for c in turn.tool_calls]
     if tools:
         bits.append("tools: " + ", ".join(tools))

@@ -18,6 +18,11 @@ Parts:
   tag_match: the item's categories/tags dotted with the long-term tag weights,
       minus disliked-tag weights.
   intent: cosine with a free-text request ("something funny"), when given.
+  seed: "something like X": the seed items' own neighbours, the mean of their
+      co-occurrence row (what people who liked X also liked) and their content
+      cosine, each min-max scaled; weighted SEED_WEIGHT so the seed leads and
+      the user's own parts order its neighbours. The seed items themselves are
+      not recommended.
 Negative feedback is absolute: disliked/skipped/low-rated items and their
 near-duplicates (cosine >= NEAR_DUPLICATE) are removed; items similar to them
 (cosine >= SIMILAR_TO_DISLIKED) get a `dislike_similarity` penalty. A stated
@@ -59,6 +64,7 @@ IMPLICIT_VALUE = 4.0  # interaction value of a positive event that carries no ra
 # what a cached item side depends on besides the data (tastebud.retrieval.service keys its disk cache with it)
 RECOMMENDER_PARAMS = f"n{NEIGHBOURS}-s{SHRINK}-i{IMPLICIT_VALUE}-d{SIMILAR_TO_DISLIKED}"
 INTENT_WEIGHT = 0.4
+SEED_WEIGHT = 1.0
 DISLIKE_PENALTY = 0.3
 
 
@@ -302,6 +308,7 @@ class UserContext:
     vectors: Mapping[str, np.ndarray] = field(default_factory=dict)  # horizon -> vector
     intent: str | None = None
     intent_vector: np.ndarray | None = None
+    seeds: tuple[str, ...] = ()  # "something like X": recommend X's neighbours, ranked for this user
 
 
 class Recommender:
@@ -336,7 +343,24 @@ class Recommender:
         parts["tag_match"] = tm / top if top > 0 else np.zeros(n, np.float32)
         if ctx.intent_vector is not None and side.vectors is not None:
             parts["intent"] = _scale(side.vectors @ ctx.intent_vector)
+        seed_parts = self.seed_parts(ctx.seeds)
+        if seed_parts is not None:
+            parts["seed"], parts["_seed_co"], parts["_seed_cos"] = seed_parts
         return parts, {"liked": liked, "cols": cols, "weights": weights, "tag_w": tag_w}
+
+    def seed_parts(self, seeds: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(seed part, raw co-occurrence, raw cosine) for the seed items; None without seeds in the catalog."""
+        side, n = self.side, len(self.side.items)
+        cols = [side.index[s] for s in seeds if s in side.index]
+        if not cols:
+            return None
+        co = np.asarray(side.similarity[cols].sum(axis=0)).ravel().astype(np.float32) / len(cols)
+        cos = (side.vectors @ side.vectors[cols].mean(axis=0)).astype(np.float32) if side.vectors is not None \
+            else np.zeros(n, np.float32)
+        halves = [_scale(x) for x, present in ((co, co.max() > 0), (cos, side.vectors is not None)) if present]
+        if not halves:
+            return None
+        return (sum(halves) / len(halves)).astype(np.float32), co, cos
 
     def total(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
         total = np.zeros(len(self.side.items), dtype=np.float64)
@@ -345,6 +369,8 @@ class Recommender:
                 total += self.blend[p] * parts[p].astype(np.float64)
         if "intent" in parts:
             total += INTENT_WEIGHT * parts["intent"].astype(np.float64)
+        if "seed" in parts:
+            total += SEED_WEIGHT * parts["seed"].astype(np.float64)
         if "dislike_similarity" in parts:
             total -= DISLIKE_PENALTY * parts["dislike_similarity"].astype(np.float64)
         return total
@@ -377,6 +403,9 @@ class Recommender:
                 mask |= by_tag
         if category:
             mask |= ~side.category_mask(category)
+        for seed in ctx.seeds:
+            if seed in index:
+                mask[index[seed]] = True
         for value in exclude:
             v = value.strip()
             if not v:
@@ -403,8 +432,13 @@ class Recommender:
         if not ctx.events and not ctx.profile:  # cold start: popularity (in the stated category)
             parts = {p: (side.popularity if p == "popularity" else np.zeros(len(side.items), np.float32)) for p in PARTS}
             why: dict[str, Any] = {"liked": {}, "cols": [], "weights": np.zeros(0, np.float32), "cold_start": True}
+            seed_parts = self.seed_parts(ctx.seeds)
+            if seed_parts is not None:
+                parts["seed"], parts["_seed_co"], parts["_seed_cos"] = seed_parts
             mask, _ = self.blocked(ctx, category, exclude)
             total = np.asarray(side.popularity, dtype=np.float64)
+            if "seed" in parts:
+                total = total + SEED_WEIGHT * parts["seed"].astype(np.float64)
             blend = {p: (1.0 if p == "popularity" else 0.0) for p in PARTS}
         else:
             parts, why = self.parts(ctx)
@@ -456,6 +490,8 @@ class Recommender:
         weighted = {p: blend[p] * float(parts[p][col]) for p in PARTS if blend[p]}
         if "intent" in parts:
             weighted["intent"] = INTENT_WEIGHT * float(parts["intent"][col])
+        if "seed" in parts:
+            weighted["seed"] = SEED_WEIGHT * float(parts["seed"][col])
         if "dislike_similarity" in parts and parts["dislike_similarity"][col] > 0:
             weighted["dislike_similarity"] = -DISLIKE_PENALTY * float(parts["dislike_similarity"][col])
         evidence: dict[str, Any] = {}
@@ -485,6 +521,11 @@ class Recommender:
             if vec is not None and side.vectors is not None:
                 evidence[f"semantic_{horizon}"] = {"cosine": round(float(side.vectors[col] @ vec), 4),
                                                    "profile_version": (ctx.profile or {}).get("version")}
+        if "seed" in parts:
+            seeds = [sd for sd in ctx.seeds if sd in side.index]
+            evidence["seed"] = {"item_ids": seeds, "titles": [side.title(sd) for sd in seeds],
+                                "co_occurrence": round(float(parts["_seed_co"][col]), 4),
+                                "cosine": round(float(parts["_seed_cos"][col]), 4)}
         if "intent" in parts and ctx.intent_vector is not None:
             evidence["intent"] = {"text": ctx.intent, "cosine": round(float(side.vectors[col] @ ctx.intent_vector), 4)}
         return ScoredItem(iid, side.title(iid), float(score), weighted, evidence, rank,

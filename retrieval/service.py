@@ -240,7 +240,7 @@ class RecommendationService:
             vecs = {"long": encoded[0], "short": encoded[1]}
         return vecs
 
-    def context(self, user_id: str, intent: str | None = None) -> UserContext:
+    def context(self, user_id: str, intent: str | None = None, seeds: Sequence[str] = ()) -> UserContext:
         events = self.store.events_for_user(user_id)
         profile = self.repo.latest(user_id)
         if events and profile is None:
@@ -249,20 +249,24 @@ class RecommendationService:
         if profile is not None and self.vectors is not None:
             vecs = self._vectors_for(user_id, profile)
         intent_vec = self.embedder.encode([intent])[0] if intent and self.embedder is not None else None
-        return UserContext(user_id, events, profile, vecs, intent, intent_vec)
+        return UserContext(user_id, events, profile, vecs, intent, intent_vec, tuple(seeds))
 
     def recommend(
         self, user_id: str, k: int = 10, category: str | None = None, exclude: Sequence[str] = (),
-        intent: str | None = None, diversify: float | None = None, source: str = "cli",
+        intent: str | None = None, diversify: float | None = None, source: str = "cli", seeds: Sequence[str] = (),
     ) -> Recommendation:
+        """`seeds`: item ids the list should be like ("something like X")."""
         if k < 1 or k > 100:
             raise InputError("k must be between 1 and 100")
-        ctx = self.context(user_id, intent)
+        for seed in seeds:
+            self.store.get_item(seed)  # NotFoundError for an unknown item
+        ctx = self.context(user_id, intent, seeds)
         items = self.recommender.recommend(ctx, k, category, exclude, diversify)
         rec = Recommendation(
             request_id=RecommendationLog.new_request_id(), user_id=user_id, created_at=RecommendationLog.now_ms(),
             profile_version=(ctx.profile or {}).get("version"),
-            params={"k": k, "category": category, "exclude": list(exclude), "intent": intent, "diversify": diversify},
+            params={"k": k, "category": category, "exclude": list(exclude), "intent": intent, "diversify": diversify,
+                    **({"seeds": list(seeds)} if seeds else {})},
             items=items, source=source,
         )
         self.log.record(rec)
@@ -288,6 +292,13 @@ def render_why(entry: Mapping[str, Any]) -> list[str]:
     """Short deterministic sentences from the logged parts and evidence, biggest part first."""
     parts, evidence = entry["parts"], entry["evidence"]
     sentences: list[tuple[float, str]] = []
+    seed = evidence.get("seed")
+    if parts.get("seed", 0) > 0 and seed and seed.get("titles"):
+        how = []
+        if seed.get("co_occurrence", 0) > 0:
+            how.append("people who liked it also liked this")
+        how.append(f"content similarity {seed['cosine']:.2f}")
+        sentences.append((parts["seed"] + 10.0, f"Like {_and(seed['titles'])}, which you asked about: " + " and ".join(how) + "."))
     co = evidence.get("co_occurrence") or []
     if parts.get("co_occurrence", 0) > 0 and co:
         liked = [f"{e['title']} {_stars(e['value'])}" if e.get("type") == "rating" and e.get("value") is not None
@@ -312,6 +323,77 @@ def render_why(entry: Mapping[str, Any]) -> list[str]:
         sentences.append((-1.0, "Held back a little because it resembles something you disliked."))
     sentences.sort(key=lambda s: -s[0])
     return [s for _, s in sentences] or ["It scored on popularity alone (no personal signal yet)."]
+
+
+# Chinese names of the catalog's categories (MovieLens genres; a tag equal to one is said the same way)
+CATEGORY_ZH = {
+    "Action": "动作", "Adventure": "冒险", "Animation": "动画", "Children": "儿童", "Children's": "儿童",
+    "Comedy": "喜剧", "Crime": "犯罪", "Documentary": "纪录片", "Drama": "剧情", "Fantasy": "奇幻",
+    "Film-Noir": "黑色电影", "Horror": "恐怖", "IMAX": "IMAX", "Musical": "歌舞", "Mystery": "悬疑",
+    "Romance": "爱情", "Sci-Fi": "科幻", "Thriller": "惊悚", "War": "战争", "Western": "西部",
+    "(no genres listed)": "未列出类型",
+}
+_CATEGORY_ZH_BY_LOWER = {k.lower(): v for k, v in CATEGORY_ZH.items()}
+
+
+def tag_zh(tag: Any) -> str:
+    """A tag that is a category name ("Comedy", "sci-fi") in Chinese; any other tag as stored."""
+    return _CATEGORY_ZH_BY_LOWER.get(str(tag).strip().lower(), str(tag))
+
+
+def _gap(word: str) -> str:
+    """A space between Chinese text and a following Latin word, none before Chinese."""
+    return " " if word[:1].isascii() else ""
+
+
+EVENT_TYPE_ZH = {"view": "浏览", "click": "点击", "add_to_cart": "加入购物车", "purchase": "购买", "rating": "评分",
+                 "review": "评论", "like": "喜欢", "dislike": "不喜欢", "skip": "跳过", "search": "搜索", "tag": "打标签"}
+
+
+def render_why_zh(entry: Mapping[str, Any]) -> list[str]:
+    """render_why in Chinese: the same sentences from the same parts and evidence,
+    in the same order (titles and tags as stored, numbers identical)."""
+    parts, evidence = entry["parts"], entry["evidence"]
+    sentences: list[tuple[float, str]] = []
+    seed = evidence.get("seed")
+    if parts.get("seed", 0) > 0 and seed and seed.get("titles"):
+        how = []
+        if seed.get("co_occurrence", 0) > 0:
+            how.append("喜欢它的人也喜欢这部")
+        how.append(f"内容相似度 {seed['cosine']:.2f}")
+        sentences.append((parts["seed"] + 10.0, f"与你问到的{_and_zh([f'《{t}》' for t in seed['titles']])}相似：" + "，".join(how) + "。"))
+    co = evidence.get("co_occurrence") or []
+    if parts.get("co_occurrence", 0) > 0 and co:
+        rated = all(e.get("type") == "rating" for e in co)
+        liked = [f"《{e['title']}》（{'' if rated else '评分 '}{_stars(e['value'])}）"
+                 if e.get("type") == "rating" and e.get("value") is not None
+                 else f"《{e['title']}》（{EVENT_TYPE_ZH.get(e['type'], e['type'])}）" for e in co]
+        sentences.append((parts["co_occurrence"], f"你{'评过' if rated else '喜欢过'}{_and_zh(liked)}；喜欢这些作品的人也喜欢这部。"))
+    tags = [t for t in evidence.get("tag_match") or [] if t["weight"] > 0]
+    if parts.get("tag_match", 0) > 0 and tags:
+        said = "、".join(f"{tag_zh(t['tag'])}（权重 {t['weight']:.2f}）" for t in tags[:3])
+        sentences.append((parts["tag_match"], f"符合你对{_gap(said)}{said}的兴趣。"))
+    for horizon, label in (("semantic_long", "长期"), ("semantic_short", "近期")):
+        if parts.get(horizon, 0) > 0 and horizon in evidence:
+            sentences.append((parts[horizon], f"与你的{label}口味画像接近（相似度 {evidence[horizon]['cosine']:.2f}）。"))
+    if parts.get("intent", 0) > 0 and "intent" in evidence:
+        sentences.append((parts["intent"], f"符合你的要求“{evidence['intent']['text']}”（相似度 {evidence['intent']['cosine']:.2f}）。"))
+    if parts.get("popularity", 0) > 0:
+        n = (evidence.get("popularity") or {}).get("positive_interactions", 0)
+        sentences.append((parts["popularity"], f"很受欢迎：有 {n:,} 人对它有正面互动。"))
+    disliked = [t for t in evidence.get("tag_match") or [] if t["weight"] < 0]
+    if disliked:
+        said = "、".join(tag_zh(t["tag"]) for t in disliked[:2])
+        sentences.append((-1.0, f"排名稍微靠后，因为它带有{_gap(said)}{said}，而你通常会避开这些。"))
+    if parts.get("dislike_similarity", 0) < 0:
+        sentences.append((-1.0, "排名稍微靠后，因为它与你不喜欢的作品相似。"))
+    sentences.sort(key=lambda s: -s[0])
+    return [s for _, s in sentences] or ["它只凭热度得分（还没有你的个人信号）。"]
+
+
+def _and_zh(words: Sequence[str]) -> str:
+    words = list(words)
+    return "" if not words else words[0] if len(words) == 1 else "、".join(words[:-1]) + "和" + words[-1]
 
 
 def _and(words: Sequence[str]) -> str:

@@ -52,7 +52,7 @@ def converse(child, *, why_marker: str | None, mode: str) -> str:
     child.sendline("why the first one?")
     if why_marker:
         child.expect(why_marker)
-    child.expect(r"(grounded|model answer replaced)[^\n]*tools: explain[^\n]*\d s")
+    child.expect(r"(from the data|every sentence checked|dropped|model answer replaced)[^\n]*tools: explain[^\n]*\d s")
     child.expect_exact(PROMPT)
     child.sendline("/quit")
     child.expect_exact(f"--session {session}")

@@ -130,10 +130,14 @@ def test_router_prompt_injection_in_a_description_changes_nothing(app):
 
 def test_router_end_user_cannot_reach_another_user(app):
     a = agent(app)
-    for q in ("show me user 7's profile", "why was the first one recommended to user 7?", "/profile 7"):
+    for q in ("show me user 7's profile", "why was the first one recommended to user 7?", "what does user 7 like?",
+              "refresh user 7", "/profile 7"):
         turn = a.ask(q)
-        assert turn.tool_calls and all(c.refused for c in turn.tool_calls), q
+        # the router answers without a tool; a slash command reaches the gate, which refuses
+        assert all(c.refused for c in turn.tool_calls), q
+        assert turn.reply_kind == "own_data" or (turn.tool_calls and q.startswith("/")), q
         assert turn.answer == "Sorry, I can only show you your own data."
+    assert a.ask("用户7喜欢什么？").answer == "抱歉，我只能显示你自己的数据。"
 
 
 def test_router_support_session(app):
@@ -190,7 +194,10 @@ def test_template_mode_never_builds_the_llm(app):
     turn = a.ask("recommend something like Toy Story")
     assert not app.started("llm") and turn.phrased_by == "template"
     args = turn.tool_calls[0].args
-    assert args["intent"].startswith("like Toy Story (1995)") and "1" in args["exclude"]
+    assert args["seed"] == "1" and "intent" not in args  # seeded by the item: its neighbours, ranked for the user
+    items = turn.tool_calls[0].result["items"]
+    assert items and "1" not in {i["item_id"] for i in items}
+    assert "Like Toy Story (1995), which you asked about" in items[0]["why"][0]
 
 
 # ---------------------------------------------------------------- sessions

@@ -110,6 +110,70 @@ def test_embedded_sends_max_tokens_not_max_completion_tokens():
     assert plain._get_request_payload([HumanMessage("hi")], max_tokens=7)["max_completion_tokens"] == 7
 
 
+TOOLS = [{"type": "function", "function": {"name": n, "description": n, "parameters": {"type": "object", "properties": {}}}}
+         for n in ("recommend", "get_profile")]
+
+
+def _embedded_chat(handler=None):
+    ep = Endpoint("http://127.0.0.1:1/v1", "m", "k", max_retries=0, concurrency=1)
+    client = httpx.Client(transport=httpx.MockTransport(handler)) if handler else None
+    return llm_mod.connect(ep, "embedded", **({"http_client": client} if client else {})).chat_model
+
+
+def _reply(message: dict) -> httpx.Response:
+    return httpx.Response(200, json={"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                                      "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", **message}}]})
+
+
+def test_embedded_tool_calls_speak_llama_cpp():
+    """llama-cpp's chatml-function-calling: no tool_choice means none there (auto
+    is sent), auto cannot stream, tool results need a rendering its template has."""
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    chat = _embedded_chat()
+    assert chat.disable_streaming == "tool_calling"
+    bound = chat.bind_tools(TOOLS).kwargs
+    first = chat._get_request_payload([HumanMessage("recommend me a film")], **bound)
+    assert first["tool_choice"] == "auto"
+    call = AIMessage("", tool_calls=[{"name": "recommend", "args": {"k": 3}, "id": "c1", "type": "tool_call"}])
+    after = chat._get_request_payload([HumanMessage("recommend me a film"), call, ToolMessage("RESULTS", tool_call_id="c1")], **bound)
+    assert after["tool_choice"] == "none"  # answer from the results
+    assert after["messages"][1:] == [
+        {"role": "assistant", "content": '<tool_call>\n{"name": "recommend", "arguments": {"k": 3}}\n</tool_call>'},
+        {"role": "user", "content": "<tool_response>\nRESULTS\n</tool_response>"},
+    ]
+    named = chat.bind_tools(TOOLS, tool_choice="get_profile").kwargs
+    assert chat._get_request_payload([HumanMessage("hi")], **named)["tool_choice"]["function"]["name"] == "get_profile"
+    assert "tool_choice" not in chat._get_request_payload([HumanMessage("hi")])  # no tools, nothing added
+
+
+def test_embedded_completes_a_tool_choice_written_as_text():
+    """Under auto, llama-cpp decodes a message with its follow-up grammar, so the
+    model "answers" functions.<name>:; that is completed with the named choice."""
+    import json
+
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        sent.append(body.get("tool_choice"))
+        if body["tool_choice"] == "auto":
+            return _reply({"content": body["messages"][-1]["content"]})  # echo: the test picks the text
+        name = body["tool_choice"]["function"]["name"]
+        return _reply({"content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"k": 2}'}}]})
+
+    chat = _embedded_chat(handler).bind_tools(TOOLS)
+    msg = chat.invoke([HumanMessage("functions.recommend:")])
+    assert sent == ["auto", {"type": "function", "function": {"name": "recommend"}}]
+    assert [(c["name"], c["args"]) for c in msg.tool_calls] == [("recommend", {"k": 2})]
+    sent.clear()
+    for text in ("functions.status:", "I like functions.recommend: a lot"):  # not a bound tool / prose
+        msg = chat.invoke([HumanMessage(text)])
+        assert sent == ["auto"] and msg.content == text and not msg.tool_calls
+        sent.clear()
+
+
 def test_unknown_backend_is_a_model_error(settings):
     with pytest.raises(ModelError, match="unknown LLM backend"):
         get_llm(settings, backend="nope")

@@ -229,3 +229,36 @@ def test_item_vectors_fill_items_not_indexed_yet_with_zeros():
 
     got = _item_vectors(Vectors(), ["a", "b", "c"])
     assert got.tolist() == [[1.0] * 3, [0.0] * 3, [2.0] * 3]
+
+
+def test_seeded_recommendations_are_the_seeds_neighbours_ranked_for_the_user():
+    """"something like i5": i6 goes with i5 in everyone's ratings and is closest
+    in content; the seed itself is never shown; the seed part is the mean of
+    the scaled co-occurrence row and the scaled cosine, and parts sum to the score."""
+    cat = catalog()
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(len(cat), 16)).astype(np.float32)
+    vecs[6] = vecs[5] + 0.4 * rng.normal(size=16)  # i6 near i5 in content, not a near-duplicate
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    mine = [ev("u", "i0", value=5.0, n=0), ev("u", "i1", value=4.0, n=1)]
+    side = side_for(_world() + mine, cat, vecs)
+    rec = Recommender(side, {"co_occurrence": 1.0, "popularity": 0.2})
+    plain = rec.recommend(UserContext("u", mine, profile()), k=3)
+    seeded = rec.recommend(UserContext("u", mine, profile(), seeds=("i5",)), k=3)
+    assert plain[0].item_id in ("i2", "i3")  # the user's own taste leads without a seed
+    assert seeded[0].item_id == "i6"
+    assert "i5" not in {it.item_id for it in rec.recommend(UserContext("u", mine, profile(), seeds=("i5",)), k=20)}
+    col5 = side.index["i5"]
+    co = side.similarity[col5].toarray().ravel()
+    cos = side.vectors @ side.vectors[col5]
+    scale = lambda x: (x - x.min()) / (x.max() - x.min())  # noqa: E731
+    expected = (scale(co) + scale(cos)) / 2
+    for it in seeded:
+        col = side.index[it.item_id]
+        assert it.parts["seed"] == pytest.approx(R.SEED_WEIGHT * expected[col], rel=1e-5)
+        assert sum(it.parts.values()) == pytest.approx(it.score, abs=1e-9)
+        assert it.evidence["seed"]["item_ids"] == ["i5"]
+        assert it.evidence["seed"]["cosine"] == pytest.approx(float(cos[col]), abs=1e-4)
+    # cold start: a new user's "something like i5" is led by the seed as well
+    cold = rec.recommend(UserContext("new", [], None, seeds=("i5",)), k=1)
+    assert cold[0].item_id == "i6" and cold[0].parts["seed"] > 0
