@@ -45,19 +45,19 @@ PART_ZH = {
 # tastebud.retrieval.service; imported on first use, so that importing the agent
 # does not load the recommender (numpy, scipy) before a Chinese answer needs it.
 def _cat(name: Any) -> str:
-    from tastebud.retrieval.service import CATEGORY_ZH
+    from tastebud.retrieval.why import CATEGORY_ZH
 
     return CATEGORY_ZH.get(str(name), _md(name))
 
 
 def _tag(tag: Any) -> str:
-    from tastebud.retrieval.service import tag_zh
+    from tastebud.retrieval.why import tag_zh
 
     return _md(tag_zh(tag))
 
 
 def _event(kind: Any) -> str:
-    from tastebud.retrieval.service import EVENT_TYPE_ZH
+    from tastebud.retrieval.why import EVENT_TYPE_ZH
 
     return EVENT_TYPE_ZH.get(str(kind), _md(kind))
 

@@ -322,7 +322,7 @@ class Toolbox:
 
     def _recommend(self, user_id: str, k: int = 5, category: str | None = None, exclude: list[str] | None = None,
                    intent: str | None = None, seed: str | None = None) -> dict[str, Any]:
-        from tastebud.retrieval.service import render_why, render_why_zh
+        from tastebud.retrieval.why import render_why, render_why_zh
 
         exclude = list(exclude or [])
         seeds = [self.resolve_item(seed)] if seed else []
@@ -344,7 +344,7 @@ class Toolbox:
                 "items": items}
 
     def _explain(self, user_id: str, item_id: str, request_id: str | None = None) -> dict[str, Any]:
-        from tastebud.retrieval.service import render_why_zh
+        from tastebud.retrieval.why import render_why_zh
 
         item_id = self.resolve_item(item_id)
         entry = self.app.recommendations.why(user_id, item_id, request_id)

@@ -1,0 +1,157 @@
+"""Why an item was recommended, as short sentences in English or Chinese.
+
+`reasons(entry)` picks, once, which logged parts explain the score and with
+what evidence (biggest part first); `render_why` and `render_why_zh` only
+phrase them, so the two languages cannot drift apart in what they claim.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+# Chinese names of the catalog's categories (MovieLens genres; a tag equal to one is said the same way)
+CATEGORY_ZH = {
+    "Action": "动作", "Adventure": "冒险", "Animation": "动画", "Children": "儿童", "Children's": "儿童",
+    "Comedy": "喜剧", "Crime": "犯罪", "Documentary": "纪录片", "Drama": "剧情", "Fantasy": "奇幻",
+    "Film-Noir": "黑色电影", "Horror": "恐怖", "IMAX": "IMAX", "Musical": "歌舞", "Mystery": "悬疑",
+    "Romance": "爱情", "Sci-Fi": "科幻", "Thriller": "惊悚", "War": "战争", "Western": "西部",
+    "(no genres listed)": "未列出类型",
+}
+_CATEGORY_ZH_BY_LOWER = {k.lower(): v for k, v in CATEGORY_ZH.items()}
+EVENT_TYPE_ZH = {"view": "浏览", "click": "点击", "add_to_cart": "加入购物车", "purchase": "购买", "rating": "评分",
+                 "review": "评论", "like": "喜欢", "dislike": "不喜欢", "skip": "跳过", "search": "搜索", "tag": "打标签"}
+
+
+def tag_zh(tag: Any) -> str:
+    """A tag that is a category name ("Comedy", "sci-fi") in Chinese; any other tag as stored."""
+    return _CATEGORY_ZH_BY_LOWER.get(str(tag).strip().lower(), str(tag))
+
+
+def reasons(entry: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, facts) for every part that explains the logged score, biggest part
+    first; penalties last. Kinds: seed, co_occurrence, tag_match, semantic
+    (horizon long/short), intent, popularity, avoided_tags, resembles_disliked."""
+    parts, evidence = entry["parts"], entry["evidence"]
+    found: list[tuple[float, str, dict[str, Any]]] = []
+    seed = evidence.get("seed")
+    if parts.get("seed", 0) > 0 and seed and seed.get("titles"):  # the user's own request leads
+        found.append((parts["seed"] + 10.0, "seed", {"titles": list(seed["titles"]), "cosine": seed["cosine"],
+                                                      "co_occurrence": seed.get("co_occurrence", 0) > 0}))
+    co = evidence.get("co_occurrence") or []
+    if parts.get("co_occurrence", 0) > 0 and co:
+        found.append((parts["co_occurrence"], "co_occurrence", {"items": co}))
+    tags = [t for t in evidence.get("tag_match") or [] if t["weight"] > 0]
+    if parts.get("tag_match", 0) > 0 and tags:
+        found.append((parts["tag_match"], "tag_match", {"tags": tags[:3]}))
+    for horizon in ("long", "short"):
+        key = f"semantic_{horizon}"
+        if parts.get(key, 0) > 0 and key in evidence:
+            found.append((parts[key], "semantic", {"horizon": horizon, "cosine": evidence[key]["cosine"]}))
+    if parts.get("intent", 0) > 0 and "intent" in evidence:
+        found.append((parts["intent"], "intent", dict(evidence["intent"])))
+    if parts.get("popularity", 0) > 0:
+        found.append((parts["popularity"], "popularity",
+                      {"n": (evidence.get("popularity") or {}).get("positive_interactions", 0)}))
+    disliked = [t for t in evidence.get("tag_match") or [] if t["weight"] < 0]
+    if disliked:
+        found.append((-1.0, "avoided_tags", {"tags": [t["tag"] for t in disliked[:2]]}))
+    if parts.get("dislike_similarity", 0) < 0:
+        found.append((-1.0, "resembles_disliked", {}))
+    found.sort(key=lambda r: -r[0])
+    return [(kind, facts) for _, kind, facts in found]
+
+
+# ------------------------------------------------------------------ English
+
+def _stars(value: Any) -> str:
+    v = float(value)
+    return f"{int(v) if v.is_integer() else v}/5"
+
+
+def _and(words: Sequence[str]) -> str:
+    words = list(words)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1] if words else ""
+
+
+def _en_co(f: dict[str, Any]) -> str:
+    co = f["items"]
+    liked = [f"{e['title']} {_stars(e['value'])}" if e.get("type") == "rating" and e.get("value") is not None
+             else f"{e['title']} ({e['type']})" for e in co]
+    verb = "rated" if all(e.get("type") == "rating" for e in co) else "liked"
+    return f"You {verb} {_and(liked)}; people who liked those also liked this."
+
+
+def _en_seed(f: dict[str, Any]) -> str:
+    how = (["people who liked it also liked this"] if f["co_occurrence"] else []) + [f"content similarity {f['cosine']:.2f}"]
+    return f"Like {_and(f['titles'])}, which you asked about: " + " and ".join(how) + "."
+
+
+_EN: dict[str, Callable[[dict[str, Any]], str]] = {
+    "seed": _en_seed,
+    "co_occurrence": _en_co,
+    "tag_match": lambda f: "Matches your interest in " + _and([f"{t['tag']} (weight {t['weight']:.2f})" for t in f["tags"]]) + ".",
+    "semantic": lambda f: (f"Close to your {'long-term' if f['horizon'] == 'long' else 'recent'} taste profile "
+                           f"(similarity {f['cosine']:.2f})."),
+    "intent": lambda f: f"Fits your request \"{f['text']}\" (similarity {f['cosine']:.2f}).",
+    "popularity": lambda f: f"Popular: {f['n']:,} people interacted with it positively.",
+    "avoided_tags": lambda f: "Held back a little because it has " + _and(f["tags"]) + ", which you tend to avoid.",
+    "resembles_disliked": lambda f: "Held back a little because it resembles something you disliked.",
+}
+
+
+def render_why(entry: Mapping[str, Any]) -> list[str]:
+    """Short deterministic sentences from the logged parts and evidence, biggest part first."""
+    return [_EN[kind](facts) for kind, facts in reasons(entry)] or ["It scored on popularity alone (no personal signal yet)."]
+
+
+# ------------------------------------------------------------------ Chinese
+
+def _and_zh(words: Sequence[str]) -> str:
+    words = list(words)
+    return "" if not words else words[0] if len(words) == 1 else "、".join(words[:-1]) + "和" + words[-1]
+
+
+def _gap(word: str) -> str:
+    """A space between Chinese text and a following Latin word, none before Chinese."""
+    return " " if word[:1].isascii() else ""
+
+
+def _zh_co(f: dict[str, Any]) -> str:
+    co = f["items"]
+    rated = all(e.get("type") == "rating" for e in co)
+    liked = [f"《{e['title']}》（{'' if rated else '评分 '}{_stars(e['value'])}）"
+             if e.get("type") == "rating" and e.get("value") is not None
+             else f"《{e['title']}》（{EVENT_TYPE_ZH.get(e['type'], e['type'])}）" for e in co]
+    return f"你{'评过' if rated else '喜欢过'}{_and_zh(liked)}；喜欢这些作品的人也喜欢这部。"
+
+
+def _zh_seed(f: dict[str, Any]) -> str:
+    how = (["喜欢它的人也喜欢这部"] if f["co_occurrence"] else []) + [f"内容相似度 {f['cosine']:.2f}"]
+    return f"与你问到的{_and_zh([f'《{t}》' for t in f['titles']])}相似：" + "，".join(how) + "。"
+
+
+def _zh_tags(f: dict[str, Any]) -> str:
+    said = "、".join(f"{tag_zh(t['tag'])}（权重 {t['weight']:.2f}）" for t in f["tags"])
+    return f"符合你对{_gap(said)}{said}的兴趣。"
+
+
+def _zh_avoided(f: dict[str, Any]) -> str:
+    said = "、".join(tag_zh(t) for t in f["tags"])
+    return f"排名稍微靠后，因为它带有{_gap(said)}{said}，而你通常会避开这些。"
+
+
+_ZH: dict[str, Callable[[dict[str, Any]], str]] = {
+    "seed": _zh_seed,
+    "co_occurrence": _zh_co,
+    "tag_match": _zh_tags,
+    "semantic": lambda f: f"与你的{'长期' if f['horizon'] == 'long' else '近期'}口味画像接近（相似度 {f['cosine']:.2f}）。",
+    "intent": lambda f: f"符合你的要求“{f['text']}”（相似度 {f['cosine']:.2f}）。",
+    "popularity": lambda f: f"很受欢迎：有 {f['n']:,} 人对它有正面互动。",
+    "avoided_tags": _zh_avoided,
+    "resembles_disliked": lambda f: "排名稍微靠后，因为它与你不喜欢的作品相似。",
+}
+
+
+def render_why_zh(entry: Mapping[str, Any]) -> list[str]:
+    """render_why in Chinese: the same reasons in the same order (titles and tags as stored, numbers identical)."""
+    return [_ZH[kind](facts) for kind, facts in reasons(entry)] or ["它只凭热度得分（还没有你的个人信号）。"]
