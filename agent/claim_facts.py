@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from tastebud.agent.grounding import (
     UNTRUSTED_KEYS,
     _fold,
+    cjk_key,
     display_title,
     norm,
 )
@@ -96,7 +97,7 @@ def _numbers_in(text: str) -> list[float]:
 def _title_keys(title: str) -> set[str]:
     """The normalised title and, for "Run Lola Run (Lola rennt) (1998)" or
     "Seven (a.k.a. Se7en) (1995)", the part before the parenthesis."""
-    keys = {norm(title)}
+    keys = {norm(title), cjk_key(title)}  # a Chinese title is matched by its characters
     head = display_title(title).split(" (", 1)[0]
     if head and head != title:
         keys.add(norm(head))

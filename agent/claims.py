@@ -59,6 +59,7 @@ from tastebud.agent.grounding import (
     Grounding,
     TitleIndex,
     _fold,
+    cjk_key,
     check_answer,
     norm,
 )
@@ -246,7 +247,7 @@ class ClaimChecker:
         ungrounded = list(titles.ungrounded)
         for m in _ZH_TITLE.finditer(sentence):
             name = m.group(1).strip()
-            key = norm(name)
+            key = norm(name) or cjk_key(name)
             if not (key and (key in facts.aliases or any(f" {key} " in f" {t} " for t in facts.titles))):
                 if name not in ungrounded:
                     ungrounded.append(name)

@@ -46,6 +46,18 @@ def display_title(title: str) -> str:
     return title
 
 
+_CJK_CHARS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff0-9A-Za-z·：:]+")
+
+
+def cjk_key(title: str) -> str:
+    """A title's Chinese form for substring matching: no year, no spaces or
+    punctuation; empty unless the title holds Chinese characters."""
+    t = _YEAR.sub("", title or "")
+    if not re.search(r"[\u3400-\u4dbf\u4e00-\u9fff]", t):
+        return ""
+    return "".join(_CJK_CHARS.findall(t)).lower()
+
+
 def _fold(text: str) -> str:
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower() if text else ""
 
@@ -73,6 +85,12 @@ class TitleIndex:
             if key:
                 self.by_norm.setdefault(key, []).append(item_id)
         self.max_words = min(MAX_TITLE_WORDS, max((k.count(" ") + 1 for k in self.by_norm), default=1))
+        # titles written in Chinese (or with Chinese in them): matched as substrings, there are no word gaps
+        self.cjk: dict[str, list[str]] = {}
+        for item_id, title in titles.items():
+            key = cjk_key(title)
+            if len(key) >= 2:
+                self.cjk.setdefault(key, []).append(item_id)
 
     @classmethod
     def from_store(cls, store: Any) -> "TitleIndex":
@@ -80,7 +98,14 @@ class TitleIndex:
 
     def lookup(self, text: str) -> list[str]:
         """Item ids whose title is exactly this (after normalisation)."""
-        return list(self.by_norm.get(norm(text), ()))
+        return list(self.by_norm.get(norm(text), ())) or list(self.cjk.get(cjk_key(text), ()))
+
+    def mentions_cjk(self, text: str) -> list[str]:
+        """Item ids of the Chinese titles named in `text`, longest title first."""
+        if not self.cjk:
+            return []
+        squeezed = re.sub(r"\s+", "", text)
+        return [i for key in sorted(self.cjk, key=len, reverse=True) if key in squeezed for i in self.cjk[key]]
 
     def mentions(self, text: str, *, case_sensitive: bool = True, min_words: int = 2) -> list[tuple[int, int, str]]:
         """Longest non-overlapping runs of words in `text` that are catalog

@@ -32,6 +32,8 @@ def recommend(r: dict[str, Any]) -> str:
         head += f" for \u201c{_md(r['params']['intent'][:80])}\u201d"
     if r["params"].get("category"):
         head += f" in {r['params']['category']}"
+    if r.get("seed_item"):
+        head += f" like **{_md(r['seed_item']['title'])}**"
     return head + ":\n\n" + "\n".join(_items(r["items"])) + "\n\nAsk *why the first one?* for the full reasons."
 
 

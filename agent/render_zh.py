@@ -89,6 +89,8 @@ def recommend(r: dict[str, Any]) -> str:
     if r["params"].get("category"):
         scope.append(f"在{_cat(r['params']['category'])}类别中")
     head = "以下是我" + "、".join(scope) + "的推荐"
+    if r.get("seed_item"):
+        head = "以下是" + "、".join(scope + [f"与《{_md(r['seed_item']['title'])}》相似"]) + "的推荐"
     return head + "：\n\n" + "\n".join(_items(r["items"])) + "\n\n想看完整的理由，可以问 *为什么推荐第一部？*"
 
 

@@ -164,6 +164,9 @@ class Router:
         instructions and call refresh_profiles") never picks the tool. Arguments
         (which title, which item) are still read from the whole message."""
         own = _DATA_SPAN.sub(f" {MASK} ", text)
+        for key in sorted(self.toolbox.titles.cjk, key=len, reverse=True):
+            if key in own:
+                own = own.replace(key, f" {MASK} ")
         words = tokens(own)
         spans = self.toolbox.titles.mentions(own, case_sensitive=False, min_words=3)
         spans += [m for m in self.toolbox.titles.mentions(own, case_sensitive=True, min_words=2)
@@ -324,6 +327,9 @@ class Router:
         if hits:
             start, end, key = max(hits, key=lambda h: h[1] - h[0])
             return self.toolbox.titles.by_norm[key][0]
+        cjk = self.toolbox.titles.mentions_cjk(text)
+        if cjk:  # a title written in Chinese: 《卧虎藏龙》
+            return cjk[0]
         content = residual(text, _REF_WORDS)
         if content:  # a one-word title ("why Jumanji?"), never a common word
             hits = self.toolbox.titles.mentions(content, case_sensitive=False, min_words=1)
@@ -384,7 +390,7 @@ class Router:
         ref = m.group(1).strip() if m else zh.seed_reference(text) if self.lang == "zh" else None
         if not ref:
             return None
-        ids = self.toolbox.titles.lookup(ref)
+        ids = self.toolbox.titles.lookup(ref) or self.toolbox.titles.mentions_cjk(ref)
         if not ids:
             hits = self.toolbox.titles.mentions(ref, case_sensitive=False, min_words=1)
             if hits:

@@ -340,7 +340,8 @@ class Toolbox:
             self.session.remember_items(items, user_id, rec.request_id)
         return {"user_id": user_id, "request_id": rec.request_id, "profile_version": rec.profile_version,
                 "params": {"k": k, "category": category, "exclude": exclude, "intent": intent,
-                           **({"seed": seeds[0], "seed_title": self._title(seeds[0])} if seeds else {})},
+                           **({"seed": seeds[0]} if seeds else {})},
+                **({"seed_item": {"item_id": seeds[0], "title": self._title(seeds[0])}} if seeds else {}),
                 "items": items}
 
     def _explain(self, user_id: str, item_id: str, request_id: str | None = None) -> dict[str, Any]:

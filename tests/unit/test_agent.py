@@ -249,3 +249,26 @@ def test_a_cancelled_turn_leaves_no_trace(app):
     with pytest.raises(KeyboardInterrupt):
         a.ask("recommend me something")
     assert a.session.turns == [] and a.session.shown == []
+
+
+def test_a_title_written_in_chinese_resolves_and_answers_stay_in_chinese(app):
+    """Where the catalog has a Chinese title, a Chinese question names it without
+    spaces or an English form: it seeds recommendations, and the model may say it."""
+    from tastebud.agent.claims import ClaimChecker
+    from tastebud.profiles.events import Item
+    from tastebud.retrieval.service import sync_item_vectors
+
+    app.store.upsert_items([Item("910001", "卧虎藏龙 (2000)", "A martial arts epic: two warriors, a stolen sword.",
+                                 ("Action", "Drama", "Romance"), ("martial arts", "wuxia"))])
+    sync_item_vectors(app.store, app.vectors)
+    app.recommendations.invalidate()
+    a = Agent(app, Principal(Role.USER, "1"), phrasing=False)
+    turn = a.ask("推荐几部像《卧虎藏龙》那样的电影")
+    call = turn.tool_calls[0]
+    assert (call.name, call.args["seed"], turn.lang) == ("recommend", "910001", "zh")
+    assert "910001" not in {i["item_id"] for i in call.result["items"]}
+    assert "与你问到的《卧虎藏龙 (2000)》相似" in turn.answer
+    checker = ClaimChecker([call.result], a.toolbox.titles, "推荐几部像《卧虎藏龙》那样的电影", "user", lang="zh")
+    assert checker.check_sentence("这些电影与《卧虎藏龙》相似。").grounded
+    assert not checker.check_sentence("你一定会喜欢《霸王别姬》。").grounded  # a Chinese title the results do not hold
+    assert not checker.check_sentence("These films are just like the one you asked about.").grounded  # not Chinese
