@@ -27,6 +27,7 @@ whole answer becomes the deterministic rendering of the results.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from tastebud.agent.ports import AgentServices
 
 log = logging.getLogger(__name__)
+_CJK = re.compile(r"[\u4e00-\u9fff]")
 
 PHRASED = frozenset({"recommend", "explain", "get_profile", "get_history", "search_items", "recommendation_log"})
 MAX_ANSWER_TOKENS = 110
@@ -353,7 +355,11 @@ class Agent:
         if report is not None:
             turn.claims = report.as_dict()
             turn.ungrounded = report.ungrounded
-        if report is not None and report.keep and report.kept_text:
+        if report is not None and report.keep and report.kept_text and turn.lang == "zh" \
+                and language(report.kept_text) != "zh" and len(_CJK.findall(report.kept_text)) < 2:
+            report.fallback = "not in the user's language (Chinese)"  # a bare list of English titles
+            turn.claims = report.as_dict()
+        elif report is not None and report.keep and report.kept_text:
             turn.answer, turn.phrased_by = report.kept_text, "llm"
             if report.dropped:
                 turn.model_answer = answer

@@ -121,11 +121,13 @@ class Facts:
     ratings: dict[str, set[float]] = field(default_factory=dict)
     ranks: dict[str, set[int]] = field(default_factory=dict)  # title -> its rank(s) in a list or explanation
     numbers: set[float] = field(default_factory=set)
+    categories: dict[str, set[str]] = field(default_factory=dict)  # title -> its categories and tags (lowercase)
     co_occurrence: bool = False
     popularity: bool = False
     user_words: bool = False  # the user's own words (search/review text, a request text)
     reviews: bool = False
     trusted_text: str = ""
+    trusted_raw: str = ""  # the same, unfolded (Chinese text folds to nothing)
     instructions: list[str] = field(default_factory=list)  # instruction-like untrusted text
 
     @property
@@ -166,6 +168,7 @@ class Facts:
             if s.startswith("Fits your request"):
                 f.user_words = True
         f.trusted_text = " " + " ".join(_fold(s) for s in trusted) + " "
+        f.trusted_raw = "\n".join(trusted)
         f.instructions = [s for s in untrusted if instruction_like(s)]
         f.titles = {norm(t) for t in f.raw_titles} - {""}
         return f
@@ -204,6 +207,9 @@ class Facts:
         if title:
             self.raw_titles.add(title)
         t = norm(title) if title else ""
+        if t and isinstance(v.get("categories"), (list, tuple)):
+            self.categories.setdefault(t, set()).update(
+                str(c).lower() for c in list(v["categories"]) + list(v.get("tags") or []) if isinstance(c, str))
         if t and isinstance(v.get("rank"), int) and not isinstance(v.get("rank"), bool):
             self.ranks.setdefault(t, set()).add(int(v["rank"]))
         for k, x in v.items():

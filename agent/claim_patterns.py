@@ -97,6 +97,26 @@ _ZH_CRITICS = re.compile(r"影评人|评论家|影评|评论者|评论员|专业
 _ZH_PEOPLE = re.compile(r"其他用户|别的用户|其他观众|很多人|许多人|大家都|观众们|网友|用户们|用户评分|用户给|其他人|相似的用户|类似的用户|喜欢.{0,12}的人也")
 _ZH_WORDS = re.compile(r"你(?:之前|曾经|刚才|刚刚|已经|也)?(?:提到|说过|说到|告诉|写过|表示过|搜索过)")
 _ZH_ROLE = re.compile(r"该用户|这位用户|此用户|这个用户|用户\s*\d+")
+# praise the results cannot back: "a classic", "critically acclaimed"
+_ZH_QUALITY = re.compile(r"经典|杰作|佳作|好评如潮|口碑|获奖|神作|必看|大师之作|影史")
+_ZH_POPULAR = re.compile(r"受欢迎|热门|流行|火爆|人气|票房")
+# the model speaking as the user ("我喜欢…"), or of an end user as "他们"
+_ZH_AS_USER = re.compile(r"我(?:很|非常|最|也|都|一直|比较)?(?:喜欢|爱看|讨厌|不喜欢|评过|看过|最近|偏爱|偏好|对.{0,8}感兴趣)")
+_ZH_THIRD = re.compile(r"(?:他们|她们|他|她)(?:最近|都|也|一直|比较|还)*在?(?:喜欢|关注|对|感兴趣|不喜欢|评过|看过|的兴趣|的口味|偏爱)")
+# genre words, by the catalog's English name
+GENRE_WORDS = {
+    "action": "action", "adventure": "adventure", "animation": "animation", "animated": "animation",
+    "children": "children", "comedy": "comedy", "comedies": "comedy", "crime": "crime", "documentary": "documentary",
+    "drama": "drama", "dramas": "drama", "fantasy": "fantasy", "horror": "horror", "musical": "musical",
+    "mystery": "mystery", "romance": "romance", "romantic": "romance", "sci-fi": "sci-fi", "science fiction": "sci-fi",
+    "thriller": "thriller", "western": "western", "war": "war",
+    "动作": "action", "冒险": "adventure", "动画": "animation", "儿童": "children", "喜剧": "comedy", "犯罪": "crime",
+    "纪录片": "documentary", "剧情": "drama", "奇幻": "fantasy", "恐怖": "horror", "歌舞": "musical", "音乐剧": "musical",
+    "悬疑": "mystery", "爱情": "romance", "科幻": "sci-fi", "惊悚": "thriller", "西部": "western", "战争": "war",
+}
+_GENRE = re.compile("|".join(sorted((re.escape(w) if not w.isascii() else rf"\b{re.escape(w)}\b" for w in GENRE_WORDS),
+                                    key=len, reverse=True)), re.I)
+_CLAUSE_END = re.compile(r"[，,；;。.!?！？、]|\s(?:and|but|while|whereas)\s|而|但|虽然")
 _ZH_TITLE = re.compile(r"《([^》\n]{1,80})》")
 _ZH_RATING = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/\s*(?:5|10)(?!\d)|颗?星|分(?!钟|之))")
 _RANK = re.compile(r"(?:#\s*|\b(?:ranked|rank|number|no\.)\s*#?\s*)(\d+)\b", re.I)

@@ -111,6 +111,13 @@ from tastebud.agent.claim_patterns import (
     _ZH_RATING,
     _ZH_ROLE,
     _ZH_TITLE,
+    _ZH_QUALITY,
+    _ZH_POPULAR,
+    _ZH_AS_USER,
+    _ZH_THIRD,
+    _GENRE,
+    _CLAUSE_END,
+    GENRE_WORDS,
     _ZH_WORDS,
     _verb_class,
 )
@@ -254,8 +261,9 @@ class ClaimChecker:
         if ungrounded:
             reasons.append("title not in the results: " + ", ".join(ungrounded))
         spans = self.title_spans(sentence)
-        # numbers
+        # numbers, genres said of a title
         reasons += self._numbers(sentence, spans, facts)
+        reasons += self._genres(sentence, spans, facts)
         if is_english(sentence):
             reasons += self._english(sentence, spans, facts)
             if self.lang == "zh" and _LATIN_WORD.findall(_without_spans(sentence, spans)).__len__() >= 3:
@@ -451,8 +459,39 @@ class ClaimChecker:
         bad = [k for k in _unique(named) if k not in offered and k not in governed]
         return [f"said to be recommended but not in the list: {', '.join(facts.show(k) for k in bad)}"] if bad else []
 
+    def _genres(self, sentence: str, spans: list[tuple[int, int, str]], facts: Facts) -> list[str]:
+        """"Pulp Fiction is a sci-fi film", "《X》是一部科幻作品": in a clause that names
+        exactly one title whose categories the results hold, every genre word must
+        be one of them."""
+        reasons = []
+        cuts = [0] + [m.end() for m in _CLAUSE_END.finditer(sentence)
+                      if not any(a <= m.start() < b for a, b, _ in spans)] + [len(sentence)]
+        for start, end in zip(cuts, cuts[1:]):
+            inside = [t for a, b, t in spans if a >= start and b <= end]
+            if len(set(inside)) != 1 or inside[0] not in facts.categories:
+                continue
+            known = facts.categories[inside[0]]
+            clause = sentence[start:end]
+            for a, b, _ in spans:  # genre words inside the title itself do not count
+                if a >= start and b <= end:
+                    clause = clause.replace(sentence[a:b], " ")
+            for m in _GENRE.finditer(clause):
+                genre = GENRE_WORDS[m.group().lower()]
+                if genre not in known:
+                    reasons.append(f"genre not in the results for {facts.show(inside[0])}: {m.group()}")
+        return reasons
+
     def _chinese(self, sentence: str, facts: Facts) -> list[str]:
         reasons = []
+        m = _ZH_QUALITY.search(sentence)
+        if m and m.group() not in facts.trusted_raw:
+            reasons.append(f"\"{m.group()}\": praise the results do not hold")
+        m = _ZH_POPULAR.search(sentence)
+        if m and not facts.popularity:
+            reasons.append(f"\"{m.group()}\": no popularity part in the results")
+        m = _ZH_AS_USER.search(sentence)
+        if m:
+            reasons.append(f"speaks as the user ({m.group()!r})")
         for m in _ZH_RATING.finditer(sentence):
             if "你" not in sentence and "您" not in sentence:
                 reasons.append(f"a rating nobody in the results gave: {m.group()}")
@@ -468,7 +507,7 @@ class ClaimChecker:
         if m and not facts.user_words:
             reasons.append(f"\"{m.group()}\": the results hold nothing the user said")
         if self.audience == "user":
-            m = _ZH_ROLE.search(sentence)
+            m = _ZH_ROLE.search(sentence) or _ZH_THIRD.search(sentence)
             if m:
                 reasons.append(f"speaks of the user in the third person ({m.group()!r}); say \"you\"")
         return reasons

@@ -272,3 +272,18 @@ def test_a_title_written_in_chinese_resolves_and_answers_stay_in_chinese(app):
     assert checker.check_sentence("这些电影与《卧虎藏龙》相似。").grounded
     assert not checker.check_sentence("你一定会喜欢《霸王别姬》。").grounded  # a Chinese title the results do not hold
     assert not checker.check_sentence("These films are just like the one you asked about.").grounded  # not Chinese
+
+
+def test_a_chinese_question_never_gets_an_english_answer(app):
+    """The model answered a Chinese question with a bare English list (seen with
+    the embedded model): the Chinese rendering is shown instead."""
+    shown = Agent(app, Principal(Role.USER, "1"), phrasing=False).ask("给我推荐几部喜剧电影").items
+    a = agent(app, f"1. {shown[0]['title']}\n2. {shown[1]['title']}")  # supported, but English
+    turn = a.ask("给我推荐几部喜剧电影")
+    assert turn.tool_calls[0].args["category"] == "Comedy"
+    assert turn.phrased_by == "template" and turn.replaced
+    assert turn.claims["fallback"] == "not in the user's language (Chinese)"
+    assert turn.answer.startswith("以下是我在喜剧类别中的推荐")
+    b = agent(app, "你可能会喜欢这几部喜剧。")
+    turn = b.ask("给我推荐几部喜剧电影")
+    assert turn.phrased_by == "llm" and turn.answer == "你可能会喜欢这几部喜剧。"

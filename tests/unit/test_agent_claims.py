@@ -224,6 +224,26 @@ def test_chinese_answers_check_titles_numbers_and_a_few_phrases():
     assert kept(checker(HISTORY), "你搜索过 space horror,这和 people who liked 无关。")
 
 
+def test_genres_said_of_a_title_must_be_its_own():
+    """Seen with the embedded model: "Pulp Fiction (1994) 是一部非常受欢迎的科幻作品"."""
+    c = checker(RECS)
+    assert "genre not in the results for Inception (2010): comedy" in reasons(c, "Inception (2010) is a comedy.")
+    assert kept(c, "Toy Story (1995) is an animated comedy, and Inception (2010) is sci-fi.")
+    assert "genre" in reasons(c, "Toy Story (1995) 是一部科幻片。")
+    assert kept(c, "《Inception》是一部科幻片。")
+    assert kept(c, "I'd pick comedies: Toy Story (1995) leads.")  # Toy Story is a comedy
+
+
+def test_chinese_answers_drop_praise_popularity_and_the_wrong_voice():
+    c = checker(RECS)  # no popularity part, no praise in the data
+    assert "praise" in reasons(c, "Toy Story (1995) 和 Inception (2010) 是两部经典电影。")  # "two classics"
+    assert "popularity" in reasons(c, "Toy Story (1995) 非常受欢迎。")  # "very popular"
+    assert "speaks as the user" in reasons(c, "我喜欢电影类型为 Animation。")  # the model talking as the user
+    assert "third person" in reasons(c, "最近他们都在关注 Animation。")  # "they" to an end user
+    assert kept(c, "你最近在关注 Animation。")
+    assert kept(checker(RECS, audience="staff"), "最近他们都在关注 Animation。")
+
+
 def test_sentences_split_around_titles_abbreviations_and_lists():
     text = "Who Framed Roger Rabbit? (1988) is fun. Dr. Strangelove is not listed.\n1. **Toy Story** first\n2. second"
     c = ClaimChecker([{"items": [{"title": "Who Framed Roger Rabbit? (1988)"}]}], CATALOG)
