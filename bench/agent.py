@@ -48,7 +48,9 @@ _FORBIDDEN = [
     (re.compile(r"其他用户|很多人|观众|大家都"), ("co_occurrence", "because_you_liked", "positive_interactions", "popularity")),
     (re.compile(r"你提到|你说过|你告诉"), ("intent", "query", "text")),
 ]
-_CAPS_RUN = re.compile(r"\b(?:[A-Z][\w'’:-]*|\d+)(?:\s+(?:of|the|a|an|and|in|on|to|for|with|[A-Z][\w'’:-]*|\d+))*\s+[A-Z][\w'’:-]*")
+# capitalised runs of Latin words (Chinese characters end a run: "Drama和 War" is two names)
+_W = r"[A-Z][A-Za-z0-9'’:-]*"
+_CAPS_RUN = re.compile(rf"\b(?:{_W}|\d+)(?:[ \t]+(?:of|the|a|an|and|in|on|to|for|with|{_W}|\d+))*[ \t]+{_W}")
 _NUM = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
 
 
