@@ -6,8 +6,10 @@ Two drivers over the same `Toolbox`:
 * ``tools``: LangChain's tool-calling agent (``langchain.agents.create_agent``)
   for endpoints that call tools reliably: vLLM serving a Qwen model started
   with ``--enable-auto-tool-choice --tool-call-parser hermes``.
-* ``router``: for the embedded 0.5B model (which makes no tool call when asked
-  with ``tool_choice="auto"``): `tastebud.agent.router` picks the tool by rules and
+* ``router``: for the embedded 0.5B model, which picks the right tool for
+  about a third of plain questions through ``tools`` (tastebud/llm.py's
+  llama-cpp dialect, tests/integration/test_agent_tool_calling.py,
+  bench/agent_tools_driver.py): `tastebud.agent.router` picks the tool by rules and
   embedding similarity, one constrained call fills free-text arguments, code
   runs the tool, a second call phrases the answer from the result.
 
@@ -403,6 +405,7 @@ class Agent:
     # ------------------------------------------------------------ tool-calling driver
     def _tools_turn(self, text: str, on_text: TextFn | None, t0: float) -> Turn:
         from langchain.agents import create_agent
+        from langgraph.errors import GraphRecursionError
         from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 
         from tastebud.llm import model_errors
@@ -410,7 +413,11 @@ class Agent:
         turn = Turn(text, "", driver="tools", lang=language(text))
         tools = self.toolbox.langchain_tools()
         system_prompt = self._tools_system_prompt(turn.lang)
-        graph = create_agent(model=self.llm.chat_model, tools=tools, system_prompt=system_prompt)
+        model = self.llm.chat_model
+        if "max_tokens" in getattr(type(model), "model_fields", {}) and getattr(model, "max_tokens", None) is None:
+            # uncapped, llama-cpp's server writes until the context is full
+            model = model.model_copy(update={"max_tokens": self.max_tokens})
+        graph = create_agent(model=model, tools=tools, system_prompt=system_prompt)
         results_of = lambda: [c.result for c in self.toolbox.calls if c.ok]  # noqa: E731
         checker = self._checker(results_of, text, system_prompt, turn.lang)
         gate = SentenceGate(checker.check_sentence, on_text, checker.split)
@@ -435,7 +442,7 @@ class Agent:
                     if getattr(chunk, "tool_call_chunks", None) or getattr(chunk, "tool_calls", None):
                         continue
                     gate.feed(_chunk_text(chunk))
-        except ModelError as exc:
+        except (ModelError, GraphRecursionError) as exc:  # a model that keeps calling tools ends the loop
             log.warning("tool-calling agent failed: %s", exc)
             final = []
         offered = {t.name for t in tools}

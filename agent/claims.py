@@ -123,6 +123,11 @@ from tastebud.agent.claim_patterns import (
 )
 
 
+# tool-call or data syntax: a model echoing its calls or the results instead of answering
+# (the 0.5B model through the tools driver: '{"name": "get_profile", "arguments": ...}', JSON dumps)
+_TOOL_SYNTAX = re.compile(r'^\s*[{\[]\s*["{\[]|"\w+"\s*:\s*["{\[\d]|\bfunctions\.\w+:|</?(?:tool_call|tool_response|data)>')
+
+
 @dataclass
 class ClaimReport:
     """What the claim check made of one answer."""
@@ -239,6 +244,9 @@ class ClaimChecker:
         facts = self.facts
         reasons: list[str] = []
         fatal = False
+        if _TOOL_SYNTAX.search(sentence):
+            reasons.append("tool-call or JSON syntax, not an answer")
+            fatal = True
         # instructions, whatever the language
         if instruction_like(sentence):
             reasons.append("instruction-like text")

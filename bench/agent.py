@@ -1,6 +1,6 @@
 """The conversation benchmark with the real embedded model.
 
-    .venv/bin/python bench/agent.py [--driver router|tools|template] [--lang en|zh] [--limit N] [--json] [--out FILE]
+    .venv/bin/python bench/agent.py [--driver router|tools|template] [--data FILE] [--lang en|zh] [--limit N] [--json] [--out FILE]
 
 Runs every labelled utterance of bench/data/conversations.jsonl (format:
 bench/data/README.md) in the agent test home (tests/agent_helpers.py: the 250
@@ -81,6 +81,8 @@ def independent_check(answer: str, results: list, question: str = "") -> list[st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--driver", choices=("router", "tools", "template"), default="router")
+    parser.add_argument("--data", default=None, help="another labelled file (default bench/data/conversations.jsonl; "
+                                                     "bench/data/conversations_heldout.jsonl was written without sight of the router)")
     parser.add_argument("--lang", choices=("en", "zh"), default=None)
     parser.add_argument("--limit", type=int, default=0, help="only the first N rows (after --lang)")
     parser.add_argument("--ids", default="", help="comma-separated row ids")
@@ -92,7 +94,7 @@ def main() -> int:
     from tests.conversations import load, run_all, summarise
     from tastebud.retrieval.embedder import SentenceTransformerEmbedder
 
-    rows = load()
+    rows = load(Path(args.data)) if args.data else load()
     if args.lang:
         rows = [r for r in rows if r["lang"] == args.lang]
     if args.ids:

@@ -151,25 +151,123 @@ def backend_name(settings: "Settings") -> str:
 
 
 _LLAMA_CPP_CLASS: type | None = None
+# what a message chosen under tool_choice="auto" can hold on llama-cpp's server (see below)
+_TOOL_NAME_AS_TEXT = re.compile(r"^\s*functions\.([A-Za-z0-9_-]+):?\s*$")
 
 
 def _llama_cpp_chat_openai() -> type:
-    """ChatOpenAI that sends ``max_tokens``: langchain-openai renames it to
-    ``max_completion_tokens``, which llama-cpp's server silently ignores (and
-    then generates until the context is full)."""
+    """ChatOpenAI in the dialect of llama-cpp-python's server (0.3.x, chat format
+    ``chatml-function-calling``):
+
+    * it sends ``max_tokens``: langchain-openai renames it to
+      ``max_completion_tokens``, which the server silently ignores (and then
+      generates until the context is full);
+    * tool calling (LangChain's ``bind_tools``, the agent's ``tools`` driver),
+      measured in tests/integration/test_agent_tool_calling.py:
+
+      - no ``tool_choice`` means "none" there (the tools are not even put in the
+        prompt), not OpenAI's "auto": with tools bound and no choice this sends
+        "auto", or "none" when the last message is a tool result (see next);
+      - a *message* chosen under "auto" is decoded with the server's follow-up
+        grammar (``functions.<name>:`` or end of turn), so the model cannot
+        write prose there; text ``functions.<name>:`` naming a bound tool is
+        the model's tool choice and is completed with the named
+        ``tool_choice`` (the server's JSON-schema grammar for its arguments).
+        After tool results, "none" lets the model answer in prose: one round
+        of tool calls per turn;
+      - "auto" cannot stream (HTTP 500 once the model picks a function): no
+        streaming while tools are bound; "required" is an HTTP 500 as well;
+      - the template has no branch for "tool" messages (results never reach the
+        model), and an assistant's calls written as ``functions.<name>:`` lines
+        make the model answer in that format: the conversation goes the way
+        Qwen2.5's own chat template renders it (``_llama_cpp_messages``);
+      - an assistant message of calls only needs content "" (null is HTTP 500).
+
+      Through this dialect the 0.5B model picks the right tool for 7 of 20
+      plain questions (bench/agent_tools_driver.py); the router driver exists
+      for it.
+    """
     global _LLAMA_CPP_CLASS
     if _LLAMA_CPP_CLASS is None:
+        from typing import Literal
+
         from langchain_openai import ChatOpenAI
 
         class LlamaCppChatOpenAI(ChatOpenAI):
+            disable_streaming: bool | Literal["tool_calling"] = "tool_calling"
+
             def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
                 payload = super()._get_request_payload(input_, stop=stop, **kwargs)
                 if "max_completion_tokens" in payload:
                     payload["max_tokens"] = payload.pop("max_completion_tokens")
+                messages = payload.get("messages") or []
+                if payload.get("tools") and payload.get("tool_choice") is None:
+                    answered = bool(messages) and messages[-1].get("role") == "tool"
+                    payload["tool_choice"] = "none" if answered else "auto"
+                payload["messages"] = _llama_cpp_messages(messages)
                 return payload
+
+            def _named_call(self, result: Any, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+                """kwargs that complete a tool choice the model wrote as text."""
+                message = result.generations[0].message
+                if getattr(message, "tool_calls", None) or getattr(message, "invalid_tool_calls", None):
+                    return None
+                m = _TOOL_NAME_AS_TEXT.match(_content_text(message))
+                names = {(t.get("function") or {}).get("name") for t in kwargs.get("tools") or []}
+                if m is None or m.group(1) not in names or kwargs.get("tool_choice") not in (None, "auto"):
+                    return None
+                return {**kwargs, "tool_choice": {"type": "function", "function": {"name": m.group(1)}}}
+
+            def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Any:
+                result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+                named = self._named_call(result, kwargs)
+                return result if named is None else super()._generate(messages, stop=stop, run_manager=run_manager, **named)
+
+            async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Any:
+                result = await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+                named = self._named_call(result, kwargs)
+                if named is None:
+                    return result
+                return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **named)
 
         _LLAMA_CPP_CLASS = LlamaCppChatOpenAI
     return _LLAMA_CPP_CLASS
+
+
+def _llama_cpp_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A conversation with tool calls as Qwen2.5's own chat template renders it
+    (chatml-function-calling has no branch for tool results, and its
+    ``functions.<name>:`` lines make the model answer in that format): an
+    assistant's calls as ``<tool_call>`` JSON lines, the results (consecutive
+    ones together) as one user message of ``<tool_response>`` blocks."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        role = m.get("role")
+        if role == "tool":
+            block = f"<tool_response>\n{_content_text(m.get('content') or '')}\n</tool_response>"
+            if out and out[-1].get("_tool_results"):
+                out[-1]["content"] += "\n" + block
+            else:
+                out.append({"role": "user", "content": block, "_tool_results": True})
+        elif role == "assistant" and m.get("tool_calls"):
+            calls = [
+                "<tool_call>\n" + json.dumps({"name": c["function"]["name"], "arguments": _json_or_text(c["function"]["arguments"])},
+                                              ensure_ascii=False) + "\n</tool_call>"
+                for c in m["tool_calls"]
+            ]
+            out.append({"role": "assistant", "content": "\n".join([_content_text(m.get("content") or ""), *calls]).strip()})
+        else:
+            out.append(m)
+    for m in out:
+        m.pop("_tool_results", None)
+    return out
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 # ---------------------------------------------------------------------------

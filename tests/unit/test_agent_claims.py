@@ -457,3 +457,13 @@ def test_claims_are_part_of_the_api_answer(app):
     assert out["claims"]["checked"] == 2 and out["claims"]["dropped"][0]["sentence"] == REAL_ALIENS
     template = Agent(app, Principal(Role.USER, "1"), phrasing=False).ask("recommend me something")
     assert template.as_dict()["claims"] == {"checked": 0, "dropped": []}
+
+
+def test_tool_call_or_json_syntax_is_not_an_answer():
+    """The 0.5B model through the tools driver echoes its calls or the results."""
+    c = checker(RECS)
+    assert "syntax" in reasons(c, '{"name": "recommend", "arguments": {"k": 2}}')
+    assert "syntax" in reasons(c, "functions.recommend:")
+    assert "syntax" in reasons(c, '[{"rank": 1, "title": "Toy Story (1995)"}]')
+    assert c.review('{"items": [{"title": "Toy Story (1995)"}]}').fallback
+    assert kept(c, "Toy Story (1995) is your top pick.")
