@@ -123,6 +123,9 @@ from tastebud.agent.claim_patterns import (
 )
 
 
+_STAFF_AS_USER = re.compile(r"\byour (?:interests?|tastes?|(?:taste )?profile|history|ratings?|favou?rites?|"
+                            r"recent|long-term|likes|dislikes)\b|\byou (?:rated|liked|loved|watched|disliked|enjoyed|"
+                            r"tend to|have (?:rated|liked|watched))\b", re.I)
 # tool-call or data syntax: a model echoing its calls or the results instead of answering
 # (the 0.5B model through the tools driver: '{"name": "get_profile", "arguments": ...}', JSON dumps)
 _TOOL_SYNTAX = re.compile(r'^\s*[{\[]\s*["{\[]|"\w+"\s*:\s*["{\[\d]|\bfunctions\.\w+:|</?(?:tool_call|tool_response|data)>')
@@ -317,6 +320,10 @@ class ClaimChecker:
             if m and not (m.group().lower().startswith(("they", "their", "he", "she", "his", "her"))
                           and _PEOPLE_SUBJECT.search(sentence[: m.start()])):
                 reasons.append(f"speaks of the user in the third person ({m.group().strip()!r}); say \"you\"")
+        else:
+            m = _STAFF_AS_USER.search(sentence)
+            if m:  # to staff, the customer's tastes are theirs, not the staff member's
+                reasons.append(f"speaks to staff as if they were the user ({m.group()!r}); say \"the user\"")
         return reasons
 
     def _ratings(self, sentence: str, spans: list[tuple[int, int, str]], facts: Facts) -> list[str]:

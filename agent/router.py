@@ -439,7 +439,10 @@ class Router:
         k = self._count(text)
         if k:
             plan.args["k"] = k
-        if self.lang == "zh":
+        quoted = _DATA_SPAN.search(text)
+        if quoted:  # a quoted name is looked up as written
+            rest = quoted.group(0)[1:-1].strip()
+        elif self.lang == "zh":
             rest = zh.search_query(text)
         else:
             rest = residual(text, {"set", "called", "named", "film", "films", "there", "is", "are", "search", "find", "look",

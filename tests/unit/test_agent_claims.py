@@ -467,3 +467,12 @@ def test_tool_call_or_json_syntax_is_not_an_answer():
     assert "syntax" in reasons(c, '[{"rank": 1, "title": "Toy Story (1995)"}]')
     assert c.review('{"items": [{"title": "Toy Story (1995)"}]}').fallback
     assert kept(c, "Toy Story (1995) is your top pick.")
+
+
+def test_to_staff_the_customers_tastes_are_not_yours():
+    """Seen with the embedded model, to support: "...because it matches your interest in Drama"."""
+    c = checker(EXPLAIN, audience="staff")
+    assert "staff" in reasons(c, "Toy Story was recommended because it matches your interest in Animation.")
+    assert "staff" in reasons(c, "You rated Finding Nemo (2003) 5/5.")
+    assert kept(c, "Toy Story (1995) matches the user's interest in Animation.")
+    assert kept(checker(EXPLAIN), "Toy Story (1995) matches your interest in Animation.")
