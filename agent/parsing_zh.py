@@ -49,7 +49,10 @@ _ZH_NUMBERS = {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六"
 _ORDINAL = re.compile(r"第\s*([一二三四五六七八九十]|\d{1,2})\s*(?:部|个|条|项|名|位|部电影)?|(最后一|最后那)(?:部|个)")
 _COUNT = re.compile(r"([一两二三四五六七八九十]|\d{1,2})\s*(?:部|个|条|项)(?!电影院)")
 _TOP = re.compile(r"前\s*([一两二三四五六七八九十]|\d{1,2})")
-_USER = re.compile(r"(?:用户|会员|顾客)\s*(?:id\s*|ID\s*|编号\s*)?#?\s*([A-Za-z0-9_-]*\d[A-Za-z0-9_-]*)|([A-Za-z0-9_-]*\d[A-Za-z0-9_-]*)\s*号用户")
+# ids are bounded and start at an id boundary: an unbounded run before 号用户 made
+# a message of 800 zeros take seconds (found by schemathesis through /v1/chat)
+_USER = re.compile(r"(?:用户|会员|顾客)\s*(?:id\s*|ID\s*|编号\s*)?#?\s*([A-Za-z0-9_-]{0,40}\d[A-Za-z0-9_-]{0,40})"
+                   r"|(?<![A-Za-z0-9_-])([A-Za-z0-9_-]{0,40}\d[A-Za-z0-9_-]{0,40})\s*号用户")
 _USER_LIST = re.compile(r"(?:用户|会员|顾客)\s*((?:\d+\s*(?:、|，|,|和|及|与)\s*)+\d+)")
 _ALL = re.compile(r"所有|全部|每个|每一个|全体")
 _SEED = re.compile(r"(?:像|类似(?:于)?|和|跟|与)\s*[《“\"']?(.{1,60}?)[》”\"']?\s*(?:那样|这样|一样|差不多|类似|相似|之类)?的")
@@ -72,7 +75,7 @@ MOODS = {"轻松": "light", "搞笑": "funny", "幽默": "funny", "黑暗": "dar
          "刺激": "thrilling", "紧张": "tense", "浪漫": "romantic", "治愈": "feel-good", "励志": "inspiring", "经典": "classic",
          "老片": "old classic", "热血": "action-packed", "沉重": "bleak", "深刻": "thought-provoking", "欢乐": "cheerful",
          "悲伤": "sad", "史诗": "epic", "怀旧": "nostalgic", "奇怪": "weird", "诡异": "eerie", "血腥": "gory", "甜": "sweet"}
-_ITEM = re.compile(r"(?:编号|物品|电影|影片)\s*#?\s*(\d+)|(\d+)\s*号(?:电影|物品|影片)")
+_ITEM = re.compile(r"(?:编号|物品|电影|影片)\s*#?\s*(\d{1,20})|(?<!\d)(\d{1,20})\s*号(?:电影|物品|影片)")
 
 
 def intent(text: str) -> str | None:
