@@ -112,7 +112,9 @@ def test_ask_json(chat_home):
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert set(data) >= {"answer", "tool_calls", "grounded"}
-    assert data["tool_calls"][0]["refused"] and data["answer"].startswith("Sorry")
+    # another user's data: one clear answer, no tool runs (issue 12)
+    assert data["tool_calls"] == [] and data["reply_kind"] == "own_data"
+    assert data["answer"] == "Sorry, I can only show you your own data."
     out = run("--as", "support", "what was recommended to user 3?")
     data = json.loads(out.stdout)
     assert data["tool_calls"][0]["name"] == "recommendation_log"
