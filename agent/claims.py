@@ -123,6 +123,8 @@ from tastebud.agent.claim_patterns import (
 )
 
 
+_AS_USER = re.compile(r"\bmy (?:tastes?|interests?|(?:taste )?profile|history|ratings?|favou?rites?|likes|dislikes|"
+                      r"preferences?)\b|\bI (?:like|love|enjoy|prefer|rated|watched|dislike|hate)\b(?!\s+(?:to|that|how)\b)")
 _STAFF_AS_USER = re.compile(r"\byour (?:interests?|tastes?|(?:taste )?profile|history|ratings?|favou?rites?|"
                             r"recent|long-term|likes|dislikes)\b|\byou (?:rated|liked|loved|watched|disliked|enjoyed|"
                             r"tend to|have (?:rated|liked|watched))\b", re.I)
@@ -315,6 +317,9 @@ class ClaimChecker:
         reasons += claimed
         reasons += self._others(sentence, facts)
         reasons += self._recommended(sentence, spans, facts, governed)
+        m = _AS_USER.search(sentence)
+        if m:  # the model speaking as the user: "You know about my tastes"
+            reasons.append(f"speaks as the user ({m.group()!r})")
         if self.audience == "user":
             m = _ROLE.search(sentence)
             if m and not (m.group().lower().startswith(("they", "their", "he", "she", "his", "her"))

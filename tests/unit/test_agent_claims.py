@@ -476,3 +476,11 @@ def test_to_staff_the_customers_tastes_are_not_yours():
     assert "staff" in reasons(c, "You rated Finding Nemo (2003) 5/5.")
     assert kept(c, "Toy Story (1995) matches the user's interest in Animation.")
     assert kept(checker(EXPLAIN), "Toy Story (1995) matches your interest in Animation.")
+
+
+def test_the_model_never_speaks_as_the_user():
+    """Seen with the embedded model: "You know about my tastes primarily in Action, Comedy"."""
+    c = checker(PROFILE)
+    assert "speaks as the user" in reasons(c, "You know about my tastes primarily in Animation.")
+    assert "speaks as the user" in reasons(c, "I enjoy Finding Nemo (2003) a lot.")
+    assert kept(c, "Your taste runs to Animation.")
