@@ -358,7 +358,7 @@ class Agent:
             turn.claims = report.as_dict()
             turn.ungrounded = report.ungrounded
         if report is not None and report.keep and report.kept_text and turn.lang == "zh" \
-                and language(report.kept_text) != "zh" and len(_CJK.findall(report.kept_text)) < 2:
+                and len(_CJK.findall(report.kept_text)) < 2:
             report.fallback = "not in the user's language (Chinese)"  # a bare list of English titles
             turn.claims = report.as_dict()
         elif report is not None and report.keep and report.kept_text:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from tastebud.agent import parsing_zh as zh
-from tastebud.agent.grounding import norm, tokens
+from tastebud.agent.grounding import _WORDS, norm, tokens
 from tastebud.agent.messages import help_text, say
 from tastebud.agent.parsing import (INTENTS, MIN_SIMILARITY, IntentMatcher, categories_in, correct_typos, count, ordinal,
                                     residual, user_mentions)
@@ -167,16 +167,14 @@ class Router:
         for key in sorted(self.toolbox.titles.cjk, key=len, reverse=True):
             if key in own:
                 own = own.replace(key, f" {MASK} ")
-        words = tokens(own)
         spans = self.toolbox.titles.mentions(own, case_sensitive=False, min_words=3)
         spans += [m for m in self.toolbox.titles.mentions(own, case_sensitive=True, min_words=2)
                   if not any(a <= m[0] < b for a, b, _ in spans)]
         if not spans:
             return own
         # rebuild from word positions: replace each title run by the placeholder
-        out, pos, i = [], 0, 0
-        positions = [(m.start(), m.end()) for m in re.finditer(r"[0-9A-Za-zÀ-ÿ]+(?:['’][A-Za-zÀ-ÿ]+)?", own)]
-        assert len(positions) == len(words)
+        out, pos = [], 0
+        positions = [(m.start(), m.end()) for m in _WORDS.finditer(own)]  # the words `tokens` counts
         for start, end, _ in sorted(spans):
             out.append(own[pos:positions[start][0]])
             out.append(MASK)

@@ -216,7 +216,7 @@ def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
         "wrong": [f"{o.row['id']} [{o.row['lang']}/{o.row['role']}] {o.row['text']!r}: want {_intent(o.row)}"
                   f"{' refused' if o.expect.get('refused') else ''}, got {o.tool or 'reply:' + str(o.reply_kind)}"
                   f"{' refused' if o.refused else ''}"
-                  + ("" if o.route_ok else "") + ("; " + "; ".join(o.arg_mismatches()) if o.route_ok and not o.args_ok else "")
+                  + ("; " + "; ".join(o.arg_mismatches()) if o.route_ok and not o.args_ok else "")
                   for o in outcomes if not o.args_ok],
     }
 
