@@ -36,7 +36,8 @@ class Services:
         live = None
         try:
             keys = KeyStore(app.store)
-            _ = app.recommendations.side  # item side (cached on disk), Chroma client, embedding model
+            _ = app.recommendations.side  # item side (cached on disk; may not need Chroma)
+            _ = app.vectors  # the Chroma client: an unreachable Chroma fails here, not per request
             _ = app.embedder
             live = LiveUpdates(app, narratives=settings.serve_narratives)
             live.start()

@@ -78,9 +78,8 @@ def why(
     from tastebud.cli.render import console, print_json
     from tastebud.errors import NotFoundError
 
-    service = State.app().recommendations
-    try:
-        entry = service.why(user, item, request)
+    try:  # from the log alone: no recommender, no vectors, no model (an instant command)
+        entry = State.app().reclog.explain(user, item, request)
     except NotFoundError as exc:  # a plain answer, not an error: exit 1 so scripts can tell
         if as_json:
             print_json({"user_id": user, "item_id": item, "request_id": request, "recommended": False, "message": str(exc)})

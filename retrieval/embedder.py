@@ -10,8 +10,9 @@ cosine similarity.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -108,12 +109,64 @@ def _quiet_transformers() -> None:
         pass
 
 
+class LazyEmbedder:
+    """An Embedder that loads its model on the first `encode` (or `dim`), so a
+    command that only reads stored vectors never imports torch. Its `name` is
+    known without the model: it is what `content_hash`es and the item-side cache
+    key are computed from. `load` returns the real embedder, whose name must
+    match; the composition root passes its own cached part, so the model is
+    loaded once and `App.started("embedder")` stays truthful."""
+
+    def __init__(self, name: str, load: Callable[[], Embedder]):
+        self.name = name
+        self._load = load
+        self._model: Embedder | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def model(self) -> Embedder:
+        with self._lock:
+            if self._model is None:
+                model = self._load()
+                if model.name != self.name:
+                    raise ModelError(f"embedder {model.name!r} loaded where {self.name!r} was expected")
+                self._model = model
+            return self._model
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.encode(texts)
+
+    def __repr__(self) -> str:
+        return f"LazyEmbedder({self.name!r}, loaded={self.loaded})"
+
+
+def known_dim(embedder: Any) -> int | None:
+    """The embedder's dimension if knowing it costs nothing: None for no embedder
+    or a lazy one that has not loaded its model yet."""
+    if embedder is None or (isinstance(embedder, LazyEmbedder) and not embedder.loaded):
+        return None
+    return int(embedder.dim)
+
+
 _BACKENDS: dict[str, Any] = {"sentence-transformers": SentenceTransformerEmbedder}
+
+
+def embedder_name(settings: "Settings") -> str:
+    """The `name` the embedder settings choose will have, without loading it."""
+    if settings.embedder not in _BACKENDS:
+        raise ConfigError(f"unknown embedder {settings.embedder!r}", hint=f"choose one of: {', '.join(sorted(_BACKENDS))}")
+    return settings.embedding_model
 
 
 def get_embedder(settings: "Settings") -> Embedder:
     """The embedder settings name (`embedder` backend, `embedding_model` model)."""
-    backend = _BACKENDS.get(settings.embedder)
-    if backend is None:
-        raise ConfigError(f"unknown embedder {settings.embedder!r}", hint=f"choose one of: {', '.join(sorted(_BACKENDS))}")
-    return backend(settings.embedding_model)
+    name = embedder_name(settings)  # ConfigError for an unknown backend
+    return _BACKENDS[settings.embedder](name)

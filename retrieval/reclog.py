@@ -14,6 +14,7 @@ from sqlalchemy import select
 from tastebud.profiles.migrations import rec_items, rec_requests
 from tastebud.profiles.store import EventStore
 from tastebud.errors import NotFoundError
+from tastebud.retrieval.why import render_why
 
 
 @dataclass
@@ -121,6 +122,19 @@ class RecommendationLog:
             "parts": json.loads(row["parts"]),
             "evidence": json.loads(row["evidence"]),
         }
+
+    def explain(self, user_id: str, item_id: str, request_id: str | None = None) -> dict[str, Any]:
+        """`entry` with the item's title and the "why" sentences rendered from it: all
+        a `why` needs, read from the log and the catalog alone (no recommender,
+        no vectors, so a one-shot `tastebud why` imports neither numpy nor Chroma)."""
+        entry = self.entry(user_id, item_id, request_id)
+        try:
+            title = self.store.get_item(item_id).title or item_id
+        except NotFoundError:
+            title = item_id
+        entry["title"] = title
+        entry["sentences"] = render_why(entry)
+        return entry
 
     def request(self, request_id: str) -> Recommendation:
         with self.store.engine.connect() as conn:

@@ -16,43 +16,59 @@ import scipy.sparse as sp
 
 from tastebud.profiles.store import EventStore
 from tastebud.profiles.versions import ProfileRepository
+from tastebud.retrieval.profile_vector_cache import FILENAME as PROFILE_COPY_FILE, ProfileVectorCache
 from tastebud.retrieval.reclog import Recommendation, RecommendationLog
 from tastebud.retrieval.recommender import RECOMMENDER_PARAMS, ItemSide, Recommender, UserContext, interaction_matrix, profile_text
+from tastebud.retrieval.vectors import vector_content_hash
 from tastebud.errors import InputError, NotFoundError
 from tastebud.retrieval.why import CATEGORY_ZH, EVENT_TYPE_ZH, render_why, render_why_zh, tag_zh  # noqa: F401  (re-exported)
 
 
-ITEM_SIDE_FORMAT = 1  # bump when ItemSide's contents or their computation change
+ITEM_SIDE_FORMAT = 2  # bump when ItemSide's contents or their computation change
 
 
-def _item_vectors(vectors: Any | None, items: Sequence[str]) -> np.ndarray | None:
-    """The catalog's vectors in `items` order; an item not indexed yet gets a zero
-    vector (no semantic score, no near-duplicates) until `tastebud index` runs."""
+def _item_vectors_found(vectors: Any | None, items: Sequence[str]) -> tuple[np.ndarray | None, int]:
+    """(the catalog's vectors in `items` order, how many items have one); an item
+    not indexed yet gets a zero vector (no semantic score, no near-duplicates)
+    until `tastebud index` runs."""
     if vectors is None or not items:
-        return None
+        return None, 0
     ids, vecs = vectors.items.get_vectors(items)
     if not ids:
-        return None
+        return None, 0
     if len(ids) == len(items):
         order = {iid: i for i, iid in enumerate(ids)}
-        return np.ascontiguousarray(vecs[[order[i] for i in items]], dtype=np.float32)
+        return np.ascontiguousarray(vecs[[order[i] for i in items]], dtype=np.float32), len(ids)
     index = {iid: i for i, iid in enumerate(items)}
     out = np.zeros((len(items), vecs.shape[1]), dtype=np.float32)
     out[[index[i] for i in ids]] = vecs
-    return out
+    return out, len(ids)
+
+
+def _item_vectors(vectors: Any | None, items: Sequence[str]) -> np.ndarray | None:
+    return _item_vectors_found(vectors, items)[0]
+
+
+def _build_item_side(store: EventStore, vectors: Any | None, catalog: Mapping[str, Any]) -> tuple[ItemSide, bool]:
+    """(the item side, whether every catalog item had a vector)."""
+    items = sorted(catalog)
+    index = {iid: i for i, iid in enumerate(items)}
+    vecs, found = _item_vectors_found(vectors, items)
+    side = ItemSide.build(items, catalog, interaction_matrix(store.all_events(), index), vecs)
+    return side, bool(items) and found == len(items)
 
 
 def build_item_side(store: EventStore, vectors: Any | None, catalog: Mapping[str, Any] | None = None) -> ItemSide:
     """Item-side state from the whole event store and the item vectors in Chroma."""
-    catalog = catalog if catalog is not None else store.items_by_id()
-    items = sorted(catalog)
-    index = {iid: i for i, iid in enumerate(items)}
-    return ItemSide.build(items, catalog, interaction_matrix(store.all_events(), index), _item_vectors(vectors, items))
+    return _build_item_side(store, vectors, catalog if catalog is not None else store.items_by_id())[0]
 
 
-def item_side_fingerprint(store: EventStore, catalog: Mapping[str, Any], vectors: Any | None) -> str:
-    """What the item side is a function of: every event (append-only, so the max
-    seq and the count), the catalog's texts, and which item vectors exist."""
+def item_side_fingerprint(store: EventStore, catalog: Mapping[str, Any], embedder_name: str | None) -> str:
+    """What an item side with a vector for every catalog item is a function of:
+    every event (append-only, so the max seq and the count), the catalog's texts,
+    and the embedder that made the vectors (an item's vector is a function of its
+    text and the model, so Chroma need not be asked). A side with items not
+    indexed yet also depends on how many item vectors exist: cached_item_side adds that."""
     from sqlalchemy import func, select
 
     from tastebud.profiles.migrations import events
@@ -65,8 +81,7 @@ def item_side_fingerprint(store: EventStore, catalog: Mapping[str, Any], vectors
         item = catalog[iid]
         h.update(json.dumps([iid, item.title, item.description, list(item.categories), list(item.tags)],
                             ensure_ascii=False).encode("utf-8", "surrogatepass"))
-    if vectors is not None:
-        h.update(f"|{vectors.embedder.name}|{vectors.items.count()}".encode())
+    h.update(f"|{embedder_name or '-'}".encode())
     return h.hexdigest()[:24]
 
 
@@ -111,25 +126,58 @@ def load_item_side(path: Path, catalog: Mapping[str, Any]) -> ItemSide:
         )
 
 
-def cached_item_side(store: EventStore, vectors: Any | None, cache_dir: Path | None) -> ItemSide:
+def _load_cached(path: Path, catalog: Mapping[str, Any]) -> ItemSide | None:
+    if not path.is_file():
+        return None
+    try:
+        side = load_item_side(path, catalog)
+        if side.items == sorted(catalog):
+            return side
+    except Exception:  # noqa: BLE001 - a cache is never worth a failure
+        pass
+    return None
+
+
+def cached_item_side(store: EventStore, vectors: Any, cache_dir: Path | None, embedder_name: str | None = None) -> ItemSide:
     """The item side from `cache_dir` when nothing it depends on changed, else built
-    (and cached). A broken or foreign cache file is rebuilt, never trusted."""
+    (and cached). A broken or foreign cache file is rebuilt, never trusted.
+
+    `vectors` is the VectorStore, None, or a function returning either, called only
+    when the cache cannot answer alone: a side built while every catalog item had a
+    vector (file `item_side-KEY-all.npz`) is found from the event store alone, so a
+    one-shot `tastebud recommend` need not import chromadb. A side with items not
+    indexed yet (`item_side-KEY-N.npz`, N item vectors in Chroma) is checked
+    against Chroma's count, so a `tastebud index` since rebuilds it.
+    `embedder_name`: the vectors' embedder (default: asked of `vectors`)."""
+    resolved: list[Any] = []
+
+    def resolve() -> Any:
+        if not resolved:
+            resolved.append(vectors() if callable(vectors) else vectors)
+        return resolved[0]
+
     catalog = store.items_by_id()
     if cache_dir is None:
-        return build_item_side(store, vectors, catalog)
-    key = item_side_fingerprint(store, catalog, vectors)
-    path = Path(cache_dir) / f"item_side-{key}.npz"
-    if path.is_file():
-        try:
-            side = load_item_side(path, catalog)
-            if side.items == sorted(catalog):
-                return side
-        except Exception:  # noqa: BLE001 - a cache is never worth a failure
-            pass
-    side = build_item_side(store, vectors, catalog)
+        return _build_item_side(store, resolve(), catalog)[0]
+    if vectors is None:
+        embedder_name = None  # no vectors at all: never a side that has them
+    elif embedder_name is None and resolve() is not None:
+        embedder_name = resolve().embedder.name
+    key = item_side_fingerprint(store, catalog, embedder_name)
+    cache_dir = Path(cache_dir)
+    if embedder_name is not None:
+        side = _load_cached(cache_dir / f"item_side-{key}-all.npz", catalog)
+        if side is not None:
+            return side
+    partial = cache_dir / f"item_side-{key}-{'none' if resolve() is None else resolve().items.count()}.npz"
+    side = _load_cached(partial, catalog)
+    if side is not None:
+        return side
+    side, complete = _build_item_side(store, resolve(), catalog)
+    path = cache_dir / f"item_side-{key}-all.npz" if complete and embedder_name is not None else partial
     try:
         save_item_side(side, path)
-        for old in Path(cache_dir).glob("item_side-*.npz"):
+        for old in cache_dir.glob("item_side-*.npz"):
             if old != path:
                 old.unlink(missing_ok=True)
     except OSError:
@@ -149,12 +197,13 @@ def sync_item_vectors(store: EventStore, vectors: Any) -> Any:
     return vectors.sync_items(store.items_by_id().values())
 
 
-def sync_profile_vectors(vectors: Any, profiles: Sequence[Mapping[str, Any]]) -> Any:
+def sync_profile_vectors(vectors: Any, profiles: Sequence[Mapping[str, Any]], copy: ProfileVectorCache | None = None) -> Any:
+    """Keep the profiles' vectors in Chroma current; `copy` also gets each vector encoded."""
     records = []
     for p in profiles:
         for horizon, name in (("long_term", "long"), ("short_term", "short")):
             records.append((p["user_id"], name, profile_text(p, horizon), int(p.get("version") or 0)))
-    return vectors.sync_profiles(records)
+    return vectors.sync_profiles(records, on_encoded=copy.put if copy is not None else None)
 
 
 class RecommendationService:
@@ -162,29 +211,56 @@ class RecommendationService:
 
     def __init__(self, store: EventStore, vectors: Any | None, blend: Mapping[str, float], embedder: Any = None,
                  cache_dir: Path | str | None | bool = True):
-        """cache_dir: where the item side is cached on disk; True = next to a SQLite
+        """vectors: the VectorStore, None (no semantic parts), or a function returning
+        one, called when a request first needs vectors (so `why` never opens Chroma).
+        embedder: what encodes intents and profiles whose vectors are not stored
+        (default: the vectors' own); a LazyEmbedder loads its model only then.
+        cache_dir: where the item side is cached on disk; True = next to a SQLite
         database (see default_cache_dir), None/False = no disk cache."""
         self.store = store
-        self.vectors = vectors
+        self._vectors = vectors
+        self._vectors_lock = threading.Lock()
         self.blend = dict(blend)
         self._embedder = embedder
         self.repo = ProfileRepository(store)
         self.log = RecommendationLog(store)
         self.cache_dir = default_cache_dir(store) if cache_dir is True else (Path(cache_dir) if cache_dir else None)
+        # profile vectors readable without chromadb (see tastebud.retrieval.profile_vector_cache)
+        self.profile_copy = ProfileVectorCache(self.cache_dir / PROFILE_COPY_FILE) if self.cache_dir else None
         self._side: ItemSide | None = None
         self._recommender: Recommender | None = None
         self._lock = threading.Lock()
         self._profile_vectors: OrderedDict[str, tuple[int, dict[str, np.ndarray]]] = OrderedDict()
 
     @property
+    def vectors(self) -> Any | None:
+        with self._vectors_lock:
+            if callable(self._vectors):
+                self._vectors = self._vectors()
+            return self._vectors
+
+    @property
     def embedder(self) -> Any:
         return self._embedder or (self.vectors.embedder if self.vectors is not None else None)
+
+    def _embedder_name(self) -> str | None:
+        """The name of the embedder the vectors come from, without opening Chroma
+        when an embedder was given (a LazyEmbedder knows its name unloaded)."""
+        if self._vectors is None:
+            return None
+        embedder = self._embedder or self.vectors.embedder
+        return embedder.name if embedder is not None else None
+
+    def _item_side(self) -> ItemSide:
+        """Opens Chroma only when the cached item side cannot answer alone (see cached_item_side)."""
+        return cached_item_side(self.store, None if self._vectors is None else (lambda: self.vectors), self.cache_dir,
+                                self._embedder_name())
 
     @property
     def side(self) -> ItemSide:
         with self._lock:
             if self._side is None:
-                self._side = cached_item_side(self.store, self.vectors, self.cache_dir)
+                self._side = self._item_side()
                 self._recommender = None
             return self._side
 
@@ -200,7 +276,7 @@ class RecommendationService:
         """Rebuild the item side (new events, new items) without holding the lock,
         then swap it in: requests meanwhile keep the old one instead of waiting
         for a build. Profile vectors stay cached (they do not depend on it)."""
-        side = cached_item_side(self.store, self.vectors, self.cache_dir)
+        side = self._item_side()
         with self._lock:
             self._side = side
             self._recommender = None
@@ -213,10 +289,17 @@ class RecommendationService:
             self._recommender = None
             self._profile_vectors.clear()
 
+    def _remember(self, user_id: str, version: int, vecs: dict[str, np.ndarray]) -> None:
+        with self._lock:
+            self._profile_vectors[user_id] = (version, vecs)
+            if len(self._profile_vectors) > self.PROFILE_VECTOR_CACHE:
+                self._profile_vectors.popitem(last=False)
+
     def _vectors_for(self, user_id: str, profile: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The user's profile vectors for this profile version: memory, else Chroma,
-        else encoded on the fly (not synced yet). Only vectors that Chroma holds for
-        exactly this version are remembered."""
+        """The user's profile vectors for this profile version: memory, else the
+        local copy (vectors of exactly this version's texts, no chromadb import),
+        else Chroma, else encoded on the fly (not synced yet). Only vectors that
+        Chroma holds for exactly this version are remembered (and copied)."""
         version = int(profile.get("version") or 0)
         with self._lock:
             hit = self._profile_vectors.get(user_id)
@@ -224,6 +307,18 @@ class RecommendationService:
                 self._profile_vectors.move_to_end(user_id)
                 return hit[1]
         ids = [f"{user_id}:{h}" for h in ("long", "short")]
+        wanted: dict[str, str] = {}
+        name = self._embedder_name() if self.profile_copy is not None else None
+        if name is not None:
+            wanted = {rid: vector_content_hash(profile_text(profile, horizon), name)
+                      for rid, horizon in zip(ids, ("long_term", "short_term"))}
+            copied = self.profile_copy.get(wanted)
+            if len(copied) == 2:
+                vecs = {rid.rsplit(":", 1)[1]: vec for rid, vec in copied.items()}
+                self._remember(user_id, version, vecs)
+                return vecs
+        if self.vectors is None:
+            return {}
         col = self.vectors.profiles
         got = col._call("get", col.collection.get, ids=ids, include=["embeddings", "metadatas"])
         vecs: dict[str, np.ndarray] = {}
@@ -232,10 +327,13 @@ class RecommendationService:
             vecs[rid.rsplit(":", 1)[1]] = np.asarray(vec, dtype=np.float32)
             current &= int((meta or {}).get("version", -1)) == version
         if len(vecs) == 2 and current:
-            with self._lock:
-                self._profile_vectors[user_id] = (version, vecs)
-                if len(self._profile_vectors) > self.PROFILE_VECTOR_CACHE:
-                    self._profile_vectors.popitem(last=False)
+            self._remember(user_id, version, vecs)
+            if wanted:  # copy what matches this version's texts, for the next process
+                fresh = [(rid, (meta or {}).get("content_hash"), vec)
+                         for rid, vec, meta in zip(got["ids"], got["embeddings"], got["metadatas"])
+                         if (meta or {}).get("content_hash") == wanted.get(rid)]
+                if fresh:
+                    self.profile_copy.put(*zip(*fresh))
         elif self.embedder is not None:  # missing or from an older version: encode this version's texts
             encoded = self.embedder.encode([profile_text(profile, "long_term"), profile_text(profile, "short_term")])
             vecs = {"long": encoded[0], "short": encoded[1]}
@@ -247,7 +345,7 @@ class RecommendationService:
         if events and profile is None:
             raise NotFoundError(f"user {user_id!r} has no profile yet", hint=f"run: tastebud refresh --user {user_id}")
         vecs: dict[str, np.ndarray] = {}
-        if profile is not None and self.vectors is not None:
+        if profile is not None and self._vectors is not None:
             vecs = self._vectors_for(user_id, profile)
         intent_vec = self.embedder.encode([intent])[0] if intent and self.embedder is not None else None
         return UserContext(user_id, events, profile, vecs, intent, intent_vec, tuple(seeds))
@@ -274,12 +372,5 @@ class RecommendationService:
         return rec
 
     def why(self, user_id: str, item_id: str, request_id: str | None = None) -> dict[str, Any]:
-        entry = self.log.entry(user_id, item_id, request_id)
-        try:
-            title = self.store.get_item(item_id).title or item_id
-        except NotFoundError:
-            title = item_id
-        entry["title"] = title
-        entry["sentences"] = render_why(entry)
-        return entry
+        return self.log.explain(user_id, item_id, request_id)
 

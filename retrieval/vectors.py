@@ -19,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
 
 from tastebud.errors import ConfigError, StoreError
+from tastebud.retrieval.embedder import known_dim
 
 if TYPE_CHECKING:
     from tastebud.profiles.events import Item
@@ -158,8 +159,10 @@ class VectorCollection:
                 out[rid] = dict(meta or {})
         return out
 
-    def sync(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None) -> SyncReport:
-        """Make the collection hold `texts` (and metadata) under `ids`, encoding only what changed."""
+    def sync(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+             on_encoded: Callable[[list[str], list[str], np.ndarray], None] | None = None) -> SyncReport:
+        """Make the collection hold `texts` (and metadata) under `ids`, encoding only what changed.
+        on_encoded(ids, content_hashes, vectors) is told of each batch encoded, before Chroma is."""
         ids = [str(i) for i in ids]
         texts = list(texts)
         metas = list(metadatas) if metadatas is not None else [None] * len(ids)
@@ -194,7 +197,7 @@ class VectorCollection:
             encode_ids.append(rid)
             encode_texts.append(text)
             encode_metas.append(full)
-        self._encode_and_upsert(encode_ids, encode_texts, encode_metas)
+        self._encode_and_upsert(encode_ids, encode_texts, encode_metas, on_encoded)
         for start in range(0, len(meta_ids), self.batch_size):
             stop = start + self.batch_size
             self._call("update", self.collection.update, ids=meta_ids[start:stop], metadatas=meta_metas[start:stop])
@@ -202,11 +205,15 @@ class VectorCollection:
 
     ENCODE_CHUNK = 50_000  # texts per encode call: the model sorts by length within a call, so bigger pads less
 
-    def _encode_and_upsert(self, ids: list[str], texts: list[str], metas: list[dict[str, Any]]) -> None:
+    def _encode_and_upsert(self, ids: list[str], texts: list[str], metas: list[dict[str, Any]],
+                           on_encoded: Callable[[list[str], list[str], np.ndarray], None] | None = None) -> None:
         # Sequential on purpose: overlapping encode and upsert in a thread was measured
         # slower on 2 cores (ratio 0.75 vs 0.91), both want every core.
         for start in range(0, len(ids), self.ENCODE_CHUNK):
             vectors = self.embedder.encode(texts[start : start + self.ENCODE_CHUNK])
+            if on_encoded is not None:
+                stop = start + len(vectors)
+                on_encoded(ids[start:stop], [m["content_hash"] for m in metas[start:stop]], vectors)
             for offset in range(0, len(vectors), self.batch_size):
                 part = vectors[offset : offset + self.batch_size]
                 lo, hi = start + offset, start + offset + len(part)
@@ -229,8 +236,9 @@ class VectorCollection:
             vectors = np.asarray(queries, dtype=np.float32)
             if vectors.ndim == 1:
                 vectors = vectors[None, :]
-        if vectors.shape[1] != self.embedder.dim:
-            raise ValueError(f"query vectors have dim {vectors.shape[1]}, the collection holds {self.embedder.dim}")
+        dim = known_dim(self.embedder)  # a lazy embedder's model is not loaded just to check (Chroma checks too)
+        if dim is not None and vectors.shape[1] != dim:
+            raise ValueError(f"query vectors have dim {vectors.shape[1]}, the collection holds {dim}")
         size = self.count()
         if size == 0 or k <= 0:
             return [[] for _ in range(len(vectors))]
@@ -252,8 +260,7 @@ class VectorCollection:
             for rid, vec in zip(got["ids"], got["embeddings"]):
                 found[rid] = np.asarray(vec, dtype=np.float32)
         order = [str(i) for i in ids if str(i) in found]
-        matrix = np.stack([found[i] for i in order]) if order else np.zeros((0, self.embedder.dim), dtype=np.float32)
-        return order, matrix
+        return order, (np.stack([found[i] for i in order]) if order else self._empty())
 
     def all_vectors(self, where: Mapping[str, Any] | None = None) -> tuple[list[str], np.ndarray]:
         """Every stored vector (for exact, in-memory scoring of a whole catalog)."""
@@ -270,7 +277,12 @@ class VectorCollection:
             ids.extend(got["ids"])
             parts.append(np.asarray(got["embeddings"], dtype=np.float32))
             offset += len(got["ids"])
-        return ids, (np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32))
+        return ids, (np.concatenate(parts) if parts else self._empty())
+
+    def _empty(self) -> np.ndarray:
+        """No vectors: (0, dim), or (0, 0) while the embedder's dimension is unknown
+        (a lazy embedder is not loaded to find out)."""
+        return np.zeros((0, known_dim(self.embedder) or 0), dtype=np.float32)
 
 
 def _norm_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -304,10 +316,11 @@ class VectorStore:
 
     @classmethod
     def from_settings(cls, settings: "Settings", embedder: "Embedder | None" = None) -> "VectorStore":
+        """Without an embedder, the one settings name, loaded only when something must be encoded."""
         if embedder is None:
-            from tastebud.retrieval.embedder import get_embedder
+            from tastebud.retrieval.embedder import LazyEmbedder, embedder_name, get_embedder
 
-            embedder = get_embedder(settings)
+            embedder = LazyEmbedder(embedder_name(settings), lambda: get_embedder(settings))
         return cls(make_client(settings), embedder)
 
     def _collection(self, name: str):
@@ -337,8 +350,10 @@ class VectorStore:
         )
 
     # ---- profiles ------------------------------------------------------------
-    def sync_profiles(self, records: Iterable[tuple[str, str, str, int]], extra: Mapping[str, Mapping[str, Any]] | None = None) -> SyncReport:
-        """records: (user_id, horizon, text, version). Upserts `user:horizon` vectors that changed."""
+    def sync_profiles(self, records: Iterable[tuple[str, str, str, int]], extra: Mapping[str, Mapping[str, Any]] | None = None,
+                      on_encoded: Callable[[list[str], list[str], np.ndarray], None] | None = None) -> SyncReport:
+        """records: (user_id, horizon, text, version). Upserts `user:horizon` vectors that changed
+        (on_encoded: see VectorCollection.sync)."""
         ids, texts, metas = [], [], []
         for user_id, horizon, text, version in records:
             if horizon not in HORIZONS:
@@ -347,7 +362,7 @@ class VectorStore:
             ids.append(pid)
             texts.append(text)
             metas.append({**((extra or {}).get(pid) or {}), "user_id": str(user_id), "horizon": horizon, "version": int(version)})
-        return self.profiles.sync(ids, texts, metas)
+        return self.profiles.sync(ids, texts, metas, on_encoded)
 
     def profile_records(self) -> list[tuple[str, str]]:
         """(vector id, user id) of every stored profile vector, paged (for `tastebud doctor`)."""

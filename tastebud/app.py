@@ -92,28 +92,55 @@ class App:
 
     @cached_property
     def embedder(self):
+        """The embedding model, loaded here (torch and all); the other parts hold
+        `encoder` instead, so a command that only reads vectors never loads it."""
         from tastebud.retrieval.embedder import get_embedder
 
         return get_embedder(self.settings)
+
+    @cached_property
+    def encoder(self):
+        """The embedder as the vectors and the recommendations hold it: the injected
+        or already built one, else a LazyEmbedder that builds `embedder` on its
+        first encode (so `started("embedder")` says whether the model was loaded)."""
+        if self.started("embedder"):
+            return self.embedder
+        from tastebud.retrieval.embedder import LazyEmbedder, embedder_name
+
+        return LazyEmbedder(embedder_name(self.settings), lambda: self.embedder)
 
     @cached_property
     def vectors(self):
         from tastebud.retrieval.vectors import VectorStore
 
         _ = self.home
-        return VectorStore.from_settings(self.settings, self.embedder)
+        return VectorStore.from_settings(self.settings, self.encoder)
 
     @cached_property
     def recommendations(self):
+        """Opens Chroma (`vectors`) on the first request that needs vectors: `why`
+        and the log are read without it."""
         from tastebud.retrieval.service import RecommendationService
 
-        return RecommendationService(self.store, self.vectors, self.settings.blend, self.embedder)
+        return RecommendationService(self.store, lambda: self.vectors, self.settings.blend, self.encoder)
+
+    @cached_property
+    def reclog(self):
+        """The recommendation log, all that `why` reads: the recommendations' own when
+        they exist, else one over the store (without importing the recommender)."""
+        if self.started("recommendations"):
+            return self.recommendations.log
+        from tastebud.retrieval.reclog import RecommendationLog
+
+        return RecommendationLog(self.store)
 
     def profile_hooks(self) -> list:
-        """Called with each batch of new profile versions: keeps profile vectors in Chroma current."""
+        """Called with each batch of new profile versions: keeps profile vectors in Chroma
+        current, and the recommendations' local copy of them (read without chromadb)."""
         from tastebud.retrieval.service import sync_profile_vectors
 
-        return [lambda profiles: sync_profile_vectors(self.vectors, profiles)]
+        copy = getattr(self.recommendations, "profile_copy", None)
+        return [lambda profiles: sync_profile_vectors(self.vectors, profiles, copy)]
 
     def close(self) -> None:
         """Close what this App built; injected parts belong to whoever passed them in."""

@@ -212,6 +212,57 @@ def test_item_side_cache_round_trip_and_fingerprint(store, tmp_path):
     assert cached_item_side(store, None, tmp_path).items == first.items  # a broken cache is rebuilt
 
 
+def test_a_fully_indexed_item_side_is_found_without_asking_the_vector_store(store, tmp_path):
+    """Once every catalog item had a vector, the cached side depends on the events,
+    the catalog and the embedder's name only: `vectors` (a function that would open
+    Chroma) is not called. With items not indexed yet it is, for the vector count."""
+    from tastebud.retrieval.service import cached_item_side
+
+    cat = catalog()
+    store.upsert_items(list(cat.values()))
+    store.write_batch(_world())
+    indexed = set(cat)
+
+    class Items:
+        def get_vectors(self, ids):
+            found = [i for i in ids if i in indexed]
+            return found, np.stack([np.eye(16, dtype=np.float32)[int(i[1:])] for i in found])
+
+        def count(self):
+            return len(indexed)
+
+    class Embedder:
+        name = "fake-model"
+
+    class Vectors:
+        items, embedder = Items(), Embedder()
+
+    opened = []
+
+    def vectors():
+        opened.append(1)
+        return Vectors()
+
+    built = cached_item_side(store, vectors, tmp_path, "fake-model")
+    assert opened and built.vectors is not None
+    assert [p.name.endswith("-all.npz") for p in tmp_path.glob("item_side-*.npz")] == [True]
+    opened.clear()
+    again = cached_item_side(store, vectors, tmp_path, "fake-model")
+    assert not opened and np.array_equal(again.vectors, built.vectors)
+    assert cached_item_side(store, vectors, tmp_path, "another-model") is not None and opened  # another model: rebuilt
+
+    indexed.discard("i3")  # an item without a vector: the side is keyed by the count, so Chroma is asked each time
+    store.write_batch([ev("late", "i7", value=5.0, n=99)])
+    opened.clear()
+    partial = cached_item_side(store, vectors, tmp_path, "fake-model")
+    assert opened and not partial.vectors[partial.index["i3"]].any()
+    assert [p.name.endswith(f"-{len(indexed)}.npz") for p in tmp_path.glob("item_side-*.npz")] == [True]
+    opened.clear()
+    cached_item_side(store, vectors, tmp_path, "fake-model")
+    assert opened
+    assert cached_item_side(store, None, tmp_path).vectors is None  # no vector store: never a side that has vectors
+
+
 def test_every_part_is_named():
     assert set(PARTS) == {"semantic_long", "semantic_short", "co_occurrence", "popularity", "tag_match"}
 
