@@ -129,6 +129,7 @@ class Facts:
     trusted_text: str = ""
     trusted_raw: str = ""  # the same, unfolded (Chinese text folds to nothing)
     instructions: list[str] = field(default_factory=list)  # instruction-like untrusted text
+    seeds: set[str] = field(default_factory=set)  # raw titles the user asked for "something like"; never recommended
 
     @property
     def rating_values(self) -> set[float]:
@@ -230,6 +231,8 @@ class Facts:
                         self.seen.add(et)
                         if e.get("type") == "rating" and isinstance(e.get("value"), (int, float)):
                             self._rate(et, float(e["value"]))
+            elif k == "seed_item" and isinstance(x, Mapping) and isinstance(x.get("title"), str):
+                self.seeds.add(x["title"])
             elif k == "events" and isinstance(x, list):
                 for e in x:
                     if isinstance(e, Mapping):

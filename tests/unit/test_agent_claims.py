@@ -212,6 +212,15 @@ def test_a_title_called_recommended_must_be_in_the_list():
     assert kept(c, "Toy Story is the top pick because you rated Finding Nemo 5/5.")
 
 
+def test_the_seed_asked_about_is_never_called_a_recommendation_even_misspelt():
+    seeded = dict(RECS, seed_item={"item_id": "6", "title": "Matrix, The (1999)"})
+    c = checker(seeded, question="something like the Matrx please")
+    assert "recommended but not in the list: The Matrix" in reasons(c, "Matrx is recommended for you.")
+    assert "Matrix" in reasons(c, "The Matrix (1999) is the top pick for you.")
+    assert kept(c, "Toy Story is the top pick for you.")
+    # the question's other words are not taken for the seed
+    assert kept(c, "Toy Story and Inception are recommended, please enjoy.")
+
 def test_chinese_answers_check_titles_numbers_and_a_few_phrases():
     c = checker(EXPLAIN)
     assert not is_english("推荐《Toy Story》,因为你给 Finding Nemo 打了5/5。") and is_english("Toy Story, 5/5.")
