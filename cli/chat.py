@@ -132,6 +132,11 @@ def chat(
 
     from tastebud.cli.render import console
 
+    # Ctrl-C cancels an answer: started from a script or `nohup`, SIGINT may have
+    # been inherited as ignored, and then no Ctrl-C would ever reach the loop.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     agent = _agent(user, as_role, session, template, mode)
     home = agent.app.settings.home
     save_history = _setup_history(home)
