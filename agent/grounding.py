@@ -84,6 +84,12 @@ class TitleIndex:
             key = norm(title)
             if key:
                 self.by_norm.setdefault(key, []).append(item_id)
+        # "Ghostbusters (a.k.a. Ghost Busters) (1984)", "Amelie (Fabuleux destin ...) (2001)":
+        # people write the part before the parenthesis
+        for item_id, title in titles.items():
+            head = norm(display_title(title).split(" (", 1)[0])
+            if head and head != norm(title) and head not in self.by_norm:
+                self.by_norm[head] = [item_id]
         self.max_words = min(MAX_TITLE_WORDS, max((k.count(" ") + 1 for k in self.by_norm), default=1))
         # titles written in Chinese (or with Chinese in them): matched as substrings, there are no word gaps
         self.cjk: dict[str, list[str]] = {}
@@ -121,7 +127,10 @@ class TitleIndex:
                 run = folded[i : i + n]
                 skip = 1 if n > 1 and run[0] in _ARTICLES else 0
                 key = " ".join(run[skip:])
-                if n < min_words or not key or key not in self.by_norm:
+                # an article counts as a title word only when written as one:
+                # "The Godfather" is two words, "a big fan" does not name Big (1988)
+                size = n if skip and words[i][:1].isupper() else n - skip
+                if size < min_words or not key or key not in self.by_norm:
                     continue
                 first = words[i + skip]
                 if case_sensitive and not (first[:1].isupper() or first[:1].isdigit()):

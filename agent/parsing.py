@@ -80,7 +80,9 @@ _COUNT = re.compile(r"\b(\d{1,2}|one|two|three|four|five|six|seven|eight|nine|te
                     r"comedies|dramas|thrillers|westerns|musicals|documentaries|cartoons|romcoms|classics|"
                     r"[a-z-]+ (?:movies|films|flicks)|flicks)\b", re.I)
 _TOP = re.compile(r"\btop\s+(\d{1,2})\b", re.I)
-_NEGATORS = ("not", "no", "without", "except", "excluding", "avoid", "skip", "tired of", "sick of", "hate", "no more",
+# "say five of them", "maybe six of those"
+_OF_THEM = re.compile(r"\b(\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten)\s+of\s+(?:them|those)\b", re.I)
+_NEGATORS = ("not", "no", "without", "can't stand", "cannot stand", "cant stand", "can't bear", "loathe", "detest", "except", "excluding", "avoid", "skip", "tired of", "sick of", "hate", "no more",
              "anything but", "other than", "instead of", "dislike", "don't", "dont", "never", "no longer", "done with",
              "bored of", "bored with", "fed up with", "stop")
 
@@ -167,7 +169,7 @@ def ordinal(text: str) -> int | None:
 
 
 def count(text: str) -> int | None:
-    m = _COUNT.search(text) or _TOP.search(text)
+    m = _COUNT.search(text) or _TOP.search(text) or _OF_THEM.search(text)
     if not m:
         return None
     raw = m.group(1).lower()

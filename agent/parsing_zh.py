@@ -39,7 +39,8 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(p)) for name, p i
                 r"(?:打|加|添加|写)过.{0,6}(?:标签|分|评论)|哪些标签|记录"),
     ("profile", r"画像|画象|档案|兴趣|口味|喜好|偏好|品味|喜欢(?:什么|哪些|哪种|哪类|的类型)|爱看(?:什么|哪些)|了解我"),
     ("search", r"搜索|搜一下|搜一搜|查找|查一下|查询|找一下|找找|找(?:一|几|两|三)?部|有没有(?:关于|讲)|是关于什么|讲的是什么|讲什么|介绍一下|是什么电影"),
-    ("recommend", r"推荐|建议|好看的|看什么|想看|来几部|来一部|来点|来些|整点|再来|挑.{0,4}部|选.{0,4}部|类似|相似|"
+    # 推见/推建/推件: the pinyin input method's homophones of 推荐 (tuījiàn)
+    ("recommend", r"推荐|推[见建件剑健鉴]|建议|好看的|看什么|想看|来几部|来一部|来[一两二三四五六七八九十\d]{1,2}部|来点|来些|整点|再来|挑.{0,4}部|选.{0,4}部|类似|相似|"
                   r"像.{1,40}(?:那样|这样|一样|之类)|有什么.{0,6}(?:电影|片子)|片单"),
     ("search", r"关于.{1,20}的电影|讲.{1,20}的电影"),
     ("like", r"喜欢|很好看|好看|不错|很棒|太棒|精彩|赞|点赞|收藏|爱死"),
@@ -124,6 +125,9 @@ def seed_reference(text: str) -> str | None:
     return ref or None
 
 
+_GENRE_BEFORE_FILM = re.compile(r"([\u4e00-\u9fff]{2})(?:片|电影|影片)")
+
+
 def categories_in(text: str, categories: list[str]) -> tuple[list[str], list[str]]:
     """(wanted, unwanted) categories named in Chinese (or English) words; unwanted
     when a negator comes in the few characters before."""
@@ -135,6 +139,11 @@ def categories_in(text: str, categories: list[str]) -> tuple[list[str], list[str
         pos = low.find(word)
         if pos >= 0 and all(cat != f for _, f in found):
             found.append((pos, cat))
+    if not found:  # a typo of a two-character genre before 片/电影: 喜居片 -> 喜剧
+        for m in _GENRE_BEFORE_FILM.finditer(text):
+            close = {c for w, c in names.items() if len(w) == 2 and w[0] == m.group(1)[0] and w != m.group(1)}
+            if len(close) == 1:
+                found.append((m.start(), close.pop()))
     wanted, unwanted = [], []
     for pos, cat in sorted(found):
         before = text[max(0, pos - 8):pos]

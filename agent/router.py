@@ -38,6 +38,7 @@ _WHY = re.compile(r"(?:^|[-–—,;:]\s*)\s*(?:and\s+|so\s+|ok\s+|okay\s+)?(?:wh
                   r"|\bexplain (?:why|how)\b", re.I)
 _THIS = re.compile(r"\b(it|this|that|this one|that one)\b", re.I)
 _NEGATIVE = re.compile(r"\b(tired of|sick of|fed up with|not interested|no longer|not into|hate[ds]?|hated|"
+                       r"can'?t stand|cannot stand|can'?t bear|loathe|detest|not (?:a|much of a|really a) fan of|not big on|"
                        r"dislike[ds]?|didn'?t like|did not like|do not like|don'?t like|don'?t show|stop (?:showing|recommending)|"
                        r"no more|boring|awful|terrible|thumbs down)\b", re.I)
 _RECOMMEND_VERB = re.compile(r"\b(recommend|suggest|suggestions?|recommendations?|what should i watch|something to watch|pick me)\b", re.I)
@@ -73,6 +74,23 @@ _ABOUT = re.compile(r"\b(?:tell me (?:more )?about|what(?:'s| is| was)|describe|
 # a question about what someone did is a history read: "which tags have I added?", "what did user 9 rate?"
 _HISTORY_QUESTION = re.compile(r"\b(?:what|which)\b.{0,40}\b(?:have|did|has)\s+(?:i|you|they|he|she|user\s*\w+|this user)\s+"
                                r"(?:\w+\s+)?(?:rated?|tagged|added|watched|seen|bought|purchased|reviewed)\b", re.I)
+# "what else would hit the same spot?" after naming a title: recommendations seeded by it
+_SIMILAR_ASK = re.compile(r"\b(?:what else|anything else|more of (?:that|the same)|same (?:spot|itch|vibe|feel(?:ing)?)|"
+                          r"scratch(?:es)? (?:that|the same) itch|along (?:those|the same) lines|in (?:that|the same) vein)\b", re.I)
+# an end user asking for things to watch without a recommend verb: "got anything cozy for me?",
+# "2 picks will do", "give me four thrillers"
+_WANT = re.compile(r"\b(?:got|have you got|do you have)\s+(?:any|anything|something)\b"
+                   r"|\b(?:\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten)\s+(?:picks?|suggestions?|recommendations?)\b"
+                   r"|^\s*(?:please\s+)?(?:give|get|find|hand|throw|show)\s+me\b", re.I)
+_NOT_A_WANT = re.compile(r"\b(?:profile|history|rated|ratings|watched|log|status|tags?|events?|last|latest|previous)\b", re.I)
+# feedback asked for in so many words: "add it to my likes", "mark X as disliked", "note that I dislike it"
+_FEEDBACK_ASK = re.compile(r"\b(?:add|put)\b.{0,40}?\b(?:to|on|in|into)\s+(?:my\s+)?(?P<a>likes|liked(?: list)?|favou?rites?|dislikes|disliked(?: list)?)\b"
+                           r"|\bmark\b.{0,40}?\bas\s+(?:a\s+)?(?P<b>liked?|disliked?|favou?rite|bad|good)\b"
+                           r"|\b(?:note|record|remember|write down|log)\s+(?:that\s+)?i\s+(?:really\s+)?(?P<c>like|love|enjoy|dislike|hate|don'?t like)\b",
+                           re.I)
+# "their last 3 tags", "latest 4 ratings": a history read
+_RECENT_EVENTS = re.compile(r"\b(?:last|latest|recent|newest|most recent)\s+(?:\d{1,2}\s+|few\s+|couple of\s+)?"
+                            r"(?:ratings|tags|events|reviews|views|purchases|clicks|searches|likes|dislikes)\b", re.I)
 # a refresh runs only when the caller's own words ask for one
 _REFRESH_VERB = re.compile(r"\b(refresh\w*|update\w*|rebuild\w*|recompute\w*|recalculat\w*|regenerat\w*|redo|re-?run|sync\w*)\b", re.I)
 _DATA_SPAN = re.compile(r"\"[^\"]{2,200}\"|“[^”]{2,200}”|《[^》]{1,200}》|「[^」]{1,200}」|(?<![A-Za-z])'[^']{3,200}'(?![A-Za-z])")
@@ -227,14 +245,24 @@ class Router:
             return self._reply("out_of_scope", "rule")
         if _WHY.search(own):
             return self._explain_plan(text, how="rule")
+        m = _FEEDBACK_ASK.search(own)
+        if m:
+            said = (m.group("a") or m.group("b") or m.group("c")).lower()
+            kind = "dislike" if said.startswith(("dis", "hate", "bad", "don")) else "like"
+            return self._feedback(text, Plan("record_feedback", {}, kind, "rule"), kind)
+        if (_SEED.search(own) or (MASK in own and _SIMILAR_ASK.search(own))) and not _NEGATIVE.search(own):
+            plan = self._args_recommend(text, Plan("recommend", {}, "recommend", "rule"))
+            if "seed" in plan.args:
+                return plan
         if _SEARCH_VERB.search(own):
             return self._args_search(text, Plan("search_items", {}, "search", "rule"))
         if _LIKES_QUESTION.search(own):
             return Plan("get_profile", {}, "profile", "rule")
-        if _SEED.search(own) and not _NEGATIVE.search(own):
-            plan = self._args_recommend(text, Plan("recommend", {}, "recommend", "rule"))
-            if "seed" in plan.args:
-                return plan
+        if _RECENT_EVENTS.search(own):
+            return self._args_history(text, Plan("get_history", {}, "history", "rule"))
+        if (not self.principal.is_staff and _WANT.search(own) and not _NEGATIVE.search(own)
+                and not _NOT_A_WANT.search(own)):
+            return self._args_recommend(text, Plan("recommend", {}, "recommend", "rule"))
         if _RECOMMEND_START.search(own) and not _NEGATIVE.search(own):
             return self._args_recommend(text, Plan("recommend", {}, "recommend", "rule"))
         if _HISTORY_QUESTION.search(own):
@@ -330,7 +358,7 @@ class Router:
             return cjk[0]
         content = residual(text, _REF_WORDS)
         if content:  # a one-word title ("why Jumanji?"), never a common word
-            hits = self.toolbox.titles.mentions(content, case_sensitive=False, min_words=1)
+            hits = self.toolbox.titles.mentions(content, case_sensitive=True, min_words=1)
             if hits:
                 return self.toolbox.titles.by_norm[max(hits, key=lambda h: h[1] - h[0])[2]][0]
         if _THIS.search(text) or (self.lang == "zh" and _THIS_ZH.search(text)):
@@ -386,6 +414,11 @@ class Router:
         """(item id, the words that named it) for "something like X" / "像X那样的"."""
         m = _SEED.search(text) or (_SEED.search(correct_typos(text)) if self.lang == "en" else None)
         ref = m.group(1).strip() if m else zh.seed_reference(text) if self.lang == "zh" else None
+        if not ref and _SIMILAR_ASK.search(text):  # "loved Blade Runner. What else scratches that itch?"
+            hits = self.toolbox.titles.mentions(text, case_sensitive=True, min_words=1)
+            if hits:
+                start, end, key = max(hits, key=lambda h: h[1] - h[0])
+                return self.toolbox.titles.by_norm[key][0], " ".join(tokens(text)[start:end])
         if not ref:
             return None
         ids = self.toolbox.titles.lookup(ref) or self.toolbox.titles.mentions_cjk(ref)

@@ -31,6 +31,13 @@ def test_mentions_are_case_sensitive_multiword_and_longest_first():
     assert CATALOG.mentions("I could feel the heat") == []  # one-word titles need quotes or emphasis
 
 
+
+def test_an_article_is_a_title_word_only_when_written_as_one_and_aka_titles_resolve_by_their_head():
+    index = TitleIndex({"7": "Big (1988)", "8": "Ghostbusters (a.k.a. Ghost Busters) (1984)", "3": "Godfather, The (1972)"})
+    assert index.mentions("I'm a big fan of westerns", case_sensitive=False) == []
+    assert [k for _, _, k in index.mentions("The Godfather, again")] == ["godfather"]
+    assert index.lookup("Ghostbusters") == ["8"]
+
 def test_answer_naming_only_result_titles_is_grounded():
     answer = "Try **The Matrix** (1999) for its mind-bending sci-fi, or Star Wars, which fans of Matrix, The also liked."
     assert check_answer(answer, [RESULT], CATALOG).grounded
