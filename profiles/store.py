@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AbstractSet, Any, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Engine, create_engine, event, func, or_, select, update
+from sqlalchemy import Engine, create_engine, event, func, or_, select, text as sql_text, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from tastebud.profiles.events import Event, Item
@@ -250,6 +250,7 @@ class EventStore:
                 return self.write_event_rows(rows, rejected, conn, item_ids)
         inserted = 0
         if rows:
+            self._lock_users(conn, {r[1] for r in rows})
             if item_ids is None:
                 item_ids = {r[2] for r in rows}
                 item_ids.discard(None)
@@ -270,6 +271,7 @@ class EventStore:
         with self.transaction() as conn:
             inserted: set[str] = set()
             if rows:
+                self._lock_users(conn, {r[1] for r in rows})
                 item_ids = {r[2] for r in rows}
                 item_ids.discard(None)
                 self._ensure_items(conn, item_ids)
@@ -278,6 +280,21 @@ class EventStore:
             if rejected:
                 self.quarantine_rows(rejected, conn)
         return inserted
+
+    def _lock_users(self, conn: Any, user_ids: AbstractSet[str]) -> None:
+        """PostgreSQL: one writer of a user's events at a time, until it commits.
+
+        A profile covers its user's events up to a `seq`, and "lagging" means a
+        stored event above it. SQLite commits writers one at a time, so seqs
+        appear in order; PostgreSQL hands out seqs at insert and commits in any
+        order, so without this a reader could save a profile up to seq n+1 (the
+        second writer committed first) before seq n becomes visible, and that
+        event would never count as new: its profile would miss it for good.
+        Transaction-scoped advisory locks per user (hashed), taken in one
+        order, make a user's seqs commit in order; other users do not wait."""
+        if self.dialect != "postgresql" or not user_ids:
+            return
+        conn.execute(_PG_LOCK_USERS, {"space": _PG_USER_LOCK_SPACE, "users": sorted(user_ids)})
 
     def _sqlite_insert_events(self, conn: Any, rows: Sequence[tuple]) -> int:
         """One executemany on the DBAPI cursor; ON CONFLICT DO NOTHING skips
@@ -455,6 +472,15 @@ class EventStore:
             for r in conn.execution_options(yield_per=10000).execute(select(events).order_by(events.c.seq)):
                 yield _row_event(r)
 
+    def event_field_chunks(self, *columns: str, chunk: int = 20_000) -> Iterator[list[tuple]]:
+        """The named columns of every event, in seq order, `chunk` rows at a time from a
+        streaming cursor: a pass over the whole store (the item side) holds one chunk
+        of plain tuples, never every event, nor an Event object per row."""
+        query = select(*[events.c[name] for name in columns]).order_by(events.c.seq)
+        with self.engine.connect() as conn:
+            for part in conn.execution_options(yield_per=chunk).execute(query).partitions():
+                yield [tuple(r) for r in part]
+
     def user_last_seqs(self, user_ids: Sequence[str] | None = None) -> dict[str, int]:
         query = select(events.c.user_id, func.max(events.c.seq)).group_by(events.c.user_id)
         if user_ids is not None:
@@ -524,6 +550,11 @@ class EventStore:
 
 
 _EVENT_COLUMNS = ("event_id", "user_id", "item_id", "type", "ts", "value", "text")
+_PG_USER_LOCK_SPACE = int.from_bytes(b"tbev", "big")  # first key of pg_advisory_xact_lock(int4, int4): event writers
+_PG_LOCK_USERS = sql_text(
+    "SELECT count(pg_advisory_xact_lock(:space, h)) FROM "
+    "(SELECT DISTINCT hashtext(u) AS h FROM unnest(CAST(:users AS text[])) AS u ORDER BY h) AS ordered"
+)
 _SQLITE_INSERT_EVENTS = (
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))}) "
     "ON CONFLICT DO NOTHING"

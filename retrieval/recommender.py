@@ -200,34 +200,92 @@ def interaction_value(event: Event) -> float | None:
 def interaction_matrix(events: Iterable[Event], index: Mapping[str, int]) -> sp.csr_matrix:
     """users x items: the latest rating of each (user, item), else IMPLICIT_VALUE when
     the user has any other positive event on it; dislikes, skips, searches count not."""
+    return interaction_matrix_from_rows([[(e.user_id, e.item_id, e.type, e.value) for e in events]], index)
+
+
+INTERACTION_COLUMNS = ("user_id", "item_id", "type", "value")  # what interaction_matrix_from_rows reads, in order
+_COMPACT_AT = 1 << 18  # buffered interactions that trigger folding repeats of a (user, item) pair
+
+
+def interaction_matrix_from_rows(chunks: Iterable[Sequence[tuple]], index: Mapping[str, int]) -> sp.csr_matrix:
+    """interaction_matrix over chunks of (user_id, item_id, type, value) tuples in event
+    order (EventStore.event_field_chunks): the item side is built from a streaming
+    cursor, holding numpy arrays of (user, item) pairs, not the events. Pairs are
+    folded whenever 262,144 are buffered, so memory follows the distinct pairs."""
     users: dict[str, int] = {}
-    cells: dict[tuple[int, int], float] = {}
-    rated: set[tuple[int, int]] = set()
-    for ev in events:
-        col = index.get(ev.item_id) if ev.item_id is not None else None
-        if col is None:
-            continue
-        value = interaction_value(ev)
-        if value is None:
-            continue
-        key = (users.setdefault(ev.user_id, len(users)), col)
-        if ev.type == "rating":
-            cells[key] = value
-            rated.add(key)
-        elif key not in rated:
-            cells[key] = value
-    if not cells:
-        return sp.csr_matrix((max(1, len(users)), len(index)), dtype=np.float32)
-    keys = np.array(list(cells), dtype=np.int64)
-    return sp.csr_matrix((np.fromiter(cells.values(), np.float32, len(cells)), (keys[:, 0], keys[:, 1])),
-                         shape=(max(1, len(users)), len(index)), dtype=np.float32)
+    n_items = max(1, len(index))
+    keys: list[np.ndarray] = []  # user * n_items + item
+    values: list[np.ndarray] = []
+    rated: list[np.ndarray] = []
+    buffered = 0
+    implicit = IMPLICIT_VALUE
+    for chunk in chunks:
+        k_out: list[int] = []
+        v_out: list[float] = []
+        r_out: list[bool] = []
+        for user, item, type_, value in chunk:
+            if item is None or type_ in NON_INTERACTIONS:
+                continue
+            col = index.get(item)
+            if col is None:
+                continue
+            if type_ == "rating":
+                if value.__class__ is not float:  # as the store reads it: a value that is not a number is none
+                    value = float(value) if isinstance(value, int) and not isinstance(value, bool) else None
+                if value is None or not value > 0:
+                    continue
+                is_rating = True
+            else:
+                value, is_rating = implicit, False
+            row = users.get(user)
+            if row is None:
+                row = users[user] = len(users)
+            k_out.append(row * n_items + col)
+            v_out.append(value)
+            r_out.append(is_rating)
+        if k_out:
+            keys.append(np.asarray(k_out, dtype=np.int64))
+            values.append(np.asarray(v_out, dtype=np.float32))
+            rated.append(np.asarray(r_out, dtype=bool))
+            buffered += len(k_out)
+        if buffered >= _COMPACT_AT:
+            folded = _fold_pairs(keys, values, rated)
+            keys, values, rated = [folded[0]], [folded[1]], [folded[2]]
+            buffered = folded[0].size
+    n_users = max(1, len(users))
+    if not keys:
+        return sp.csr_matrix((n_users, len(index)), dtype=np.float32)
+    k, v, _ = _fold_pairs(keys, values, rated)
+    return sp.csr_matrix((v, (k // n_items, k % n_items)), shape=(n_users, len(index)), dtype=np.float32)
+
+
+def _fold_pairs(keys: list[np.ndarray], values: list[np.ndarray], rated: list[np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One entry per pair: its latest rating if it has one, else its latest implicit
+    value (arrays in event order; sorting by pair, then rated, then position puts the
+    winner last in each pair's run)."""
+    k, v, r = np.concatenate(keys), np.concatenate(values), np.concatenate(rated)
+    order = np.lexsort((np.arange(k.size), r, k))
+    k, v, r = k[order], v[order], r[order]
+    last = np.ones(k.size, dtype=bool)
+    last[:-1] = k[1:] != k[:-1]
+    return k[last], v[last], r[last]
+
+
+BLOCK_CELLS = 1 << 23  # dense cells per block of an item-item pass (32 MiB of float32): memory bounded in the catalog size
+
+
+def _block_rows(n: int, most: int) -> int:
+    return max(1, min(most, BLOCK_CELLS // max(n, 1)))
 
 
 def item_similarity(x: sp.csr_matrix, neighbours: int = NEIGHBOURS, shrink: float = SHRINK, chunk: int = 1024) -> sp.csr_matrix:
     """Item-item cosine with shrinkage over a users x items matrix: row i holds
-    i's top `neighbours` most similar items (self excluded)."""
+    i's top `neighbours` most similar items (self excluded). Rows are scored in
+    dense blocks of at most `chunk` rows and BLOCK_CELLS cells."""
     xa = sp.csc_matrix(x, dtype=np.float32)
     n = xa.shape[1]
+    chunk = _block_rows(n, chunk)
     norms = np.sqrt(np.asarray(xa.multiply(xa).sum(axis=0)).ravel())
     xt = xa.T.tocsr()
     k = min(neighbours, max(n - 1, 1))
@@ -252,6 +310,7 @@ def near_pairs(vectors: np.ndarray, threshold: float = SIMILAR_TO_DISLIKED, chun
     """items x items cosine of every pair at or above threshold (diagonal left out)."""
     vectors = np.asarray(vectors, dtype=np.float32)
     n = vectors.shape[0]
+    chunk = _block_rows(n, chunk)
     rows, cols, vals = [], [], []
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)

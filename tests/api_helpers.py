@@ -63,8 +63,9 @@ def env_for(home: Path, **settings: Any) -> dict[str, str]:
     return env
 
 
-def cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(TASTEBUD), *args], env=env_for(home), capture_output=True, text=True, timeout=300)
+def cli(home: Path, *args: str, check: bool = True, **settings: Any) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(TASTEBUD), *args], env=env_for(home, **settings), capture_output=True, text=True,
+                          timeout=300)
     if check and done.returncode != 0:
         raise AssertionError(f"tastebud {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done
@@ -89,9 +90,9 @@ def copy_home(template: Path, dest: Path) -> Path:
     return dest
 
 
-def create_key(home: Path, role: str, user: str | None = None) -> str:
+def create_key(home: Path, role: str, user: str | None = None, **settings: Any) -> str:
     args = ["keys", "create", "--role", role] + (["--user", user] if user else [])
-    return cli(home, *args).stdout.strip().splitlines()[-1]
+    return cli(home, *args, **settings).stdout.strip().splitlines()[-1]
 
 
 def key_id(key: str) -> str:
@@ -129,10 +130,17 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Server":
+        return self.launch().wait_ready()
+
+    def launch(self) -> "Server":
+        """Start the process without waiting (several servers start side by side)."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen([str(TASTEBUD), "serve", "--port", str(self.port)],
                                      env=env_for(self.home, **self.settings), stdout=log, stderr=subprocess.STDOUT)
         log.close()
+        return self
+
+    def wait_ready(self) -> "Server":
         wait_for("the server to be ready", self._ready, timeout=180)
         return self
 

@@ -382,7 +382,8 @@ def test_tables_without_any_schema_record_are_refused(tmp_path):
 
 # ---- PostgreSQL (the server of test_store_postgres, when it can start) -------------
 
-from tests.integration.test_store_postgres import _pg_bin, pg_url  # noqa: E402,F401 - the fixture
+from tests.integration.test_store_postgres import pg_url  # noqa: E402,F401 - the fixture
+from tests.services import pg_bin as _pg_bin  # noqa: E402
 
 
 @pytest.fixture
