@@ -33,7 +33,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not llm and not slow"
+	$(BIN)/python -m pytest -q -m "not llm and not slow and not stack"
 
 bench: install
 	$(BIN)/python bench/ingest.py
