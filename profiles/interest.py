@@ -24,13 +24,16 @@ of the positive total; negative sums are dislikes.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 import time
+from bisect import insort
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
+from tastebud.profiles.decay import Clock, Decay
 from tastebud.profiles.events import DEFAULT_RULES, NEGATIVE_TYPES, PREFERENCE_TYPES, Event, Item, ValueRules
 
 DAY_MS = 86_400_000
@@ -40,6 +43,7 @@ LOW_RATING = 2.0  # at or below: the item is disliked, for good
 NEGATIVE_WEIGHTS = {"dislike": 3.0, "skip": 1.0}
 DRIFT_DELTA = 0.05  # share change that makes a tag emerging or fading
 MIN_DISLIKE_EVIDENCE = 2  # one bad film's trivia tags are not a dislike
+MAX_EVIDENCE_IDS = 20  # a tag lists its strongest supporting events; evidence_count counts them all
 
 _STOPWORDS = frozenset(
     "a an and are as at be but by for from has have i in is it its of on or so that the this to was were "
@@ -70,13 +74,14 @@ def keywords(text: str, limit: int = 5) -> list[str]:
 class WeightedTag:
     tag: str
     weight: float
-    evidence_event_ids: list[str]
+    evidence_event_ids: list[str]  # the strongest MAX_EVIDENCE_IDS, strongest first
+    evidence_count: int  # all the events that support the tag
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "tag": self.tag,
             "weight": round(self.weight, 4),
-            "evidence_count": len(self.evidence_event_ids),
+            "evidence_count": self.evidence_count,
             "evidence_event_ids": self.evidence_event_ids,
         }
 
@@ -174,7 +179,7 @@ def user_mean_rating(events: Sequence[Event], low: float = -math.inf, high: floa
     """The mean of the user's ratings, each clipped to [low, high] (the rating scale)."""
     ratings = [min(high, max(low, e.value)) for e in events
                if e.type == "rating" and e.value is not None and math.isfinite(e.value)]
-    return sum(ratings) / len(ratings) if ratings else None
+    return math.fsum(ratings) / len(ratings) if ratings else None  # fsum: exact, so independent of order
 
 
 def usable_events(events: Sequence[Event], config: InterestConfig, now_ms: int | None = None) -> list[Event]:
@@ -208,19 +213,32 @@ def stated_preferences(events: Sequence[Event]) -> dict[str, Event]:
     return out
 
 
-def _canonical_statements(events: Sequence[Event], items: Mapping[str, Item]) -> Sequence[Event]:
-    """Statements spelled like the catalog ("horror" -> "Horror") so they meet the
-    category tags the user's items carry."""
-    if not any(is_statement(ev) for ev in events):
-        return events
+def statement_spelling(events: Sequence[Event], items: Mapping[str, Item]) -> dict[str, str]:
+    """casefolded name -> how the catalog spells it, first met in time order
+    (categories before tags): "horror" -> "Horror"."""
     spelling: dict[str, str] = {}
     for ev in events:
         item = items.get(ev.item_id) if ev.item_id else None
         if item is not None:
             for name in (*item.categories, *item.tags):
                 spelling.setdefault(name.casefold(), name)
-    return [replace(ev, text=spelling.get(ev.text.strip().casefold(), ev.text.strip())) if is_statement(ev) else ev
-            for ev in events]
+    return spelling
+
+
+def canonical_statements(events: Sequence[Event], spelling: Mapping[str, str]) -> Sequence[Event]:
+    """Statements spelled like the catalog so they meet the category tags the user's items carry."""
+    if not any(is_statement(ev) for ev in events):
+        return events
+    return [canonical_statement(ev, spelling) if is_statement(ev) else ev for ev in events]
+
+
+def canonical_statement(event: Event, spelling: Mapping[str, str]) -> Event:
+    return replace(event, text=spelling.get(event.text.strip().casefold(), event.text.strip()))
+
+
+def unwanted_tags(stated: Mapping[str, Event]) -> frozenset[str]:
+    """Casefolded categories/tags under a standing stated dislike."""
+    return frozenset(key for key, ev in stated.items() if ev.type == "dislike")
 
 
 def stated_dislikes(events: Sequence[Event]) -> list[str]:
@@ -228,7 +246,7 @@ def stated_dislikes(events: Sequence[Event]) -> list[str]:
     return [ev.text.strip() for ev in stated_preferences(events).values() if ev.type == "dislike"]
 
 
-def _event_tags(event: Event, item: Item | None) -> list[tuple[str, float]]:
+def event_tags(event: Event, item: Item | None) -> list[tuple[str, float]]:
     """(tag, factor) pairs an event speaks for."""
     out: list[tuple[str, float]] = []
     if is_statement(event):
@@ -244,79 +262,249 @@ def _event_tags(event: Event, item: Item | None) -> list[tuple[str, float]]:
     return list(seen.items())
 
 
-def _contribution(event: Event, mean: float | None, config: InterestConfig, now_ms: int, half_life_days: float) -> float:
-    if event.type in NEGATIVE_TYPES:
-        base = -NEGATIVE_WEIGHTS.get(event.type, 1.0)
-    else:
-        base = config.event_weights.get(event.type, 1.0)
-        if event.type == "rating" and event.value is not None:
-            base *= rating_signal(min(config.rules.rating_max, max(config.rules.rating_min, event.value)), mean)
-    age_days = max(0.0, (now_ms - event.ts) / DAY_MS)
-    return base * 0.5 ** (age_days / half_life_days)
+def event_class(event: Event, config: InterestConfig) -> tuple[str, float | None]:
+    """Events of one class share their unit (type weight x rating signal), whatever the mean."""
+    if event.type == "rating" and event.value is not None:
+        return event.type, min(config.rules.rating_max, max(config.rules.rating_min, event.value))
+    return event.type, None
 
 
-def _horizon(
-    events: Sequence[Event], items: Mapping[str, Item], mean: float | None, config: InterestConfig,
-    now_ms: int, half_life_days: float, stated: Mapping[str, Event] | None = None,
+def class_unit(key: tuple[str, float | None], mean: float | None, config: InterestConfig) -> float:
+    """type weight x rating signal: a contribution before decay."""
+    kind, value = key
+    if kind in NEGATIVE_TYPES:
+        return -NEGATIVE_WEIGHTS.get(kind, 1.0)
+    unit = config.event_weights.get(kind, 1.0)
+    if value is not None:
+        unit *= rating_signal(value, mean)
+    return unit
+
+
+def tag_class_unit(key: tuple[tuple[str, float | None], float], mean: float | None, config: InterestConfig) -> float:
+    """A tag class is (event class, tag factor)."""
+    return class_unit(key[0], mean, config) * key[1]
+
+
+class UnitCache(dict):
+    """Units of the classes met while reading one profile (one mean, one config)."""
+
+    def __init__(self, mean: float | None, config: InterestConfig) -> None:
+        super().__init__()
+        self.mean, self.config = mean, config
+
+    def __missing__(self, key: tuple) -> float:
+        unit = self[key] = class_unit(key, self.mean, self.config)
+        return unit
+
+    def of(self, event: Event) -> float:
+        return self[event_class(event, self.config)]
+
+
+class TagSums:
+    """One tag's support, split by class (see event_class; plus the tag factor): a
+    class's exact growth sum, its event count and its strongest MAX_EVIDENCE_IDS
+    events. Within a class, contributions keep their order whatever the mean and the
+    clock, so the strongest of each class hold the tag's strongest overall."""
+
+    __slots__ = ("classes",)
+
+    def __init__(self) -> None:
+        # key -> [growth sum, count, sorted [(-growth, event_id)], the sum read at a scale, that scale]
+        self.classes: dict[tuple, list] = {}
+
+    def add(self, key: tuple, growth: int, event_id: str) -> None:
+        entry = self.classes.get(key)
+        if entry is None:
+            self.classes[key] = [growth, 1, [(-growth, event_id)], 0.0, None]
+            return
+        entry[0] += growth
+        entry[1] += 1
+        entry[4] = None
+        top = entry[2]
+        strongest = (-growth, event_id)
+        if len(top) < MAX_EVIDENCE_IDS:
+            insort(top, strongest)
+        elif strongest < top[-1]:
+            insort(top, strongest)
+            top.pop()
+
+    @classmethod
+    def of(cls, members_by_class: Mapping[tuple, list[tuple[int, str]]]) -> "TagSums":
+        """From every event of the tag, by class: [(-growth, event_id)]."""
+        out = cls()
+        for key, members in members_by_class.items():
+            if len(members) == 1:  # most tags of most users
+                out.classes[key] = [-members[0][0], 1, members, 0.0, None]
+            else:
+                top = sorted(members) if len(members) <= MAX_EVIDENCE_IDS else heapq.nsmallest(MAX_EVIDENCE_IDS, members)
+                out.classes[key] = [-sum(m[0] for m in members), len(members), top, 0.0, None]
+        return out
+
+    def plus(self, additions: Sequence[tuple[tuple, int, str]]) -> "TagSums":
+        """A copy with more events (standing statements), this one untouched."""
+        out = TagSums()
+        out.classes = {key: [entry[0], entry[1], list(entry[2]), 0.0, None] for key, entry in self.classes.items()}
+        for key, growth, event_id in additions:
+            out.add(key, growth, event_id)
+        return out
+
+
+ItemEntry = tuple  # (ts, event_id, event, growth): an item's events, in time order
+
+
+def horizon_from(
+    tags: Mapping[str, TagSums], top_items: list[ItemSignal], n_events: int, since: int | None,
+    mean: float | None, config: InterestConfig, clock: Clock, unwanted: frozenset[str],
 ) -> tuple[Horizon, list[WeightedTag]]:
-    """stated: the user's standing statements (see stated_preferences). A stated
-    dislike is absolute: it cancels that tag's positive evidence and is a dislike
-    without the MIN_DISLIKE_EVIDENCE rule; superseded statements count for nothing."""
-    stated = stated or {}
+    """A horizon from its tag sums and its top items. unwanted: casefolded stated dislikes; such a tag's
+    positive evidence counts for nothing, and it is a dislike without the
+    MIN_DISLIKE_EVIDENCE rule."""
+    units: dict[tuple, float] = {}
+    event_units = UnitCache(mean, config)
+    values: dict[str, float] = {}
+    negative_events: dict[str, int] = {}
+    for tag, sums in tags.items():
+        skip_positive = bool(unwanted) and tag.casefold() in unwanted
+        parts: list[float] = []
+        negatives = 0
+        for key, entry in sums.classes.items():
+            unit = units.get(key)
+            if unit is None:
+                unit = units[key] = event_units[key[0]] * key[1]
+            if unit == 0.0 or (unit > 0 and skip_positive):
+                continue
+            if entry[4] != clock.scale:  # the exact sum, read once per change and per half-life crossed
+                entry[3], entry[4] = clock.share(entry[0]), clock.scale
+            parts.append(unit * entry[3])
+            if unit < 0:
+                negatives += entry[1]
+        if parts:
+            values[tag] = math.fsum(parts) * clock.remainder
+            negative_events[tag] = negatives
+    positive_total = math.fsum(v for v in values.values() if v > 0)
+    negative_total = -math.fsum(v for v in values.values() if v < 0)
+
+    def tag_list(sign: int, total: float) -> list[WeightedTag]:
+        chosen = [(t, v) for t, v in values.items() if (v > 0 if sign > 0 else v < 0)]
+        if sign < 0:
+            chosen = [(t, v) for t, v in chosen if t.casefold() in unwanted or negative_events[t] >= MIN_DISLIKE_EVIDENCE]
+        out = []
+        for tag, value in heapq.nsmallest(config.max_tags, chosen, key=lambda tv: (-abs(tv[1]), tv[0])):
+            ids, count = strongest_evidence(tags[tag], units, sign, clock)
+            out.append(WeightedTag(tag, sign * abs(value) / total if total else 0.0, ids, count))
+        return out
+
+    horizon = Horizon(
+        tags=tag_list(+1, positive_total),
+        top_items=top_items,
+        events=n_events,
+        since=since,
+    )
+    return horizon, tag_list(-1, negative_total)
+
+
+def strongest_evidence(sums: TagSums, units: Mapping[tuple, float], sign: int, clock: Clock) -> tuple[list[str], int]:
+    """The tag's strongest MAX_EVIDENCE_IDS events of this sign (by |contribution|, then
+    event id), merged from its classes' heads, and how many events there are of this sign."""
+    heads, count = [], 0
+    for key, (_, n, top, _, _) in sums.classes.items():
+        unit = units[key]
+        if sign * unit > 0:
+            count += n
+            neg_growth, event_id = top[0]
+            heads.append((-sign * clock.contribution(unit, -neg_growth), event_id, 0, unit, top))
+    heapq.heapify(heads)
+    ids: list[str] = []
+    while heads and len(ids) < MAX_EVIDENCE_IDS:
+        _, event_id, at, unit, top = heads[0]
+        ids.append(event_id)
+        if at + 1 < len(top):
+            neg_growth, next_id = top[at + 1]
+            heapq.heapreplace(heads, (-sign * clock.contribution(unit, -neg_growth), next_id, at + 1, unit, top))
+        else:
+            heapq.heappop(heads)
+    return ids, count
+
+
+def _title(item_id: str, items: Mapping[str, Item]) -> str:
+    item = items.get(item_id)
+    return item.title if item and item.title else item_id
+
+
+def liked_items(item_events: Mapping[str, Sequence[ItemEntry]], items: Mapping[str, Item], units: UnitCache,
+                config: InterestConfig, clock: Clock) -> list[ItemSignal]:
+    """Items by their summed contribution; one whose latest word is negative is a
+    dislike, never a favourite."""
+    liked = []
+    for item_id, entries in item_events.items():
+        if is_negative(entries[-1][2]):
+            continue
+        parts: list[float] = []
+        signal: list | None = None
+        for _, event_id, ev, growth in entries:
+            if ev.type == "search":
+                continue
+            unit = units.of(ev)
+            if unit == 0.0:
+                continue
+            parts.append(clock.contribution(unit, growth))
+            if signal is None or ev.type == "rating":  # the latest rating is the one that speaks
+                signal = [event_id, ev.type, ev.value]
+        if signal is not None:
+            total = math.fsum(parts)
+            if total > 0:
+                liked.append(ItemSignal(item_id, _title(item_id, items), signal[0], signal[1], signal[2], total))
+    liked.sort(key=lambda s: (-s.contribution, s.item_id))
+    return liked[: config.max_items]
+
+
+def disliked_items(item_events: Mapping[str, Sequence[ItemEntry]], items: Mapping[str, Item], mean: float | None,
+                   config: InterestConfig, clock: Clock) -> list[ItemSignal]:
+    """Items whose latest verdict is negative: a later like or purchase outweighs an old dislike."""
+    out = []
+    units = UnitCache(mean, config)
+    for item_id, entries in item_events.items():
+        for _, event_id, ev, growth in reversed(entries):
+            if is_negative(ev):
+                out.append(ItemSignal(item_id, _title(item_id, items), event_id, ev.type, ev.value,
+                                      clock.contribution(units.of(ev), growth)))
+                break
+            if ev.type in ("like", "purchase"):
+                break
+    return out
+
+
+def short_horizon(window: Sequence[Event], items: Mapping[str, Item], mean: float | None, config: InterestConfig,
+                  now_ms: int, stated: Mapping[str, Event]) -> Horizon:
+    """The short-term horizon from its window (at most short_window_events events),
+    always computed whole."""
+    decay = Decay(config.short_half_life_days * DAY_MS)
     active = {ev.event_id for ev in stated.values()}
-    unwanted = {key for key, ev in stated.items() if ev.type == "dislike"}
-    sums: dict[str, float] = defaultdict(float)
-    support: dict[str, list[tuple[float, str]]] = defaultdict(list)
-    per_item: dict[str, ItemSignal] = {}
-    for ev in events:
+    members: dict[str, dict[tuple, list[tuple[int, str]]]] = {}  # tag -> class -> [(-growth, event_id)]
+    item_events: dict[str, list[ItemEntry]] = {}
+    for ev in window:
+        growth = decay.growth(ev.ts)
+        if ev.item_id:
+            item_events.setdefault(ev.item_id, []).append((ev.ts, ev.event_id, ev, growth))
         if is_statement(ev) and ev.event_id not in active:
             continue
         item = items.get(ev.item_id) if ev.item_id else None
-        c = _contribution(ev, mean, config, now_ms, half_life_days)
-        if c == 0.0:
-            continue
-        for tag, factor in _event_tags(ev, item):
-            if unwanted and c > 0 and tag.casefold() in unwanted:  # (hot loop: most users state nothing)
-                continue
-            sums[tag] += c * factor
-            support[tag].append((c * factor, ev.event_id))
-        if ev.item_id and ev.type not in ("search",):
-            prev = per_item.get(ev.item_id)
-            title = (item.title if item and item.title else ev.item_id)
-            if prev is None:
-                per_item[ev.item_id] = ItemSignal(ev.item_id, title, ev.event_id, ev.type, ev.value, c)
+        cls = event_class(ev, config)
+        for tag, factor in event_tags(ev, item):
+            by_class = members.get(tag)
+            if by_class is None:
+                by_class = members[tag] = {}
+            key = (cls, factor)
+            if key in by_class:
+                by_class[key].append((-growth, ev.event_id))
             else:
-                prev.contribution += c
-                if ev.type == "rating":  # the latest rating is the one that speaks
-                    prev.value, prev.event_id, prev.type = ev.value, ev.event_id, ev.type
-    positive_total = sum(v for v in sums.values() if v > 0)
-    negative_total = -sum(v for v in sums.values() if v < 0)
-
-    def tag_list(sign: int, total: float) -> list[WeightedTag]:
-        chosen = [(t, v) for t, v in sums.items() if (v > 0 if sign > 0 else v < 0)]
-        if sign < 0:
-            chosen = [(t, v) for t, v in chosen
-                      if t.casefold() in unwanted or sum(1 for c, _ in support[t] if c < 0) >= MIN_DISLIKE_EVIDENCE]
-        chosen.sort(key=lambda tv: (-abs(tv[1]), tv[0]))
-        out = []
-        for tag, value in chosen[: config.max_tags]:
-            ids = [eid for c, eid in sorted(support[tag], key=lambda ce: (-sign * ce[0], ce[1])) if sign * c > 0]
-            out.append(WeightedTag(tag, sign * abs(value) / total if total else 0.0, ids))
-        return out
-
-    latest = {ev.item_id: ev for ev in events if ev.item_id}
-    # An item whose latest word is negative is a dislike, never a favourite.
-    liked = sorted(
-        (s for s in per_item.values() if s.contribution > 0 and not is_negative(latest[s.item_id])),
-        key=lambda s: (-s.contribution, s.item_id),
-    )
-    horizon = Horizon(
-        tags=tag_list(+1, positive_total),
-        top_items=liked[: config.max_items],
-        events=len(events),
-        since=events[0].ts if events else None,
-    )
-    return horizon, tag_list(-1, negative_total)
+                by_class[key] = [(-growth, ev.event_id)]
+    tags = {tag: TagSums.of(by_class) for tag, by_class in members.items()}
+    clock = decay.clock(now_ms)
+    top_items = liked_items(item_events, items, UnitCache(mean, config), config, clock)
+    horizon, _ = horizon_from(tags, top_items, len(window), window[0].ts if window else None, mean, config, clock,
+                              unwanted_tags(stated))
+    return horizon
 
 
 def short_window(events: Sequence[Event], config: InterestConfig) -> Sequence[Event]:
@@ -349,53 +537,91 @@ def js_divergence(p: Mapping[str, float], q: Mapping[str, float]) -> float:
 
 
 def build_interest_profile(
-    user_id: str, events: Sequence[Event], items: Mapping[str, Item], config: InterestConfig, last_event_seq: int = 0
+    user_id: str, events: Sequence[Event], items: Mapping[str, Item], config: InterestConfig, last_event_seq: int = 0,
+    now_ms: int | None = None,
 ) -> InterestProfile:
+    """The reference: the whole history in one pass (profiles/interest_state.py keeps
+    the same profile up to date event by event, and must equal this bit for bit).
+    now_ms: the clock that decides which events lie in the future (default: now)."""
     given = len(events)
-    events = sorted(usable_events(events, config), key=lambda e: (e.ts, e.event_id))
+    events = sorted(usable_events(events, config, now_ms), key=lambda e: (e.ts, e.event_id))
     ignored = given - len(events)
     mean = user_mean_rating(events, config.rules.rating_min, config.rules.rating_max)
-    now_ms = events[-1].ts if events else 0
-    events = _canonical_statements(events, items)
+    now = events[-1].ts if events else 0
+    if any(is_statement(ev) for ev in events):
+        events = canonical_statements(events, statement_spelling(events, items))
     stated = stated_preferences(events)
-    long_h, disliked_tags = _horizon(events, items, mean, config, now_ms, config.long_half_life_days, stated)
-    recent = short_window(events, config)
-    short_h, _ = _horizon(recent, items, mean, config, now_ms, config.short_half_life_days, stated)
+    unwanted = unwanted_tags(stated)
+    long_decay = Decay(config.long_half_life_days * DAY_MS)
+    members: dict[str, dict[tuple, list[tuple[int, str]]]] = {}  # tag -> class -> [(-growth, event_id)]
+    item_events: dict[str, list[ItemEntry]] = {}
+    active = {ev.event_id for ev in stated.values()}
+    for ev in events:
+        growth = long_decay.growth(ev.ts)
+        if ev.item_id:
+            item_events.setdefault(ev.item_id, []).append((ev.ts, ev.event_id, ev, growth))
+        if is_statement(ev) and ev.event_id not in active:
+            continue
+        item = items.get(ev.item_id) if ev.item_id else None
+        cls = event_class(ev, config)
+        for tag, factor in event_tags(ev, item):
+            by_class = members.get(tag)
+            if by_class is None:
+                by_class = members[tag] = {}
+            key = (cls, factor)
+            if key in by_class:
+                by_class[key].append((-growth, ev.event_id))
+            else:
+                by_class[key] = [(-growth, ev.event_id)]
+    tags = {tag: TagSums.of(by_class) for tag, by_class in members.items()}
+    clock = long_decay.clock(now)
+    top_items = liked_items(item_events, items, UnitCache(mean, config), config, clock)
+    long_h, disliked_tags = horizon_from(tags, top_items, len(events), events[0].ts if events else None,
+                                         mean, config, clock, unwanted)
+    short_h = short_horizon(short_window(events, config), items, mean, config, now, stated)
+    disliked = disliked_items(item_events, items, mean, config, clock)
+    return assemble_profile(user_id, long_h, short_h, disliked_tags, disliked, config,
+                            profile_stats(events, mean, ignored), last_event_seq)
 
+
+def profile_stats(events: Sequence[Event], mean: float | None, ignored: int) -> dict[str, Any]:
+    by_type: dict[str, int] = defaultdict(int)
+    for ev in events:
+        by_type[ev.type] += 1
+    return stats_dict(len(events), by_type, mean, events[0].ts if events else None,
+                      events[-1].ts if events else None, ignored)
+
+
+def stats_dict(n: int, by_type: Mapping[str, int], mean: float | None, first: int | None, last: int | None,
+               ignored: int) -> dict[str, Any]:
+    stats = {
+        "events": n,
+        "events_by_type": dict(sorted(by_type.items())),
+        "mean_rating": round(mean, 3) if mean is not None else None,
+        "first_event_at": first,
+        "last_event_at": last,
+    }
+    if ignored:
+        stats["ignored_events"] = ignored
+    return stats
+
+
+def assemble_profile(
+    user_id: str, long_h: Horizon, short_h: Horizon, disliked_tags: list[WeightedTag], disliked: list[ItemSignal],
+    config: InterestConfig, stats: dict[str, Any], last_event_seq: int,
+) -> InterestProfile:
+    """Drift from the two horizons, and the profile."""
     long_w = {t.tag: t.weight for t in long_h.tags}
     short_w = {t.tag: t.weight for t in short_h.tags}
     deltas = {tag: short_w.get(tag, 0.0) - long_w.get(tag, 0.0) for tag in set(long_w) | set(short_w)}
     emerging = sorted((t for t, d in deltas.items() if d >= DRIFT_DELTA and t in short_w), key=lambda t: (-deltas[t], t))
     fading = sorted((t for t, d in deltas.items() if d <= -DRIFT_DELTA and t in long_w), key=lambda t: (deltas[t], t))
-
-    disliked: dict[str, ItemSignal] = {}
-    for ev in events:
-        if ev.item_id and is_negative(ev):
-            item = items.get(ev.item_id)
-            disliked[ev.item_id] = ItemSignal(
-                ev.item_id, (item.title if item and item.title else ev.item_id), ev.event_id, ev.type, ev.value,
-                _contribution(ev, mean, config, now_ms, config.long_half_life_days),
-            )
-        elif ev.item_id and ev.item_id in disliked and ev.type in ("like", "purchase"):
-            disliked.pop(ev.item_id)  # a later explicit positive outweighs an old dislike
-    by_type: dict[str, int] = defaultdict(int)
-    for ev in events:
-        by_type[ev.type] += 1
-    stats = {
-        "events": len(events),
-        "events_by_type": dict(sorted(by_type.items())),
-        "mean_rating": round(mean, 3) if mean is not None else None,
-        "first_event_at": events[0].ts if events else None,
-        "last_event_at": now_ms if events else None,
-    }
-    if ignored:
-        stats["ignored_events"] = ignored
     return InterestProfile(
         user_id=user_id,
         long_term=long_h,
         short_term=short_h,
         disliked_tags=disliked_tags,
-        disliked_items=sorted(disliked.values(), key=lambda s: (s.contribution, s.item_id))[: config.max_items * 4],
+        disliked_items=sorted(disliked, key=lambda s: (s.contribution, s.item_id))[: config.max_items * 4],
         drift_score=js_divergence(short_w, long_w) if short_w and long_w else 0.0,
         emerging=emerging[:5],
         fading=fading[:5],

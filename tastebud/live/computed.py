@@ -95,6 +95,7 @@ class ComputedRefresh:
             "new_versions": counts.get("live_new_versions", 0),
             "batches": counts.get("live_batches", 0),
             "ensure_fresh_refreshes": counts.get("ensure_fresh_refreshes", 0),  # of refreshed_users
+            "interest_states": dict(self.shared.interest_states.counts),  # built (first touch or repair), updated
             "admin_refreshed_users": counts.get("admin_refreshed_users", 0),
             "last_refresh_at": iso_or_none(self._last_at),
             "lag_ms": lag,  # event accepted -> profile and its vectors saved, by the live thread
@@ -155,7 +156,9 @@ class ComputedRefresh:
                 return None
             if self.request_narratives is not None:
                 self.request_narratives(stale)  # before the refresh: a crash in between loses nothing
-            report = self.refresher().refresh(stale, narratives=False, items=shared.catalog.get())
+            refresher = self.refresher()
+            refresher.incremental = shared.interest_states  # event by event; a state found out of date is rebuilt
+            report = refresher.refresh(stale, narratives=False, items=shared.catalog.get())
         shared.book.count(live_refreshed_users=report.users, live_new_versions=report.new_versions, live_batches=1)
         self._last_at = now_ms()
         return report

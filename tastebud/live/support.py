@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from sqlalchemy import func, select
 
+from tastebud.profiles.incremental import IncrementalProfiles
 from tastebud.profiles.migrations import events, items
 from tastebud.timefmt import iso_or_none
 
@@ -148,6 +149,7 @@ class Shared:
         self.stopping = threading.Event()
         self.book = Book()
         self.catalog = Catalog(services.store)
+        self.interest_states = IncrementalProfiles()  # the live refresh updates these; admin refreshes recompute
 
     def current_versions_only(self, hook: ProfileHook, lock: bool) -> ProfileHook:
         """A profile hook that skips versions older than the user's head: the live
