@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 from sqlalchemy import select
 
 from tastebud.profiles.events import Event
+from tastebud.profiles.incremental import IncrementalProfiles
 from tastebud.profiles.interest import InterestConfig, build_interest_profile
 from tastebud.profiles.migrations import events, profile_heads
 from tastebud.profiles.narrative import NarrativeWriter, template_narrative
@@ -41,6 +42,7 @@ class RefreshReport:
     seconds: float = 0.0
     llm_seconds: float = 0.0
     versions: dict[str, int] = field(default_factory=dict)
+    hooks: dict[str, Any] = field(default_factory=dict)  # what batching hooks report on flush (profile vectors)
     narrative_errors: dict[str, str] = field(default_factory=dict)  # user -> why the LLM gave no narrative
 
     def as_dict(self) -> dict[str, Any]:
@@ -76,8 +78,13 @@ class Refresher:
         writer: NarrativeWriter | None = None,
         hooks: Sequence[ProfileHook] = (),
         chunk_size: int = 32,
+        incremental: IncrementalProfiles | None = None,
     ):
+        """incremental: interest states a long-running process keeps (the live
+        updater); without it, or without a kept catalog, every profile is the full
+        recomputation, which stays the reference and the repair path."""
         self.store = store
+        self.incremental = incremental
         self.repo = ProfileRepository(store)
         self.config = config
         self.writer = writer
@@ -123,10 +130,13 @@ class Refresher:
 
     def compute(self, user_id: str, items: dict | None = None) -> tuple[dict[str, Any], int]:
         """The computed half of a user's profile and the last event seq it covers."""
-        evs, last_seq = self._events(user_id)
-        if items is None:
-            items = self.store.items_by_id({e.item_id for e in evs if e.item_id})
-        profile = build_interest_profile(user_id, evs, items, self.config, last_seq)
+        if self.incremental is not None and items is not None:
+            profile, last_seq = self.incremental.profile(self.store, user_id, items, self.config)
+        else:
+            evs, last_seq = self._events(user_id)
+            if items is None:
+                items = self.store.items_by_id({e.item_id for e in evs if e.item_id})
+            profile = build_interest_profile(user_id, evs, items, self.config, last_seq)
         data = profile.computed()
         data["computed_hash"] = profile_content_hash(data)
         return data, last_seq
@@ -142,6 +152,25 @@ class Refresher:
         if items is None and len(users) > 50:
             items = self.store.items_by_id()
         use_llm = narratives and self.writer is not None
+        for hook in self.hooks:  # hooks that batch across chunks (profile vectors) start buffering
+            begin = getattr(hook, "begin", None)
+            if begin is not None:
+                begin()
+        try:
+            self._refresh_chunks(users, use_llm, progress, items, report)
+        finally:
+            # hooks that batch across chunks (profile vectors) finish this run's work
+            for hook in self.hooks:
+                flush = getattr(hook, "flush", None)
+                if flush is not None:
+                    figures = flush()
+                    if isinstance(figures, dict):
+                        report.hooks.update(figures)
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _refresh_chunks(self, users: Sequence[str], use_llm: bool, progress: ProgressFn | None, items: dict | None,
+                        report: RefreshReport) -> None:
         for offset in range(0, len(users), self.chunk_size):
             chunk = users[offset : offset + self.chunk_size]
             computed = [self.compute(u, items) for u in chunk]
@@ -199,8 +228,6 @@ class Refresher:
             for hook in self.hooks:
                 if saved:
                     hook(saved)
-        report.seconds = time.perf_counter() - start
-        return report
 
     @staticmethod
     def _carry(data: dict[str, Any], prev: dict[str, Any], source: str) -> None:

@@ -18,7 +18,8 @@ from tastebud.profiles.store import EventStore
 from tastebud.profiles.versions import ProfileRepository
 from tastebud.retrieval.profile_vector_cache import FILENAME as PROFILE_COPY_FILE, ProfileVectorCache
 from tastebud.retrieval.reclog import Recommendation, RecommendationLog
-from tastebud.retrieval.recommender import RECOMMENDER_PARAMS, ItemSide, Recommender, UserContext, interaction_matrix, profile_text
+from tastebud.retrieval.recommender import (INTERACTION_COLUMNS, RECOMMENDER_PARAMS, ItemSide, Recommender, UserContext,
+                                            interaction_matrix_from_rows, profile_text)
 from tastebud.retrieval.vectors import vector_content_hash
 from tastebud.errors import InputError, NotFoundError
 from tastebud.retrieval.why import CATEGORY_ZH, EVENT_TYPE_ZH, render_why, render_why_zh, tag_zh  # noqa: F401  (re-exported)
@@ -54,7 +55,8 @@ def _build_item_side(store: EventStore, vectors: Any | None, catalog: Mapping[st
     items = sorted(catalog)
     index = {iid: i for i, iid in enumerate(items)}
     vecs, found = _item_vectors_found(vectors, items)
-    side = ItemSide.build(items, catalog, interaction_matrix(store.all_events(), index), vecs)
+    interactions = interaction_matrix_from_rows(store.event_field_chunks(*INTERACTION_COLUMNS), index)  # streamed
+    side = ItemSide.build(items, catalog, interactions, vecs)
     return side, bool(items) and found == len(items)
 
 
@@ -197,6 +199,59 @@ def sync_item_vectors(store: EventStore, vectors: Any) -> Any:
     return vectors.sync_items(store.items_by_id().values())
 
 
+class ProfileVectorSync:
+    """The refresher hook that keeps profile vectors current, batched across users: new
+    versions are buffered between `begin()` and `flush()` (the Refresher calls them around
+    every run) and encoded `batch_users` at a time (one encode call sorts all their texts
+    by length, so batches pad less). Outside a run (a wrapped hook, as the live workers
+    use it) each call syncs at once. `vectors`: the VectorStore or a function
+    returning it (Chroma is opened, and the model loaded, only when a flush must encode).
+    `figures` says what was done: texts encoded and skipped, seconds encoding and syncing."""
+
+    def __init__(self, vectors: Any, copy: ProfileVectorCache | None = None, batch_users: int = 1024):
+        self._vectors = vectors
+        self.copy = copy
+        self.batch_users = max(1, batch_users)
+        self.pending: list[Mapping[str, Any]] = []
+        self.buffering = False
+        self.figures = {"encoded": 0, "unchanged": 0, "encode_s": 0.0, "sync_s": 0.0}
+
+    def begin(self) -> None:
+        self.buffering = True
+
+    def __call__(self, profiles: Sequence[Mapping[str, Any]]) -> None:
+        self.pending.extend(profiles)
+        if not self.buffering or len(self.pending) >= self.batch_users:
+            self._sync()
+
+    def flush(self) -> dict[str, Any]:
+        """Sync what is buffered, stop buffering, and return the figures so far."""
+        self.buffering = False
+        self._sync()
+        out = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.figures.items()}
+        if not callable(self._vectors) and self._vectors is not None:
+            embedder = self._vectors.embedder
+            out["embedder"] = embedder.name
+            if getattr(embedder, "load_seconds", None) is not None:
+                out["model_load_s"] = round(embedder.load_seconds, 3)
+        return out
+
+    def _sync(self) -> None:
+        import time
+
+        if self.pending:
+            if callable(self._vectors):
+                self._vectors = self._vectors()
+            profiles, self.pending = self.pending, []
+            col = self._vectors.profiles
+            before, t0 = col.encode_seconds, time.perf_counter()
+            report = sync_profile_vectors(self._vectors, profiles, self.copy)
+            self.figures["sync_s"] += time.perf_counter() - t0
+            self.figures["encode_s"] += col.encode_seconds - before
+            self.figures["encoded"] += report.encoded
+            self.figures["unchanged"] += report.unchanged
+
+
 def sync_profile_vectors(vectors: Any, profiles: Sequence[Mapping[str, Any]], copy: ProfileVectorCache | None = None) -> Any:
     """Keep the profiles' vectors in Chroma current; `copy` also gets each vector encoded."""
     records = []
@@ -288,6 +343,12 @@ class RecommendationService:
             self._side = None
             self._recommender = None
             self._profile_vectors.clear()
+
+    def drop_user(self, user_id: str) -> None:
+        """Forget a user's vectors held in memory (after a forget: a new profile of
+        the same id starts again at version 1 and must not meet the old vectors)."""
+        with self._lock:
+            self._profile_vectors.pop(user_id, None)
 
     def _remember(self, user_id: str, version: int, vecs: dict[str, np.ndarray]) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlparse
@@ -131,6 +132,7 @@ class VectorCollection:
         self.collection = collection
         self.embedder = embedder
         self.batch_size = max(1, batch_size)
+        self.encode_seconds = 0.0  # spent in embedder.encode by sync (a lazy model's loading included)
 
     @property
     def name(self) -> str:
@@ -210,7 +212,16 @@ class VectorCollection:
         # Sequential on purpose: overlapping encode and upsert in a thread was measured
         # slower on 2 cores (ratio 0.75 vs 0.91), both want every core.
         for start in range(0, len(ids), self.ENCODE_CHUNK):
-            vectors = self.embedder.encode(texts[start : start + self.ENCODE_CHUNK])
+            chunk = texts[start : start + self.ENCODE_CHUNK]
+            unique = list(dict.fromkeys(chunk))  # a text twice (e.g. long == short horizon) is encoded once
+            t0 = time.perf_counter()
+            encoded = self.embedder.encode(unique)
+            self.encode_seconds += time.perf_counter() - t0
+            if len(unique) == len(chunk):
+                vectors = encoded
+            else:
+                row = {text: i for i, text in enumerate(unique)}
+                vectors = encoded[[row[t] for t in chunk]]
             if on_encoded is not None:
                 stop = start + len(vectors)
                 on_encoded(ids[start:stop], [m["content_hash"] for m in metas[start:stop]], vectors)
@@ -311,6 +322,7 @@ class VectorStore:
         except Exception:  # pragma: no cover - older servers
             max_batch = 1000
         self.batch_size = min(batch_size or max_batch, max_batch)
+        self.local_path: Any = None  # the PersistentClient's directory, when local
         self.items = VectorCollection(self._collection(ITEMS), embedder, self.batch_size)
         self.profiles = VectorCollection(self._collection(PROFILES), embedder, self.batch_size)
 
@@ -321,7 +333,9 @@ class VectorStore:
             from tastebud.retrieval.embedder import LazyEmbedder, embedder_name, get_embedder
 
             embedder = LazyEmbedder(embedder_name(settings), lambda: get_embedder(settings))
-        return cls(make_client(settings), embedder)
+        store = cls(make_client(settings), embedder)
+        store.local_path = None if settings.chroma_url else settings.chroma_path  # for erase_user's compaction
+        return store
 
     def _collection(self, name: str):
         try:
@@ -391,3 +405,102 @@ class VectorStore:
         """{horizon: vector} for the horizons stored for this user."""
         ids, matrix = self.profiles.get_vectors([profile_id(user_id, h) for h in HORIZONS])
         return {pid.rsplit(":", 1)[1]: vec for pid, vec in zip(ids, matrix)}
+
+
+    # ---- privacy -------------------------------------------------------------
+    FLUSH_ID = "__tastebud_flush__"
+
+    def erase_user(self, user_id: str) -> int:
+        """Delete the user's profile vectors so that no copy is left behind
+        (docs/design.md#privacy). Chroma keeps records in its write-ahead log
+        (`embeddings_queue`) and in the HNSW index files until the index is next
+        persisted (every `sync_threshold` writes, 1,000 by default), and purges the
+        log only up to the persisted point. So the threshold is lowered to 2, the
+        records deleted, one other record rewritten as it is (twice: the log is
+        purged up to the older of the two segments' marks), and the threshold put
+        back; a local directory then gets a VACUUM of chroma.sqlite3, so freed pages
+        keep no bytes either (a server's file is its operator's: see the README).
+        Measured on chromadb 1.5.9. Returns the vectors deleted. Item vectors hold
+        no user data and are left alone."""
+        col = self.profiles
+        hnsw = dict(((col.collection.configuration or {}).get("hnsw") or {}))
+        threshold = int(hnsw.get("sync_threshold") or 1000)
+        # Before anything reads the collection: a segment this process has loaded
+        # keeps the threshold it was loaded with (then the slow path below runs).
+        col._call("modify", col.collection.modify, configuration={"hnsw": {"sync_threshold": 2}})
+        try:
+            col.collection = self._collection(PROFILES)
+            ids = {profile_id(user_id, h) for h in HORIZONS}
+            found = col._call("get", col.collection.get, where={"user_id": str(user_id)}, include=[])["ids"]
+            present = col._call("get", col.collection.get, ids=sorted(ids), include=[])["ids"]
+            doomed = sorted(set(found) | set(present))
+            if doomed:
+                col._call("delete", col.collection.delete, ids=doomed)
+            for _ in range(2):
+                self._rewrite_profiles(1)
+        finally:
+            col._call("modify", col.collection.modify, configuration={"hnsw": {"sync_threshold": threshold}})
+            col.collection = self._collection(PROFILES)
+        if self.local_path is not None:
+            if _local_log_holds(self.local_path, ids | set(doomed)):  # the slow path: write past the threshold
+                for _ in range(2):
+                    self._rewrite_profiles(threshold)
+            _compact_local_chroma(self.local_path)
+        return len(doomed)
+
+    def _rewrite_profiles(self, n: int) -> None:
+        """n writes that change nothing: records upserted as they are (cycling
+        through the collection), or a placeholder added and deleted when empty."""
+        col = self.profiles
+        done = offset = 0
+        while done < n:
+            got = col._call("get", col.collection.get, limit=min(n - done, self.batch_size), offset=offset,
+                            include=["embeddings", "metadatas"])
+            if not got["ids"]:
+                if offset == 0:
+                    dim = known_dim(self.embedder) or 1
+                    col._call("upsert", col.collection.upsert, ids=[self.FLUSH_ID],
+                              embeddings=np.ones((1, dim), dtype=np.float32), metadatas=[{"user_id": self.FLUSH_ID}])
+                    col._call("delete", col.collection.delete, ids=[self.FLUSH_ID])
+                    done += 2
+                offset = 0
+                continue
+            col._call("upsert", col.collection.upsert, ids=got["ids"], embeddings=got["embeddings"],
+                      metadatas=got["metadatas"])
+            done += len(got["ids"])
+            offset += len(got["ids"])
+
+
+def _local_log_holds(path: Any, ids: set[str]) -> bool:
+    """Whether a local Chroma's write-ahead log still has records of these ids."""
+    import sqlite3
+    from contextlib import closing
+    from pathlib import Path
+
+    db = Path(path) / "chroma.sqlite3"
+    if not ids or not db.is_file():
+        return False
+    with closing(sqlite3.connect(db, timeout=30)) as conn:
+        marks = ",".join("?" * len(ids))
+        query = f"SELECT 1 FROM embeddings_queue WHERE id IN ({marks}) LIMIT 1"
+        return conn.execute(query, sorted(ids)).fetchone() is not None
+
+
+def _compact_local_chroma(path: Any) -> None:
+    """VACUUM a local Chroma's SQLite file (and truncate any WAL): deleted rows
+    leave no bytes in free pages. Chroma's own connection must not be mid-write;
+    it writes only inside our calls, which are done by now."""
+    import sqlite3
+    from contextlib import closing
+    from pathlib import Path
+
+    db = Path(path) / "chroma.sqlite3"
+    if not db.is_file():
+        return
+    try:
+        with closing(sqlite3.connect(db, timeout=30)) as conn:
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot compact Chroma's database {db}: {exc}") from exc

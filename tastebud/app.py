@@ -134,13 +134,39 @@ class App:
 
         return RecommendationLog(self.store)
 
+    @cached_property
+    def privacy(self):
+        """Forget and export over every store that holds a user (docs/design.md#privacy)."""
+        from pathlib import Path
+
+        from tastebud.agent import session
+        from tastebud.retrieval.privacy import Privacy
+        from tastebud.retrieval.service import default_cache_dir
+
+        home = Path(self.home)
+
+        class Sessions:
+            def about(self, user_id):
+                return session.sessions_about(home, user_id)
+
+            def erase(self, user_id):
+                return session.erase_sessions(home, user_id)
+
+        def drop_from_memory(user_id: str) -> None:
+            if self.started("recommendations"):
+                self.recommendations.drop_user(user_id)
+
+        return Privacy(self.store, lambda: self.vectors, default_cache_dir(self.store), home, Sessions(),
+                       (drop_from_memory,))
+
     def profile_hooks(self) -> list:
         """Called with each batch of new profile versions: keeps profile vectors in Chroma
-        current, and the recommendations' local copy of them (read without chromadb)."""
-        from tastebud.retrieval.service import sync_profile_vectors
+        current, and the recommendations' local copy of them (read without chromadb),
+        encoding across users in big batches (flushed at the end of each refresh run)."""
+        from tastebud.retrieval.service import ProfileVectorSync
 
         copy = getattr(self.recommendations, "profile_copy", None)
-        return [lambda profiles: sync_profile_vectors(self.vectors, profiles, copy)]
+        return [ProfileVectorSync(lambda: self.vectors, copy)]
 
     def close(self) -> None:
         """Close what this App built; injected parts belong to whoever passed them in."""

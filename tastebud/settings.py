@@ -50,6 +50,9 @@ DEFAULT_BLEND = {
 }
 
 
+DEFAULT_EMBEDDING_BACKEND = "onnx"
+
+
 def default_home() -> Path:
     env = os.environ.get("TASTEBUD_HOME")
     if env:
@@ -76,8 +79,12 @@ class Settings(BaseSettings):
     llm_context: int = Field(2048, description="context window of the embedded model")
     agent_mode: str = Field("auto", description="auto | tools | router: how the agent drives tools")
 
-    embedder: str = Field("sentence-transformers", description="embedder backend name")
+    embedder: str = Field("sentence-transformers", description="embedder model family")
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path")
+    # retrieval/embedder.py; onnx: torch's vectors without importing torch (bench/embed_check.py, docs/design.md)
+    embedding_backend: str = Field(DEFAULT_EMBEDDING_BACKEND, description="torch | onnx | onnx-int8 (no torch import; int8 re-embeds on switch)")
+    embedding_device: str = Field("auto", description="cpu | cuda | auto (cuda when the backend sees one)")
+    embedding_cache_dir: Path | None = Field(None, description="where ONNX exports are cached; default the user cache dir")
 
     ingest_batch_size: int = Field(20000, description="rows per transaction during ingestion")
     # value rules (profiles/events.py ValueRules): anything outside is quarantined with the reason
@@ -122,6 +129,13 @@ class Settings(BaseSettings):
             raise ValueError(f"rating_min ({self.rating_min}) must be below rating_max ({self.rating_max})")
         return self
 
+    @model_validator(mode="after")
+    def _embedding_choices(self) -> "Settings":
+        for field, allowed in (("embedding_backend", ("torch", "onnx", "onnx-int8")), ("embedding_device", ("cpu", "cuda", "auto"))):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"{field} must be one of {', '.join(allowed)}, not {getattr(self, field)!r}")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -145,6 +159,10 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.home / "chroma"
+
+    @property
+    def onnx_cache_dir(self) -> Path | None:
+        return self.embedding_cache_dir.expanduser() if self.embedding_cache_dir else None
 
     @property
     def models_dir(self) -> Path:

@@ -20,7 +20,7 @@ from tests.agent_helpers import built_home, copy_home
 
 pytestmark = pytest.mark.integration
 
-MODEL = ("torch", "sentence_transformers", "transformers")
+MODEL = ("torch", "sentence_transformers", "transformers", "onnxruntime", "tokenizers")  # any embedding backend
 USER = "1"
 # Runs the `tastebud` console script's own entry point, then writes which top-level
 # packages the process ended up importing (any time, any thread) to the file in argv[1].
@@ -158,10 +158,15 @@ def test_the_model_loads_when_something_must_be_encoded(instant_home, full_path,
     run = lambda *args: tastebud(instant_home, tmp_path, *args)  # noqa: E731
 
     # an intent is free text: it must be encoded (the probe does see the model when it loads)
+    # on the default onnx backend, without importing torch (issue 13 part 2)
     intent = run("recommend", USER, "-k", "5", "--intent", "a heist gone wrong", "--json")
-    assert intent.model_loaded and "torch" in intent.imported
-    expected = full_path.recommend(USER, 5, intent="a heist gone wrong").as_dict()
-    assert without_request(intent.json()) == without_request(expected)
+    assert intent.model_loaded and "onnxruntime" in intent.imported and "torch" not in intent.imported
+    expected = without_request(full_path.recommend(USER, 5, intent="a heist gone wrong").as_dict())
+    got = without_request(intent.json())
+    # the full path encodes with torch: the same list, scores equal up to float noise
+    assert [it["item_id"] for it in got.pop("items")] == [it["item_id"] for it in expected["items"]]
+    assert [it["score"] for it in intent.json()["items"]] == pytest.approx([it["score"] for it in expected.pop("items")], abs=1e-5)
+    assert got == expected
 
     # profile vectors neither Chroma nor the local copy holds: encoded on the fly, the
     # same list (up to float noise: the refresh encoded them in a padded batch of many)

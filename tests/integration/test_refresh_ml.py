@@ -48,6 +48,8 @@ def test_refresh_every_ml_latest_small_user_without_narratives(cli, home, ml_sma
     assert report["users"] == N_USERS and report["new_versions"] == N_USERS and report["unchanged"] == 0
     assert report["narratives_stale"] == N_USERS
     assert report["narratives_llm"] == report["narratives_template"] == report["output_tokens"] == 0
+    # profile vectors: both horizons of every user, encoded in one batch across users
+    assert report["hooks"]["encoded"] == 2 * N_USERS and report["hooks"]["unchanged"] == 0
 
     after = cli("status")
     assert after["profiles"] == N_USERS and after["profiles_stale"] == 0 and after["narratives_stale"] == N_USERS
@@ -62,6 +64,7 @@ def test_refresh_every_ml_latest_small_user_without_narratives(cli, home, ml_sma
 
     again = cli("refresh", "--all", "--no-narratives")  # same events: same content, no new versions
     assert again["new_versions"] == 0 and again["unchanged"] == N_USERS
+    assert again["hooks"]["encoded"] == 0  # nothing new: nothing encoded
 
     events = home / "new.csv"
     events.write_text("user_id,item_id,type,timestamp,value\n414,1,rating,2024-01-01T00:00:00Z,5\n")
@@ -69,6 +72,7 @@ def test_refresh_every_ml_latest_small_user_without_narratives(cli, home, ml_sma
     assert cli("status")["profiles_stale"] == 1
     one = cli("refresh", "--no-narratives")
     assert one["users"] == 1 and one["new_versions"] == 1
+    assert one["hooks"]["encoded"] + one["hooks"]["unchanged"] == 2  # only that user's texts were looked at
     history = cli("profile", "history", "414")["versions"]
     assert [v["version"] for v in history] == [1, 2]
     assert len(history[-1]["trigger_event_ids"]) == 1
