@@ -104,3 +104,43 @@ class Session:
         if session.role != role or session.owner != owner:
             raise PermissionDenied(f"session {session_id} belongs to another {'user' if session.owner else 'role'}")
         return session
+
+
+# privacy ------------------------------------------------------------------------
+def _mentions(data: dict[str, Any], user_id: str) -> bool:
+    """Whether a saved session is with or about the user: theirs, a staff session
+    looking at them, or one whose turns name them."""
+    if user_id in (data.get("owner"), data.get("target_user"), data.get("shown_user")):
+        return True
+    if isinstance(data.get("focus"), dict) and data["focus"].get("user_id") == user_id:
+        return True
+    words = re.compile(rf"(?<![\w-]){re.escape(user_id)}(?![\w-])")
+    return any(words.search(f"{t.get('q', '')}\n{t.get('a', '')}") for t in data.get("turns") or [])
+
+
+def sessions_about(home: str | Path, user_id: str) -> list[tuple[Path, dict[str, Any]]]:
+    """(file, content) of every saved session with or about the user (for export and forget)."""
+    out = []
+    folder = sessions_dir(home)
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.iterdir()):
+        try:
+            raw = path.read_text(errors="replace")
+        except OSError:
+            continue
+        try:
+            data = json.loads(raw)
+        except ValueError:  # half-written temporary file: judge by its bytes
+            data = None
+        if (data is not None and isinstance(data, dict) and _mentions(data, user_id)) or (data is None and user_id in raw):
+            out.append((path, data or {}))
+    return out
+
+
+def erase_sessions(home: str | Path, user_id: str) -> int:
+    """Delete every saved session with or about the user; returns how many."""
+    found = sessions_about(home, user_id)
+    for path, _ in found:
+        path.unlink(missing_ok=True)
+    return len(found)

@@ -15,6 +15,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ACCESS_LOGGER = "tastebud.access"
+FORGOTTEN_PATH = "/v1/users/(forgotten)"
+
+
+def _forgotten_user(method: str | None, path: str | None) -> str | None:
+    """The user id of a DELETE /v1/users/{id} (a forget), else None."""
+    if method != "DELETE" or not path or not path.startswith("/v1/users/"):
+        return None
+    rest = path[len("/v1/users/"):]
+    return rest if rest and "/" not in rest else None
 
 
 def open_access_log(home: Path) -> logging.Logger:
@@ -59,13 +68,18 @@ class AccessLog:
             await self.app(scope, receive, send_status)
         finally:
             caller = (scope.get("state") or {}).get("caller")
+            path, user = scope.get("path"), getattr(caller, "user_id", None)
+            forgotten = _forgotten_user(scope.get("method"), path)
+            if forgotten is not None:  # the log of a forget must not name whom it forgot
+                path = FORGOTTEN_PATH
+                user = None if user == forgotten else user
             self.logger.info(json.dumps({
                 "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "key_id": getattr(caller, "key_id", None),
                 "role": getattr(caller, "role", None),
-                "user": getattr(caller, "user_id", None),
+                "user": user,
                 "method": scope.get("method"),
-                "path": scope.get("path"),
+                "path": path,
                 "status": status,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 2),
             }, ensure_ascii=False))

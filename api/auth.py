@@ -8,8 +8,11 @@ user     read own profile/history/recommendations/why, post    own only
 support  read every user's profile/history/recommendations/    any
          why, chat as support; writes nothing (a served
          recommendation list is logged, as for the user)
-operator everything: events, refresh, status, reads, chat       any
+operator everything: events, refresh, status, reads, chat,      any
+         export and forget
 ======== ===================================================== ==============
+
+A user key may also export and forget its own user.
 
 Checks run in code before a route does any work; every refusal is a 403.
 """
@@ -34,6 +37,7 @@ class Action(str, Enum):
     WRITE_EVENTS = "post events"
     CHAT = "chat"
     ADMIN = "administer the service"
+    DATA_RIGHTS = "export or forget a user's data"
 
 
 ALLOWED: dict[Action, frozenset[Role]] = {
@@ -41,6 +45,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.WRITE_EVENTS: frozenset({Role.USER, Role.OPERATOR}),
     Action.CHAT: frozenset({Role.USER, Role.SUPPORT, Role.OPERATOR}),
     Action.ADMIN: frozenset({Role.OPERATOR}),
+    Action.DATA_RIGHTS: frozenset({Role.USER, Role.OPERATOR}),  # a user for itself; support never
 }
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `tastebud keys create`.")

@@ -108,6 +108,27 @@ def get_why(user_id: UserId, item_id: ItemId, svc: Svc, key: READ,
     return {**svc.app.recommendations.why(user_id, item_id, request_id), "recommended": True}
 
 
+RIGHTS = Annotated[ApiKey, Depends(allow(Action.DATA_RIGHTS))]
+
+
+@router.get("/users/{user_id}/export", tags=["privacy"], responses=_errors(*AUTH_ERRORS, 404))
+def get_export(user_id: UserId, svc: Svc, key: RIGHTS) -> dict[str, Any]:
+    """Everything held about the user as one document (events, every profile version,
+    recommendations served with their reasons, chat sessions, keys, quarantined rows);
+    its JSON Schema ships as `tastebud/retrieval/export.schema.json`. Operator key,
+    or the user's own."""
+    return svc.app.privacy.export(user_id)
+
+
+@router.delete("/users/{user_id}", tags=["privacy"], responses=_errors(*AUTH_ERRORS))
+def delete_user(user_id: UserId, svc: Svc, key: RIGHTS) -> dict[str, Any]:
+    """Forget the user in every store (events, profiles, vectors, log, queue,
+    quarantine, chat sessions, API keys, log lines); one audit row without the id
+    stays. Idempotent: 200 with zero counts when nothing was left. Operator key, or
+    the user's own (which stops working with this request)."""
+    return svc.app.privacy.forget(user_id, requested_by=f"api:{key.key_id}")
+
+
 # ---------------------------------------------------------------- chat
 
 @router.post("/chat", response_model=schemas.ChatOut, tags=["chat"], responses=_errors(*AUTH_ERRORS, 404))

@@ -34,7 +34,7 @@ def main(
 
 def _register() -> None:
     """Import the command modules: each registers its commands on `app`."""
-    from tastebud.cli import chat, data, doctor, profile, recs, serve  # noqa: F401
+    from tastebud.cli import chat, data, doctor, privacy, profile, recs, serve  # noqa: F401
 
 
 def run() -> None:

@@ -171,6 +171,27 @@ narrative_queue = Table(
 )
 
 
+
+# Privacy (revision 0003): one audit row per forget, without the user id (an HMAC
+# of it under the salt in privacy_secrets), and what was removed.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("erased_at", BigInteger, nullable=False),  # epoch ms
+    Column("requested_by", String(64), nullable=False),  # "cli", "api:<key id>"
+    Column("subject_hash", String(64), nullable=False),
+    Column("counts", Text, nullable=False),  # JSON: store -> rows, vectors or files removed
+    Index("ix_erasures_subject", "subject_hash", "id"),
+)
+
+privacy_secrets = Table(
+    "privacy_secrets",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", String(128), nullable=False),
+)
+
 # ---- migrations ---------------------------------------------------------------
 
 SCHEMA_DIR = Path(__file__).with_name("schema")  # Alembic script location (package data)

@@ -64,3 +64,17 @@ class ProfileVectorCache:
                 conn.executemany("INSERT OR REPLACE INTO vectors (id, content_hash, vector) VALUES (?, ?, ?)", rows)
         except (sqlite3.Error, OSError):
             pass
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Remove these vector ids (a forgotten user) with their bytes: freed cells
+        zeroed (secure_delete) and the WAL checkpointed to zero length, so neither
+        the file nor its WAL keeps a copy. Returns the rows removed."""
+        ids = [str(i) for i in ids]
+        if not ids or not self.path.is_file():
+            return 0
+        with closing(sqlite3.connect(self.path, timeout=10)) as conn:
+            conn.execute("PRAGMA secure_delete=ON")
+            with conn:
+                removed = conn.execute(f"DELETE FROM vectors WHERE id IN ({','.join('?' * len(ids))})", ids).rowcount
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return removed
