@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from tastebud import pii
 from tastebud.agent.claim_facts import split_sentences
 from tastebud.agent.claims import ClaimChecker
 from tastebud.agent.grounding import UNTRUSTED_NOTE, Grounding, as_data, clip, tokens
@@ -42,7 +43,7 @@ from tastebud.agent.render import render_calls
 from tastebud.agent.roles import Principal, Role
 from tastebud.agent.messages import help_text, say
 from tastebud.agent.parsing_zh import language
-from tastebud.agent.router import Plan, Router
+from tastebud.agent.router import Plan, Router, opt_request
 from tastebud.agent.session import Session
 from tastebud.agent.tools import ToolCall, Toolbox
 from tastebud.errors import ModelError
@@ -242,7 +243,7 @@ class Agent:
         text = (text or "").strip()
         snapshot = _snapshot(self.session)
         try:
-            if text.startswith("/") or self.mode == "router":
+            if text.startswith("/") or self.mode == "router" or opt_request(text) is not None:  # opt-out: by rule
                 turn = self._router_turn(text, on_text, t0)
             else:
                 turn = self._tools_turn(text, on_text, t0)
@@ -297,6 +298,7 @@ class Agent:
         class Fill(BaseModel):
             value: str | None = Field(None, description=what)
 
+        question = pii.mask(question)  # the model sees no PII; the value comes from these words
         prompt = [
             ("system", f"Extract {what} from the user's message as a short phrase (2-6 words) using the user's own "
                        "words, or null if the message says nothing about it. Reply with JSON only."),
@@ -311,11 +313,11 @@ class Agent:
             got = short.structured(Fill).invoke(prompt)
             value = (got.value or "").strip() or None
         except ModelError as exc:
-            log.info("argument fill failed: %s", exc)
+            log.info("argument fill failed: %s", pii.mask(str(exc)))
         if value:
             asked = {w.lower() for w in tokens(question)}
             if not all(w.lower() in asked for w in tokens(value)):
-                log.info("fill %r rejected: words not in the message", value)
+                log.info("fill %r rejected: words not in the message", pii.mask(value))
                 value = None
         if value:
             plan.args[plan.fill] = clip(value, 120)  # type: ignore[index]
@@ -337,7 +339,7 @@ class Agent:
                         raise Cancelled()
                     gate.feed(_chunk_text(chunk))
         except ModelError as exc:
-            log.warning("phrasing failed, using the deterministic answer: %s", exc)
+            log.warning("phrasing failed, using the deterministic answer: %s", pii.mask(str(exc)))
             gate.failed = True
             gate.text = ""
         if gate.first_token_at is not None:
@@ -400,7 +402,7 @@ class Agent:
             question = f"Explain why {r['title']} was recommended to {subject}."
             if lang == "zh":
                 question = f"请解释为什么向{'你' if self.principal.role is Role.USER else '用户' + str(r['user_id'])}推荐《{r['title']}》。"
-        return [("system", system), ("human", f"{question}\n\n{as_data(_compact(call, lang))}")]
+        return [("system", system), ("human", f"{pii.mask(question)}\n\n{as_data(_compact(call, lang))}")]
 
     # ------------------------------------------------------------ tool-calling driver
     def _tools_turn(self, text: str, on_text: TextFn | None, t0: float) -> Turn:
@@ -425,7 +427,7 @@ class Agent:
         current_id: str | None = None
         try:
             with model_errors():
-                for mode, payload in graph.stream({"messages": [HumanMessage(text)]}, {"recursion_limit": 12},
+                for mode, payload in graph.stream({"messages": [HumanMessage(pii.mask(text))]}, {"recursion_limit": 12},
                                                   stream_mode=["messages", "values"]):
                     if self.cancel.is_set():
                         raise Cancelled()
@@ -443,7 +445,7 @@ class Agent:
                         continue
                     gate.feed(_chunk_text(chunk))
         except (ModelError, GraphRecursionError) as exc:  # a model that keeps calling tools ends the loop
-            log.warning("tool-calling agent failed: %s", exc)
+            log.warning("tool-calling agent failed: %s", pii.mask(str(exc)))
             final = []
         offered = {t.name for t in tools}
         last_ai = None

@@ -28,6 +28,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from tastebud import pii
+
 _YEAR = re.compile(r"\s*\((?:\d{4}(?:[-–]\d{0,4})?)\)\s*$")
 _INVERTED = re.compile(r"^(.*), (the|a|an|les|la|le|il|el|das|der|die)(\s*\(.*)?$", re.I)
 _ARTICLE = re.compile(r"^(the|a|an)\s+", re.I)
@@ -261,12 +263,24 @@ def as_data(value: Any, limit: int = 6000) -> str:
     """Tool output for a prompt: JSON (so quotes and newlines in untrusted text
     cannot break out), with every angle bracket escaped (so no "</data>",
     "</DATA >", "< /data>" or "\uff1c/data\uff1e" can end the block early), cut to
-    `limit` characters, inside a <data> block."""
-    text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")).translate(_TAG_ESCAPE)
+    `limit` characters, inside a <data> block. PII in it (reviews, searches, earlier
+    messages) is masked, item titles excepted (tastebud/pii.py)."""
+    text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+    text = pii.mask(text, keep=_raw_titles(value)).translate(_TAG_ESCAPE)
     if len(text) > limit:
         text = text[:limit].rsplit("\\", 1)[0] if "\\" in text[max(0, limit - 6):limit] else text[:limit]
         text += "…"
     return f"<data>\n{text}\n</data>"
+
+
+def _raw_titles(value: Any) -> set[str]:
+    """Every "title" string in a tool result, as written."""
+    if isinstance(value, Mapping):
+        return {v for k, v in value.items() if k == "title" and isinstance(v, str)} | \
+            {t for k, v in value.items() if k != "title" for t in _raw_titles(v)}
+    if isinstance(value, (list, tuple)):
+        return {t for v in value for t in _raw_titles(v)}
+    return set()
 
 
 def clip(text: str | None, n: int = 240) -> str | None:

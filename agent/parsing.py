@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from tastebud import pii
 from tastebud.agent.grounding import tokens
 
 # intent -> (tool, examples). Five-ish plain utterances each, as people say them.
@@ -121,7 +122,7 @@ class IntentMatcher:
         self.labels, self.matrix = self._cache[key]
 
     def scores(self, text: str) -> dict[str, float]:
-        vec = np.asarray(self.embedder.encode([text])[0], dtype=np.float32)
+        vec = np.asarray(self.embedder.encode([pii.mask(text)])[0], dtype=np.float32)  # no PII is embedded
         sims = self.matrix @ vec
         out: dict[str, float] = {}
         for label, s in zip(self.labels, sims):

@@ -30,6 +30,9 @@ class AgentServices(Protocol):
     @property
     def llm(self) -> Any: ...  # tastebud.llm.LLM, started on first use
 
+    @property
+    def privacy(self) -> Any: ...  # tastebud.retrieval.privacy.Privacy (opt-out)
+
     def started(self, part: str) -> bool:
         """Whether a part (e.g. "llm") exists yet, without starting it."""
 

@@ -95,6 +95,21 @@ def record_feedback(r: dict[str, Any]) -> str:
     return f"Noted: you {verb} **{_md(r['title'])}**.{tail} Your profile is updated (v{r.get('profile_version')})."
 
 
+def opt_out(r: dict[str, Any]) -> str:
+    if not r["opted_out"]:
+        if not r.get("was_opted_out"):
+            return "You weren't opted out: your profile is in use as usual."
+        return ("Done: you're opted back in. Your profile is rebuilt from your history on the next refresh, "
+                "and personal recommendations come back with it.")
+    if r.get("already"):
+        return ("You had already opted out of profiling, so no profile of you is kept. Your recommendations are "
+                "by popularity only. Say *opt me back in* whenever you want personal ones again.")
+    return (f"Done: I've stopped profiling you. Your profile, its narrative and interest tags are deleted "
+            f"({r['profile_versions_removed']} profile versions, {r['profile_vectors_removed']} profile vectors); "
+            "your history and account stay. From now on your recommendations are by popularity only, leaving out "
+            "what you've already seen. Say *opt me back in* whenever you want personal recommendations again.")
+
+
 def recommendation_log(r: dict[str, Any]) -> str:
     head = f"Recommendations logged for user {r['user_id']} on {r.get('created_at') or 'an unknown date'} (request {r['request_id']}, {r['source']}):"
     return head + "\n\n" + "\n".join(_items(r["items"], reasons=False))
@@ -121,7 +136,7 @@ def status(r: dict[str, Any]) -> str:
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "recommend": recommend, "explain": explain, "get_profile": get_profile, "get_history": get_history,
     "search_items": search_items, "record_feedback": record_feedback, "recommendation_log": recommendation_log,
-    "refresh_profiles": refresh_profiles, "status": status,
+    "refresh_profiles": refresh_profiles, "status": status, "opt_out": opt_out,
 }
 
 

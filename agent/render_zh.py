@@ -32,7 +32,7 @@ ROLE_ZH = {"user": "普通用户", "support": "客服", "operator": "运维"}
 TOOL_ZH = {
     "recommend": "推荐", "explain": "解释推荐", "get_profile": "查看画像", "get_history": "查看历史",
     "search_items": "搜索目录", "record_feedback": "记录反馈", "recommendation_log": "查看推荐记录",
-    "refresh_profiles": "刷新画像", "status": "查看系统状态",
+    "refresh_profiles": "刷新画像", "status": "查看系统状态", "opt_out": "停止画像分析",
 }
 SOURCE_ZH = {"agent": "聊天助手", "cli": "命令行", "api": "API", "bench": "基准测试"}
 PART_ZH = {
@@ -170,6 +170,18 @@ def record_feedback(r: dict[str, Any]) -> str:
     return f"好的，你喜欢 **{_md(r['title'])}**。我会为你找更多类似的作品。{updated}"
 
 
+def opt_out(r: dict[str, Any]) -> str:
+    if not r["opted_out"]:
+        if not r.get("was_opted_out"):
+            return "你并没有退出画像分析：你的画像照常使用。"
+        return "好的，已恢复画像分析。下次刷新时会根据你的历史记录重建画像，个性化推荐也会随之恢复。"
+    if r.get("already"):
+        return "你之前已经退出了画像分析，所以不会保留你的画像。你的推荐只按热度排序。想恢复个性化推荐时，说 *恢复画像分析* 即可。"
+    return (f"好的，已停止对你做画像分析。你的画像、画像描述和兴趣标签已删除（{r['profile_versions_removed']} 个画像版本、"
+            f"{r['profile_vectors_removed']} 个画像向量）；你的历史记录和账号保留。从现在起，你的推荐只按热度排序，"
+            "并去掉你已经看过的作品。想恢复个性化推荐时，说 *恢复画像分析* 即可。")
+
+
 def recommendation_log(r: dict[str, Any]) -> str:
     source = SOURCE_ZH.get(r["source"], _md(r["source"]))
     when = f"于 {r['created_at']} " if r.get("created_at") else "于未知日期"
@@ -199,7 +211,7 @@ def status(r: dict[str, Any]) -> str:
 RENDERERS_ZH: dict[str, Callable[[dict[str, Any]], str]] = {
     "recommend": recommend, "explain": explain, "get_profile": get_profile, "get_history": get_history,
     "search_items": search_items, "record_feedback": record_feedback, "recommendation_log": recommendation_log,
-    "refresh_profiles": refresh_profiles, "status": status,
+    "refresh_profiles": refresh_profiles, "status": status, "opt_out": opt_out,
 }
 
 
@@ -211,6 +223,7 @@ OWN_DATA = "抱歉，我只能显示你自己的数据。"
 WHY_NOT_ZH = {
     "recommend": "工作人员会话不提供推荐（新的列表会被记录为已推荐给该用户）；推荐记录里可以看到用户看到过什么",
     "record_feedback": "只有用户本人才能记录自己的反馈",
+    "opt_out": "只有用户本人才能退出画像分析（运维人员请用命令行操作）",
     "refresh_profiles": "刷新画像需要运维角色",
     "status": "查看系统状态需要运维角色",
 }

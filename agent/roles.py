@@ -5,6 +5,7 @@ whatever a prompt, a model or an item description says.
 role     tools                                            user argument
 ======== ================================================ =========================
 user     read tools + recommend + record_feedback         pinned to their own id
+         + opt_out (of profiling, or back in)
 support  read tools only (profile, history, explain,      any user
          search, recommendation log)
 operator support's tools + refresh_profiles + status      any user
@@ -19,7 +20,7 @@ from enum import Enum
 from tastebud.errors import InputError, PermissionDenied
 
 READ_TOOLS = frozenset({"get_profile", "get_history", "explain", "search_items", "recommendation_log"})
-USER_TOOLS = READ_TOOLS | {"recommend", "record_feedback"}
+USER_TOOLS = READ_TOOLS | {"recommend", "record_feedback", "opt_out"}
 OPERATOR_TOOLS = READ_TOOLS | {"refresh_profiles", "status"}
 ALL_TOOLS = USER_TOOLS | OPERATOR_TOOLS
 USERLESS_TOOLS = frozenset({"search_items", "status", "refresh_profiles"})
@@ -41,6 +42,7 @@ _WHY_NOT = {
     "recommend": ("staff sessions don't serve recommendations (a new list would be logged as served to the user); "
                   "the recommendation log shows what the user was shown"),
     "record_feedback": "only the user themself can record their feedback",
+    "opt_out": "only the user themself can opt out of profiling (an operator uses `tastebud optout U`)",
     "refresh_profiles": "refreshing profiles needs the operator role",
     "status": "system status needs the operator role",
 }

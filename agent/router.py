@@ -95,6 +95,25 @@ _RECENT_EVENTS = re.compile(r"\b(?:last|latest|recent|newest|most recent)\s+(?:\
 _REFRESH_VERB = re.compile(r"\b(refresh\w*|update\w*|rebuild\w*|recompute\w*|recalculat\w*|regenerat\w*|redo|re-?run|sync\w*)\b", re.I)
 _DATA_SPAN = re.compile(r"\"[^\"]{2,200}\"|“[^”]{2,200}”|《[^》]{1,200}》|「[^」]{1,200}」|(?<![A-Za-z])'[^']{3,200}'(?![A-Za-z])")
 _THIS_ZH = re.compile(r"这部|那部|这个|那个|这一部|那一部|它")
+# opting out of profiling (or back in) is the user's own choice, said in so many words: a rule, never a guess
+_OPT_IN = re.compile(r"\bopt\s+me\s+(?:back\s+)?in\b|\bopt\s+back\s+in\b|\b(?:start|resume)\s+profiling\s+me\b"
+                     r"|\bresume\s+profiling\b|\bprofile\s+me\s+again\b", re.I)
+_OPT_OUT = re.compile(r"\b(?:stop|quit|cease)\s+(?:profiling|analy[sz]ing|tracking)\s+me\b|\bopt\s+me\s+out\b"
+                      r"|\bopt[- ]?out\s+of\s+(?:the\s+)?(?:profiling|personali[sz]ation|tracking)\b"
+                      r"|\b(?:don'?t|do\s+not)\s+(?:profile|track|analy[sz]e)\s+me\b"
+                      r"|\bi\s+(?:want|would\s+like|'d\s+like)\s+to\s+opt[- ]?out\b", re.I)
+_OPT_IN_ZH = re.compile(r"恢复(?:对我的)?(?:画像|个性化|分析)|重新开始(?:画像|分析)|重新(?:给我|为我)做画像")
+_OPT_OUT_ZH = re.compile(r"停止(?:对我)?(?:做)?(?:分析|画像)|(?:不要|别|不用)再?(?:给我|为我|对我|帮我)?(?:做|建立|生成)?(?:用户)?画像"
+                         r"|(?:不要|别)再?分析我|退出画像|关闭(?:个性化|画像)")
+
+
+def opt_request(text: str) -> bool | None:
+    """True: the message asks to stop being profiled; False: to be profiled again; None: neither."""
+    if _OPT_IN.search(text) or _OPT_IN_ZH.search(text):
+        return False
+    if _OPT_OUT.search(text) or _OPT_OUT_ZH.search(text):
+        return True
+    return None
 MASK = "the movie"
 
 
@@ -158,6 +177,10 @@ class Router:
         if not self.principal.is_staff and any(u != self.principal.user_id for u in users):
             # an end user asking about someone else, whatever for: one clear answer
             return Plan(None, intent="other_user", how="rule", reply=say("own_data", self.lang), reply_kind="own_data",
+                        lang=self.lang)
+        wants_out = opt_request(own)
+        if wants_out is not None:  # before every other rule: "不要再给我做画像" is not a dislike
+            return Plan("opt_out", {} if wants_out else {"undo": True}, "opt_out" if wants_out else "opt_in", "rule",
                         lang=self.lang)
         if self.lang == "zh":
             plan = self._rules_zh(text, own)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from tastebud import pii
 from tastebud.agent.grounding import TitleIndex, clip, display_title
 from tastebud.agent.roles import USERLESS_TOOLS, Principal
 from tastebud.errors import InputError, NotFoundError, PermissionDenied, TastebudError
@@ -81,6 +82,13 @@ class RecordFeedbackArgs(UserArg):
     category: str | None = Field(None, description="A whole category, e.g. Horror.")
 
 
+class OptOutArgs(UserArg):
+    """The user's own choice: stop profiling them (their profile is deleted, recommendations
+    become popularity only), or with `undo` start again. Only the user themself."""
+
+    undo: bool = Field(False, description="Opt back in instead.")
+
+
 class RecommendationLogArgs(UserArg):
     """A logged recommendation list: the given request or the user's latest."""
 
@@ -100,6 +108,9 @@ class StatusArgs(BaseModel):
     """Operator: counts of users, items, events, profiles, vectors and the LLM in use."""
 
 
+# tools no model may pick: the router runs them on the caller's own words (agent/router.py opt_request)
+RULE_ONLY = frozenset({"opt_out"})
+
 SCHEMAS: dict[str, type[BaseModel]] = {
     "get_profile": GetProfileArgs,
     "get_history": GetHistoryArgs,
@@ -107,6 +118,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "explain": ExplainArgs,
     "search_items": SearchItemsArgs,
     "record_feedback": RecordFeedbackArgs,
+    "opt_out": OptOutArgs,
     "recommendation_log": RecommendationLogArgs,
     "refresh_profiles": RefreshProfilesArgs,
     "status": StatusArgs,
@@ -169,6 +181,7 @@ class Toolbox:
             "explain": self._explain,
             "search_items": self._search_items,
             "record_feedback": self._record_feedback,
+            "opt_out": self._opt_out,
             "recommendation_log": self._recommendation_log,
             "refresh_profiles": self._refresh_profiles,
             "status": self._status,
@@ -229,7 +242,7 @@ class Toolbox:
 
         tools = []
         for name, schema in SCHEMAS.items():
-            if not self.principal.allows(name):
+            if not self.principal.allows(name) or name in RULE_ONLY:
                 continue
 
             def fn(_name: str = name, **kwargs: Any) -> str:
@@ -368,6 +381,7 @@ class Toolbox:
         }
 
     def _search_items(self, query: str, k: int = 5, category: str | None = None) -> dict[str, Any]:
+        query = pii.mask(query)  # it is encoded, and shown to the model
         hits = self.app.vectors.items.query(query, k * 4 if category else k)
         catalog = self.app.store.items_by_id([h.id for h in hits])
         out = []
@@ -405,6 +419,18 @@ class Toolbox:
             self.session.focus = {"item_id": event_item, "title": about["title"], "user_id": user_id, "request_id": None}
         return {"user_id": user_id, "kind": kind, **about, "event_id": event.event_id,
                 "stored": "event", "profile_version": report.versions.get(user_id)}
+
+    def _opt_out(self, user_id: str, undo: bool = False) -> dict[str, Any]:
+        """Opt the (own, pinned) user out of profiling, or back in."""
+        privacy = self.app.privacy
+        if undo:
+            out = privacy.opt_in(user_id)
+            return {"user_id": user_id, "opted_out": False, "was_opted_out": out["was_opted_out"]}
+        out = privacy.opt_out(user_id, requested_by="chat")
+        removed = out["removed"]
+        return {"user_id": user_id, "opted_out": True, "already": out["already"],
+                "profile_versions_removed": removed.get("profile_versions", 0),
+                "profile_vectors_removed": removed.get("profile_vectors", 0)}
 
     def _category(self, text: str) -> str:
         wanted = text.strip().lower()

@@ -2,7 +2,8 @@
 
 Who (key id, role, the key's user), what (method, path), when, status and
 duration. Never the key, any header, the query string or the body (review
-text, chat messages). Several workers append to the same file: each line is
+text, chat messages); PII in the path (an item id that is an e-mail address)
+is masked (tastebud/pii.py). Several workers append to the same file: each line is
 one small O_APPEND write.
 """
 
@@ -13,6 +14,8 @@ import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from tastebud import pii
 
 ACCESS_LOGGER = "tastebud.access"
 FORGOTTEN_PATH = "/v1/users/(forgotten)"
@@ -79,7 +82,7 @@ class AccessLog:
                 "role": getattr(caller, "role", None),
                 "user": user,
                 "method": scope.get("method"),
-                "path": path,
+                "path": pii.mask(path) if path else path,
                 "status": status,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 2),
             }, ensure_ascii=False))

@@ -12,7 +12,7 @@ operator everything: events, refresh, status, reads, chat,      any
          export and forget
 ======== ===================================================== ==============
 
-A user key may also export and forget its own user.
+A user key may also export, forget and opt out (or back in) its own user.
 
 Checks run in code before a route does any work; every refusal is a 403.
 """
@@ -37,7 +37,7 @@ class Action(str, Enum):
     WRITE_EVENTS = "post events"
     CHAT = "chat"
     ADMIN = "administer the service"
-    DATA_RIGHTS = "export or forget a user's data"
+    DATA_RIGHTS = "export, forget or opt out a user's data"
 
 
 ALLOWED: dict[Action, frozenset[Role]] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tastebud import pii
 from tastebud.errors import (
     ConfigError,
     InputError,
@@ -108,7 +109,7 @@ def install(app: Any) -> None:
         elif isinstance(exc, RateLimited):
             headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
         if code in ("internal", "unavailable"):
-            log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+            log.warning("%s %s: %s: %s", request.method, pii.mask(request.url.path), type(exc).__name__, pii.mask(str(exc)))
         # The message without its hint: hints are for a terminal (CLI commands, server paths).
         message = str(exc.args[0]) if exc.args else code.replace("_", " ")
         return error_response(code, message, headers=headers)
@@ -129,5 +130,5 @@ def install(app: Any) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request, exc: Exception):
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        log.error("%s %s failed", request.method, pii.mask(request.url.path), exc_info=exc)
         return error_response("internal", f"internal error ({type(exc).__name__})")

@@ -15,6 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from tastebud import pii
 from tastebud.agent.roles import Role
 from tastebud.api.keys import ApiKey
 from tastebud.profiles.events import DEFAULT_RULES, RowError, ValueRules, event_fields, stable_event_id
@@ -102,7 +103,7 @@ def ingest(store: EventStore, key: ApiKey, objects: Sequence[Any], rules: ValueR
         claimed = _claimed_user(fields, objects[index])
         if claimed:
             users.add(claimed)
-        bad.append(QuarantinedRow("events", SOURCE, index, raw, error, "jsonl"))
+        bad.append(QuarantinedRow("events", SOURCE, index, raw if rules.store_raw_text else pii.mask(raw), error, "jsonl"))
         results[index] = {"index": index, "status": "rejected", "event_id": None, "reason": error}
     if user_key and users - {key.user_id}:
         raise PermissionDenied("a user key may post only its own user's events")

@@ -129,6 +129,24 @@ def delete_user(user_id: UserId, svc: Svc, key: RIGHTS) -> dict[str, Any]:
     return svc.app.privacy.forget(user_id, requested_by=f"api:{key.key_id}")
 
 
+@router.post("/users/{user_id}/optout", tags=["privacy"], responses=_errors(*AUTH_ERRORS))
+def post_optout(user_id: UserId, svc: Svc, key: RIGHTS) -> dict[str, Any]:
+    """Stop profiling the user: profile versions, narratives, tags and profile vectors
+    are removed now and no refresh makes new ones; recommendations become popularity
+    only (minus what the user has seen). Events and keys are kept. Idempotent.
+    Operator key, or the user's own."""
+    out = svc.app.privacy.opt_out(user_id, requested_by=f"api:{key.key_id}")
+    svc.live.drop_user(user_id)
+    return out
+
+
+@router.delete("/users/{user_id}/optout", tags=["privacy"], responses=_errors(*AUTH_ERRORS))
+def delete_optout(user_id: UserId, svc: Svc, key: RIGHTS) -> dict[str, Any]:
+    """Opt the user back in: the profile is rebuilt from the kept events on the next
+    refresh (on this server, by the next read). Operator key, or the user's own."""
+    return svc.app.privacy.opt_in(user_id)
+
+
 # ---------------------------------------------------------------- chat
 
 @router.post("/chat", response_model=schemas.ChatOut, tags=["chat"], responses=_errors(*AUTH_ERRORS, 404))

@@ -57,3 +57,45 @@ def export(
         fh.write(text + "\n")
     typer.echo(f"wrote {out} ({len(document['events'])} events, {len(document['profile_versions'])} profile versions)",
                err=True)
+
+
+@app.command("optout")
+def optout(
+    user: str = typer.Argument(..., help="The user who no longer wants to be profiled."),
+    undo: bool = typer.Option(False, "--undo", help="Opt the user back in (same as `tastebud optin U`)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Stop profiling a user: their profile versions, narratives, tags and profile vectors are
+    removed now, no refresh makes new ones, and their recommendations are popularity only (minus
+    what they have seen). Events and API keys are kept. `--undo` (or `optin`) reverses it; the next
+    refresh rebuilds the profile."""
+    _opt(user, undo, as_json)
+
+
+@app.command("optin")
+def optin(
+    user: str = typer.Argument(..., help="The user to profile again."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Profile a user again after `tastebud optout`; the next refresh rebuilds their profile."""
+    _opt(user, True, as_json)
+
+
+def _opt(user: str, undo: bool, as_json: bool) -> None:
+    from tastebud.cli.render import console, print_json
+
+    if not user.strip() or len(user) > 64:
+        raise InputError("a user id is 1 to 64 characters")
+    privacy = State.app().privacy
+    report = privacy.opt_in(user) if undo else privacy.opt_out(user, requested_by="cli")
+    if as_json:
+        print_json(report)
+        return
+    if undo:
+        state = "opted back in" if report["was_opted_out"] else "was not opted out"
+        console.print(f"user {user!r} {state}: the next refresh rebuilds their profile", highlight=False)
+        return
+    parts = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in report["removed"].items() if v)
+    console.print(f"user {user!r} opted out of profiling{' (already)' if report['already'] else ''}: "
+                  f"removed {parts or 'nothing (no profile was left)'}; events and keys kept; "
+                  f"recommendations are popularity only until `tastebud optin {user}`", highlight=False)

@@ -130,13 +130,27 @@ def refresh(
             raise InputError(str(exc)) from None
     app_ = State.app()
     refresher = app_.refresher(narratives=not no_narratives, concurrency=concurrency)
+    retention = refresher.apply_retention(app_.settings.retention_days, narratives=not no_narratives)
+    if retention.get("events"):  # TASTEBUD_RETENTION_DAYS: old events went, their profiles were rebuilt
+        err_console.print(f"retention: deleted {retention['events']:,} events older than "
+                          f"{app_.settings.retention_days:g} days; rebuilt {retention['profiles_rebuilt']:,} profiles, "
+                          f"removed {retention['profiles_removed']:,}", highlight=False)
     chosen = refresher.select_users(users, all_users, since_ts, parse_shard(shard), stale_narratives)
     if limit is not None:
         chosen = chosen[:limit]
     if not chosen:
+        # nothing lags, but a refresh killed before its profile vectors were stored
+        # left a marker: this run stores them (unchanged texts are skipped by hash)
+        repaired = refresher.refresh([], narratives=False).hooks
+        repaired = {k: repaired[k] for k in ("repaired_interrupted_runs", "encoded") if k in repaired} \
+            if repaired.get("repaired_interrupted_runs") else {}
         if as_json:
-            print_json({"users": 0})
+            print_json({"users": 0, **({"retention": {k: v for k, v in retention.items() if k != "rebuilt_users"}}
+                                       if retention.get("events") else {}),
+                        **({"repaired_vectors": repaired} if repaired else {})})
         else:
+            if repaired:
+                console.print(f"an interrupted refresh was finished: {repaired['encoded']:,} profile texts encoded")
             console.print("all profiles are up to date")
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -157,7 +171,8 @@ def refresh(
 
         report = refresher.refresh(chosen, narratives=not no_narratives, progress=progress)
     if as_json:
-        print_json(report.as_dict())
+        print_json({**report.as_dict(), **({"retention": {k: v for k, v in retention.items() if k != "rebuilt_users"}}
+                                            if retention.get("events") else {})})
         return
     console.print(
         f"refreshed {report.users:,} users in {report.seconds:.1f}s ({report.as_dict()['users_per_s']} users/s): "

@@ -96,41 +96,125 @@ def why(
         console.print(f"  • {sentence}")
 
 
-@eval_app.command("movielens")
-def eval_movielens(
-    directory: Path = typer.Argument(..., help="ml-latest-small or ml-100k directory."),
-    fit: bool = typer.Option(False, "--fit", help="Fit blend weights on a validation split and save them."),
-    narratives: bool = typer.Option(False, "--narratives", help="Include LLM narratives (slow; metrics do not use them)."),
-    semantic: bool = typer.Option(True, "--semantic/--no-semantic", help="Use the embedding model for semantic parts."),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """The protocol of docs/design.md#evaluation-protocol: tastebud vs Pop, ItemKNN, EASE, plus ablations."""
+PROTOCOL_HELP = "warm, cold-items, cold-users or all (repeatable); see docs/design.md#evaluation-protocol."
+
+
+def _protocols(values: Optional[list[str]]) -> tuple[str, ...]:
+    from tastebud.errors import InputError
+    from tastebud.retrieval.offline import PROTOCOLS
+
+    chosen: list[str] = []
+    for v in values or ["warm"]:
+        for name in (PROTOCOLS if v == "all" else [v]):
+            if name not in PROTOCOLS:
+                raise InputError(f"unknown protocol {name!r}: choose from {', '.join(PROTOCOLS)} or all")
+            if name not in chosen:
+                chosen.append(name)
+    return tuple(chosen)
+
+
+def _run_eval(source: dict, fit: bool, narratives: bool, semantic: bool, as_json: bool, protocol: Optional[list[str]],
+              resamples: int, seed: int, bootstrap_seed: int, sample_users: int, output: Optional[Path]) -> None:
     from tastebud.cli.render import console, err_console, print_json
     from tastebud.retrieval.offline import run_eval
     from tastebud.settings import write_setting
 
+    protocols = _protocols(protocol)
     app_ = State.app()
     embedder = app_.embedder if semantic else None
     with err_console.status("evaluating") as status:
-        result = run_eval(directory, app_.settings, embedder, narratives=narratives, fit=fit,
-                          log=lambda msg: status.update(msg[:100]))
+        result = run_eval(source.get("directory"), app_.settings, embedder, narratives=narratives, fit=fit,
+                          log=lambda msg: status.update(msg[:100]), events=source.get("events"),
+                          catalog=source.get("catalog"), protocols=protocols, resamples=resamples, seed=seed,
+                          bootstrap_seed=bootstrap_seed, cold_user_sample=sample_users or None)
     if fit:
         path = write_setting(app_.settings, "blend", result["fitted_blend"])
         result["fitted_blend_written_to"] = str(path)
+    if output is not None:
+        import json
+
+        output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     if as_json:
         print_json(result)
         return
-    from rich.table import Table
-
-    table = Table(title=f"offline evaluation ({result['protocol']['eval_users']} users, k=10, {result['narratives']})")
-    cols = ("recall@10", "ndcg@10", "hr@10", "mrr@10", "coverage@10")
-    table.add_column("model")
-    for c in cols:
-        table.add_column(c, justify="right")
-    rows = [("tastebud", result["tastebud"])] + [(n, m) for n, m in result.get("baselines", {}).items()]
-    rows += [(f"  {n}", m) for n, m in result.get("ablations", {}).items()]
-    for name, m in rows:
-        table.add_row(name, *(f"{m[c]:.4f}" for c in cols))
-    console.print(table)
+    _render_eval(result, console)
     if fit:
         console.print(f"fitted blend {result['fitted_blend']} written to {result['fitted_blend_written_to']}")
+    if output is not None:
+        console.print(f"written to {output}")
+
+
+def _render_eval(result: dict, console) -> None:
+    from rich.table import Table
+
+    cols = ("recall@10", "ndcg@10", "hr@10", "mrr@10", "coverage@10")
+
+    def cell(m: dict, c: str) -> str:
+        ci = m.get("ci95", {}).get(c)
+        return f"{m[c]:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{m[c]:.4f}"
+
+    def show(title: str, rows: list, comparisons: dict) -> None:
+        table = Table(title=title, caption="95% bootstrap intervals over users in brackets")
+        table.add_column("model")
+        for c in cols:
+            table.add_column(c, justify="right")
+        for name, m in rows:
+            table.add_row(name, *(cell(m, c) for c in cols))
+        console.print(table)
+        for pair, diffs in comparisons.items():
+            d = diffs.get("ndcg@10")
+            if d:
+                verdict = "a win" if d["wins"] > 0 else ("a loss" if d["wins"] < 0 else "not a difference")
+                console.print(f"  {pair}: NDCG@10 {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({verdict})")
+
+    if "tastebud" in result:
+        rows = [("tastebud", result["tastebud"])] + [(n, m) for n, m in result.get("baselines", {}).items()]
+        rows += [(f"  {n}", m) for n, m in result.get("ablations", {}).items()]
+        show(f"warm ({result['protocol']['eval_users']} users, k=10, {result['narratives']})", rows,
+             result.get("comparisons", {}))
+    if "cold_items" in result:
+        ci = result["cold_items"]
+        show(f"cold items ({ci['protocol']['held_out_items']} held-out items, {ci['protocol']['eval_users']} users)",
+             list(ci["models"].items()), ci["comparisons"])
+    if "cold_users" in result:
+        cu = result["cold_users"]
+        for label, level in cu["levels"].items():
+            show(f"cold users: {label} ({cu['protocol']['sample']} sampled users)", list(level["models"].items()),
+                 level["comparisons"])
+
+
+_FIT = typer.Option(False, "--fit", help="Fit blend weights on a validation split and save them.")
+_NARRATIVES = typer.Option(False, "--narratives", help="Include LLM narratives (slow; metrics do not use them).")
+_SEMANTIC = typer.Option(True, "--semantic/--no-semantic", help="Use the embedding model for semantic parts.")
+_JSON = typer.Option(False, "--json")
+_PROTOCOL = typer.Option(None, "--protocol", help=PROTOCOL_HELP)
+_RESAMPLES = typer.Option(1000, "--resamples", help="Bootstrap resamples of users for the 95% intervals.")
+_SEED = typer.Option(0, "--seed", help="Seed of the cold protocols' samples (held-out items, sampled users).")
+_BOOT_SEED = typer.Option(20260115, "--bootstrap-seed", help="Seed of the bootstrap resampling.")
+_SAMPLE = typer.Option(200, "--sample-users", help="Users sampled for the cold-user protocol (0 = all).")
+_OUTPUT = typer.Option(None, "--output", "-o", help="Also write the JSON result to this file.")
+
+
+@eval_app.command("movielens")
+def eval_movielens(
+    directory: Path = typer.Argument(..., help="ml-latest-small or ml-100k directory."),
+    fit: bool = _FIT, narratives: bool = _NARRATIVES, semantic: bool = _SEMANTIC, as_json: bool = _JSON,
+    protocol: Optional[list[str]] = _PROTOCOL, resamples: int = _RESAMPLES, seed: int = _SEED,
+    bootstrap_seed: int = _BOOT_SEED, sample_users: int = _SAMPLE, output: Optional[Path] = _OUTPUT,
+) -> None:
+    """The protocol of docs/design.md#evaluation-protocol: tastebud vs Pop, ItemKNN, EASE, plus ablations."""
+    _run_eval({"directory": directory}, fit, narratives, semantic, as_json, protocol, resamples, seed,
+              bootstrap_seed, sample_users, output)
+
+
+@eval_app.command("events")
+def eval_events(
+    events: Path = typer.Argument(..., help="Events file (CSV or JSONL, as `tastebud ingest events` reads)."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="Catalog file (as `tastebud ingest catalog` reads)."),
+    fit: bool = _FIT, narratives: bool = _NARRATIVES, semantic: bool = _SEMANTIC, as_json: bool = _JSON,
+    protocol: Optional[list[str]] = _PROTOCOL, resamples: int = _RESAMPLES, seed: int = _SEED,
+    bootstrap_seed: int = _BOOT_SEED, sample_users: int = _SAMPLE, output: Optional[Path] = _OUTPUT,
+) -> None:
+    """The same protocols on any events file plus catalog, ingested into a fresh temporary store."""
+    _run_eval({"events": events, "catalog": catalog}, fit, narratives, semantic, as_json, protocol, resamples, seed,
+              bootstrap_seed, sample_users, output)

@@ -31,8 +31,8 @@ from sqlalchemy import delete, func, insert, select, update
 
 from tastebud.errors import StoreError
 from tastebud.profiles.migrations import (
-    api_keys, erasures, events, narrative_queue, privacy_secrets, profile_heads, profile_versions, quarantine,
-    rec_items, rec_requests,
+    api_keys, erasures, events, narrative_queue, privacy_secrets, profile_heads, profile_versions, profiling_optouts,
+    quarantine, rec_items, rec_requests,
 )
 from tastebud.profiles.readers import EVENT_ALIASES
 from tastebud.profiles.store import EventStore
@@ -44,8 +44,11 @@ SALT_NAME = "erasure_salt"
 USER_TABLES = (
     ("rec_items", rec_items), ("rec_requests", rec_requests), ("profile_heads", profile_heads),
     ("profile_versions", profile_versions), ("narrative_queue", narrative_queue), ("api_keys", api_keys),
-    ("events", events),
+    ("profiling_optouts", profiling_optouts), ("events", events),
 )
+# What a user's profile is made of in the database: removed on opt-out (events and keys stay).
+PROFILE_TABLES = (("profile_heads", profile_heads), ("profile_versions", profile_versions),
+                  ("narrative_queue", narrative_queue))
 _USER_FIELDS = frozenset(EVENT_ALIASES["user_id"])
 _FIELD_SPLIT = re.compile(r"""[,\t;|:{}\[\]"'\s=]+""")
 
@@ -125,6 +128,26 @@ def erase_user_rows(store: EventStore, user_id: str, requested_by: str,
             counts["quarantine"] += conn.execute(delete(quarantine).where(quarantine.c.id.in_(qids[start:start + 500]))).rowcount
         record_erasure(conn, user_id, requested_by, {**counts, **(extra_counts or {})})
     if store.dialect == "sqlite":
+        scrub_sqlite(store)
+    return counts
+
+
+def erase_profile_rows(store: EventStore, user_ids: Iterable[str]) -> dict[str, int]:
+    """Delete the users' profile versions, heads and narrative-queue rows (not their
+    events, keys or log), with the same care as a forget: secure_delete on SQLite
+    and the WAL truncated. Returns the rows removed per table."""
+    users = sorted(set(user_ids))
+    counts = {name: 0 for name, _ in PROFILE_TABLES}
+    if not users:
+        return counts
+    with store.transaction() as conn:
+        if store.dialect == "sqlite":
+            conn.exec_driver_sql("PRAGMA secure_delete=ON")
+        for start in range(0, len(users), 500):
+            chunk = users[start:start + 500]
+            for name, table in PROFILE_TABLES:
+                counts[name] += conn.execute(delete(table).where(table.c.user_id.in_(chunk))).rowcount or 0
+    if store.dialect == "sqlite" and any(counts.values()):
         scrub_sqlite(store)
     return counts
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Mapping
 
+from tastebud import pii as _pii
 from tastebud.timefmt import iso_or_none
 
 EVENT_TYPES = frozenset(
@@ -50,11 +51,13 @@ class ValueRules:
     rating_max: float = 5.0
     future_skew_ms: int = 86_400_000
     max_text_chars: int = 10_000
+    store_raw_text: bool = True  # false: event text is stored with its PII masked (tastebud/pii.py)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "ValueRules":
         return cls(rating_min=settings.rating_min, rating_max=settings.rating_max,
-                   future_skew_ms=int(settings.future_skew_s * 1000), max_text_chars=settings.max_text_chars)
+                   future_skew_ms=int(settings.future_skew_s * 1000), max_text_chars=settings.max_text_chars,
+                   store_raw_text=getattr(settings, "store_raw_text", True))
 
     def latest_ms(self) -> int:
         """The latest timestamp accepted now."""
@@ -344,6 +347,8 @@ def event_values(user_id: Any, type_: Any, item_id: Any, timestamp: Any, value: 
         rules.check_text(text)
     if text is None and type_ in _TEXT_TYPES:
         raise RowError(f"{type_} event without text")
+    if text is not None and not rules.store_raw_text:
+        text = _pii.mask(text)
     if item_id is None and text is None and type_ in PREFERENCE_TYPES:
         raise RowError(f"a {type_} event needs an item_id, or a text naming a category")
     raw = event_id

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import IO, Any, Callable, Iterable, Mapping, Sequence
 
+from tastebud import pii
 from tastebud.profiles.events import DEFAULT_RULES, EVENT_FIELDS, Item, RowError, ValueRules, event_fields, event_values, parse_item
 from tastebud.profiles.readers import (EVENT_ALIASES, ITEM_ALIASES, NUL_REASON, RawRow, detect_format, json_object,
                                        open_source, read_csv, read_jsonl)
@@ -123,7 +124,7 @@ class Ingestor:
                         self._flush_events(good, bad, report)
                     continue
             error = error or "unreadable row"
-            bad.append(quarantine.row(line_no, raw, error))
+            bad.append(quarantine.row(line_no, raw if self.rules.store_raw_text else pii.mask(raw), error))
             reasons[_reason_kind(error)] += 1
             if len(good) + len(bad) >= batch_size:
                 self._flush_events(good, bad, report)

@@ -33,6 +33,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
+from tastebud import pii
 from tastebud.profiles.decay import Clock, Decay
 from tastebud.profiles.events import DEFAULT_RULES, NEGATIVE_TYPES, PREFERENCE_TYPES, Event, Item, ValueRules
 
@@ -55,8 +56,9 @@ _WORD = re.compile(r"[a-z][a-z'\-]{2,}")
 
 def keywords(text: str, limit: int = 5) -> list[str]:
     """The documented extractor: lowercase words of 3+ letters, minus stopwords,
-    first occurrences, at most `limit`. A short tag (<= 3 words) is kept whole."""
-    lowered = text.strip().lower()
+    first occurrences, at most `limit`. A short tag (<= 3 words) is kept whole.
+    PII spans (tastebud/pii.py) are dropped first: a tag is shown and embedded."""
+    lowered = pii.remove(text).strip().lower()
     if not lowered:
         return []
     if len(lowered.split()) <= 3 and len(lowered) <= 40:
@@ -250,7 +252,8 @@ def event_tags(event: Event, item: Item | None) -> list[tuple[str, float]]:
     """(tag, factor) pairs an event speaks for."""
     out: list[tuple[str, float]] = []
     if is_statement(event):
-        return [(event.text.strip(), 1.0)]
+        stated = pii.remove(event.text.strip())
+        return [(stated, 1.0)] if stated else []
     if item is not None:
         out.extend((c, 1.0) for c in item.categories)
         out.extend((t, ITEM_TAG_FACTOR) for t in item.tags)

@@ -192,6 +192,16 @@ privacy_secrets = Table(
     Column("value", String(128), nullable=False),
 )
 
+# Opt-out of profiling (revision 0004): while a user has a row, no profile is
+# made for them and their recommendations are popularity only.
+profiling_optouts = Table(
+    "profiling_optouts",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("opted_out_at", BigInteger, nullable=False),  # epoch ms
+    Column("requested_by", String(64), nullable=False),  # "cli", "api:<key id>", "chat"
+)
+
 # ---- migrations ---------------------------------------------------------------
 
 SCHEMA_DIR = Path(__file__).with_name("schema")  # Alembic script location (package data)

@@ -12,7 +12,8 @@ template narrative (`narrative_source: template`); a model that does not
 answer (an error, or no reply within the writer's timeout) goes straight
 to the template, with the error among the violations. Extra tags the model
 proposes are kept only when they cite liked titles (real events of this user)
-and are not genres, titles or the example's tags.
+and are not genres, titles or the example's tags. The prompt and the narrative
+are masked for PII (tastebud/pii.py): tags hold words the user wrote.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
+
+from tastebud import pii
 
 DIGEST_TAGS = 3
 DIGEST_LIKED = 3
@@ -116,6 +119,7 @@ class Digest:
     disliked_titles: set[str]  # normalised
     allowed_tags: set[str]  # lowercased
     ratings: dict[str, float] = field(default_factory=dict)  # normalised title -> rating
+    titles: list[str] = field(default_factory=list)  # as shown: never masked as PII ("My Name Is Khan")
 
 
 @dataclass
@@ -180,6 +184,7 @@ def build_digest(profile: dict[str, Any]) -> Digest:
         allowed_tags=tags,
         ratings={normalise_title(i["title"]): float(i["value"]) for i in list(refs.values()) + disliked_items
                  if i.get("type") == "rating" and i.get("value") is not None},
+        titles=[plain_title(i["title"]) for i in list(refs.values()) + disliked_items],
     )
 
 
@@ -361,6 +366,8 @@ class NarrativeWriter:
         prompt = f"{digest.text}\n\n{INSTRUCTIONS}"
         if problems:
             prompt += "\nYour previous answer was rejected: " + "; ".join(problems[:4]) + ". Use only these facts."
+        # Tags come from words the user wrote: no PII reaches the model (tastebud/pii.py).
+        prompt = pii.mask(prompt, keep=digest.titles)
         return [SystemMessage(SYSTEM_PROMPT), HumanMessage(EXAMPLE_FACTS), AIMessage(EXAMPLE_ANSWER), HumanMessage(prompt)]
 
     def _invoke(self, model: Any, messages: list[Any]) -> Any:
@@ -418,13 +425,15 @@ class NarrativeWriter:
         if not _valid_sentences(short):
             problems.append("SHORT must be 1-5 complete sentences")
         problems += self.checker.violations(f"{long}\n{short}", digest)
+        if pii.find(f"{long}\n{short}", keep=digest.titles):
+            problems.append("never write personal data (names, numbers, addresses)")
         extra = []
         for tag, refs in tags:
             cited = [digest.liked_refs[n]["event_id"] for n in refs if n in digest.liked_refs]
             # Kept only when every citation is a real event of this user.
             if cited and len(cited) == len(refs) and 1 <= len(tag.split()) <= 3 and tag not in digest.allowed_tags \
                     and tag not in EXAMPLE_TAGS and not self.checker.is_title(tag) and not self.checker.is_genre(tag) \
-                    and not any(tag in (t, _core(t)) for t in digest.allowed_titles):
+                    and not any(tag in (t, _core(t)) for t in digest.allowed_titles) and not pii.find(tag):
                 extra.append({"tag": tag, "evidence_event_ids": cited, "source": "llm"})
         return long, short, extra[:3], problems
 
@@ -457,6 +466,6 @@ class NarrativeWriter:
                     results[i] = NarrativeResult(long, short, "llm", extra, attempt, problems[i], tokens[i], seconds[i])
             pending = still
         for i in pending + unanswered:
-            long, short = template_narrative(profiles[i])
+            long, short = (pii.mask(text, keep=digests[i].titles) for text in template_narrative(profiles[i]))
             results[i] = NarrativeResult(long, short, "template", [], attempts[i], problems[i], tokens[i], seconds[i])
         return [r for r in results if r is not None]

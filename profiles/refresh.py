@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import time
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import AbstractSet, Any, Callable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from tastebud.profiles.erasure import erase_profile_rows
 from tastebud.profiles.events import Event
 from tastebud.profiles.incremental import IncrementalProfiles
 from tastebud.profiles.interest import InterestConfig, build_interest_profile
 from tastebud.profiles.migrations import events, profile_heads
 from tastebud.profiles.narrative import NarrativeWriter, template_narrative
+from tastebud.profiles.narrative_queue import NarrativeQueue
+from tastebud.profiles.optout import opted_out, profile_rows_of
+from tastebud.profiles.retention import drop_citing_versions, expire_events
 from tastebud.profiles.store import EventStore, _row_event
 from tastebud.profiles.versions import ProfileRepository, profile_content_hash
 from tastebud.errors import InputError, NotFoundError
@@ -44,6 +49,7 @@ class RefreshReport:
     versions: dict[str, int] = field(default_factory=dict)
     hooks: dict[str, Any] = field(default_factory=dict)  # what batching hooks report on flush (profile vectors)
     narrative_errors: dict[str, str] = field(default_factory=dict)  # user -> why the LLM gave no narrative
+    opted_out: int = 0  # users skipped because they opted out of profiling (their profile removed)
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -79,6 +85,7 @@ class Refresher:
         hooks: Sequence[ProfileHook] = (),
         chunk_size: int = 32,
         incremental: IncrementalProfiles | None = None,
+        drop_profiles: Callable[[Sequence[str]], Any] | None = None,
     ):
         """incremental: interest states a long-running process keeps (the live
         updater); without it, or without a kept catalog, every profile is the full
@@ -90,6 +97,8 @@ class Refresher:
         self.writer = writer
         self.hooks = list(hooks)
         self.chunk_size = chunk_size
+        # removes profiles from every store (vectors too); default: the database rows only
+        self.drop_profiles = drop_profiles or (lambda users: erase_profile_rows(store, users))
 
     # -------------------------------------------------------------- selection
     def select_users(
@@ -143,12 +152,21 @@ class Refresher:
 
     def refresh(
         self, users: Sequence[str], narratives: bool = True, progress: ProgressFn | None = None,
-        items: dict | None = None,
+        items: dict | None = None, renarrate: AbstractSet[str] = frozenset(),
     ) -> RefreshReport:
         """items: the catalog, when the caller keeps one (a long-running service);
-        else it is read here, whole for many users and per user for a few."""
+        else it is read here, whole for many users and per user for a few.
+        renarrate: users whose old narrative must not be carried over (retention
+        removed evidence it may name): the LLM writes a new one when it runs,
+        else the template stands in, marked stale. Opted-out users are skipped
+        and what is left of their profile is removed."""
         report = RefreshReport()
         start = time.perf_counter()
+        opted = opted_out(self.store, users)
+        if opted:  # never profiled: what is left of their profile goes (an opt-out that was interrupted)
+            users = [u for u in users if u not in opted]
+            report.opted_out = len(opted)
+            self._drop_opted_out(sorted(opted))
         if items is None and len(users) > 50:
             items = self.store.items_by_id()
         use_llm = narratives and self.writer is not None
@@ -157,7 +175,7 @@ class Refresher:
             if begin is not None:
                 begin()
         try:
-            self._refresh_chunks(users, use_llm, progress, items, report)
+            self._refresh_chunks(users, use_llm, progress, items, report, renarrate)
         finally:
             # hooks that batch across chunks (profile vectors) finish this run's work
             for hook in self.hooks:
@@ -170,7 +188,7 @@ class Refresher:
         return report
 
     def _refresh_chunks(self, users: Sequence[str], use_llm: bool, progress: ProgressFn | None, items: dict | None,
-                        report: RefreshReport) -> None:
+                        report: RefreshReport, renarrate: AbstractSet[str] = frozenset()) -> None:
         for offset in range(0, len(users), self.chunk_size):
             chunk = users[offset : offset + self.chunk_size]
             computed = [self.compute(u, items) for u in chunk]
@@ -178,6 +196,8 @@ class Refresher:
             to_write: list[int] = []
             finals: list[tuple[dict[str, Any], int, str]] = []
             for i, ((data, seq), prev) in enumerate(zip(computed, previous)):
+                if data["user_id"] in renarrate:
+                    prev = None  # nothing of the old narrative is carried over
                 same = prev is not None and prev.get("computed_hash") == data["computed_hash"]
                 if same and prev.get("narrative_source") in ("llm", "template"):
                     self._carry(data, prev, prev["narrative_source"])
@@ -228,6 +248,57 @@ class Refresher:
             for hook in self.hooks:
                 if saved:
                     hook(saved)
+
+    def _drop_opted_out(self, users: Sequence[str]) -> None:
+        if self.incremental is not None:
+            for user in users:
+                self.incremental.forget(user)
+        left = profile_rows_of(self.store, users)
+        if left:
+            self.drop_profiles(sorted(left))
+
+    def apply_retention(self, days: float | None, narratives: bool = False, items: dict | None = None,
+                        now_ms: int | None = None, hold: Callable[[Sequence[str]], Any] | None = None,
+                        request_narratives: Callable[[Sequence[str]], Any] | None = None) -> dict[str, Any]:
+        """Retention (profiles/retention.py): delete events older than `days`, rebuild
+        the profiles that rested on them without carrying their narratives over,
+        drop the older versions that cite a removed event, and remove the profiles
+        of users left without events. `days` None: nothing (events are kept).
+        Without `narratives` the rebuilt profiles get the template (stale) and their
+        narratives are requested (`request_narratives`, default the durable queue).
+        `hold(users)`: a context that keeps other writers of this process off them."""
+        if not days:
+            return {"events": 0, "users": 0}
+        expiry = expire_events(self.store, days, now_ms)
+        if not expiry.events:
+            return {"events": 0, "users": 0, "cutoff_ms": expiry.cutoff_ms}
+        with (hold(expiry.users) if hold is not None else nullcontext()):
+            return self._rebuild_after_expiry(expiry, narratives, items, request_narratives)
+
+    def _rebuild_after_expiry(self, expiry: Any, narratives: bool, items: dict | None,
+                              request_narratives: Callable[[Sequence[str]], Any] | None) -> dict[str, Any]:
+        affected = expiry.users
+        remaining = self.store.user_last_seqs(affected)
+        gone = [u for u in affected if u not in remaining]
+        if self.incremental is not None:
+            for user in affected:
+                self.incremental.forget(user)
+        if gone:
+            self.drop_profiles(gone)
+        rebuilt = [u for u in affected if u in remaining]
+        with self.store.transaction() as conn:  # a head past the events left (a late-ingested old event went)
+            for user in rebuilt:
+                conn.execute(update(profile_heads).where(profile_heads.c.user_id == user,
+                                                         profile_heads.c.last_event_seq > remaining[user])
+                             .values(last_event_seq=remaining[user]))
+        report = self.refresh(rebuilt, narratives=narratives, items=items, renarrate=frozenset(rebuilt)) if rebuilt \
+            else RefreshReport()
+        versions = drop_citing_versions(self.store, {u: expiry.removed[u] for u in rebuilt})
+        if rebuilt and not (narratives and self.writer is not None):
+            (request_narratives or NarrativeQueue(self.store).request)(rebuilt)  # the LLM rewrites them later
+        return {"events": expiry.events, "users": len(affected), "cutoff_ms": expiry.cutoff_ms,
+                "profiles_rebuilt": report.users, "profiles_removed": len(gone), "versions_removed": versions,
+                "rebuilt_users": rebuilt}
 
     @staticmethod
     def _carry(data: dict[str, Any], prev: dict[str, Any], source: str) -> None:

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AbstractSet, Any, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Engine, create_engine, event, func, or_, select, text as sql_text, update
+from sqlalchemy import Engine, create_engine, event, exists, func, or_, select, text as sql_text, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from tastebud.profiles.events import Event, Item
-from tastebud.profiles.migrations import events, items, migrate, profile_heads, quarantine
+from tastebud.profiles.migrations import events, items, migrate, profile_heads, profiling_optouts, quarantine
 from tastebud.profiles.sql import insert_ignore, upsert
 from tastebud.errors import InputError, NotFoundError, StoreError
 from tastebud.timefmt import iso_or_none
@@ -505,6 +505,7 @@ class EventStore:
             select(last.c.user_id)
             .select_from(last.outerjoin(profile_heads, profile_heads.c.user_id == last.c.user_id))
             .where(or_(profile_heads.c.user_id.is_(None), last.c.seq > profile_heads.c.last_event_seq))
+            .where(~exists().where(profiling_optouts.c.user_id == last.c.user_id))  # opted out: never profiled
             .order_by(last.c.user_id)
         )
         with self.engine.connect() as conn:
@@ -515,9 +516,10 @@ class EventStore:
         no profile): two index lookups, cheap enough for every API read."""
         last = select(func.max(events.c.seq)).where(events.c.user_id == user_id).scalar_subquery()
         head = select(profile_heads.c.last_event_seq).where(profile_heads.c.user_id == user_id).scalar_subquery()
+        out = select(profiling_optouts.c.user_id).where(profiling_optouts.c.user_id == user_id).scalar_subquery()
         with self.engine.connect() as conn:
-            last_seq, head_seq = conn.execute(select(last, head)).one()
-        return last_seq is not None and (head_seq is None or last_seq > head_seq)
+            last_seq, head_seq, opted_out = conn.execute(select(last, head, out)).one()
+        return last_seq is not None and opted_out is None and (head_seq is None or last_seq > head_seq)
 
     def status(self) -> dict[str, Any]:
         with self.engine.connect() as conn:

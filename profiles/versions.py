@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -50,6 +50,22 @@ class ProfileRepository:
         with self.store.engine.connect() as conn:
             return dict(conn.execute(select(profile_heads.c.user_id, profile_heads.c.version)
                                      .where(profile_heads.c.user_id.in_(list(user_ids)))).all())
+
+    def current_profiles(self, chunk: int = 500) -> "Iterator[dict[str, Any]]":
+        """Every user's current profile, read `chunk` users at a time (never all at once)."""
+        after = ""
+        while True:
+            with self.store.engine.connect() as conn:
+                users = [r[0] for r in conn.execute(
+                    select(profile_heads.c.user_id).where(profile_heads.c.user_id > after)
+                    .order_by(profile_heads.c.user_id).limit(chunk)).all()]
+            if not users:
+                return
+            for user in users:
+                profile = self.latest(user)
+                if profile is not None:
+                    yield profile
+            after = users[-1]
 
     def latest(self, user_id: str) -> dict[str, Any] | None:
         with self.store.engine.connect() as conn:

@@ -165,6 +165,9 @@ class EASE(_Base):
         self.train = train
         x = train.binary
         self.cols = _active(x)
+        if self.cols.size == 0:  # nothing to learn from (e.g. every user is a cold one): every score 0
+            self.b = np.zeros((0, 0), dtype=np.float32)
+            return self
         xa = x[:, self.cols].astype(np.float64)
         gram = (xa.T @ xa).toarray().astype(self.dtype)
         gram[np.diag_indices_from(gram)] += self.lam

@@ -153,24 +153,52 @@ def split_events(
     for evs in by_user.values():
         item_ids.update(e.item_id for e in evs)
     items = sorted(item_ids, key=_natural_key)
-    item_index = {iid: i for i, iid in enumerate(items)}
     users = sorted(by_user, key=_natural_key)
-    user_index = {u: i for i, u in enumerate(users)}
 
     train_events: dict[str, list["Event"]] = {}
     test_events: dict[str, list["Event"]] = {}
     relevant: dict[str, list[str]] = {}
-    b_rows, b_cols, r_rows, r_cols, r_vals, s_rows, s_cols = [], [], [], [], [], [], []
     for user in users:
         evs = sorted(by_user[user], key=lambda e: e.ts)  # stable: ties keep seq order
         cut = math.floor(config.train_fraction * len(evs))
         train, test = evs[:cut], evs[cut:]
         train_events[user], test_events[user] = train, test
+        train_ids = {ev.item_id for ev in train}
+        rel: list[str] = []
+        for ev in test:
+            if is_relevant(ev, config.relevance_threshold) and ev.item_id not in train_ids and ev.item_id not in rel:
+                rel.append(ev.item_id)
+        if rel:
+            relevant[user] = rel
+
+    train_data = train_data_from(train_events, items, catalog_items)
+    stats = {
+        "users": len(users),
+        "eval_users": len(relevant),
+        "items": len(items),
+        "train_interactions": sum(len(v) for v in train_events.values()),
+        "test_interactions": sum(len(v) for v in test_events.values()),
+        "relevant_test_items": sum(len(v) for v in relevant.values()),
+    }
+    return Split(train=train_data, test_events=test_events, relevant=relevant, config=config, stats=stats)
+
+
+def train_data_from(train_events: Mapping[str, list["Event"]], items: Sequence[str],
+                    catalog: Mapping[str, "Item"] | None = None) -> TrainData:
+    """The matrices of TrainData from each user's train events (users in the given order;
+    items are the catalog columns, in order)."""
+    item_index = {iid: i for i, iid in enumerate(items)}
+    users = list(train_events)
+    user_index = {u: i for i, u in enumerate(users)}
+    b_rows, b_cols, r_rows, r_cols, r_vals, s_rows, s_cols = [], [], [], [], [], [], []
+    for user in users:
         row = user_index[user]
         latest_rating: dict[int, float] = {}
         seen: set[int] = set()
         positive: set[int] = set()
-        for ev in train:
+        for ev in train_events[user]:
+            if ev.item_id is None:
+                continue  # a stated preference: no column
             col = item_index[ev.item_id]
             seen.add(col)
             if ev.type not in NEGATIVE_TYPES:
@@ -184,14 +212,6 @@ def split_events(
         r_rows += [row] * len(latest_rating)
         r_cols += list(latest_rating)
         r_vals += list(latest_rating.values())
-        train_ids = {ev.item_id for ev in train}
-        rel: list[str] = []
-        for ev in test:
-            if is_relevant(ev, config.relevance_threshold) and ev.item_id not in train_ids and ev.item_id not in rel:
-                rel.append(ev.item_id)
-        if rel:
-            relevant[user] = rel
-
     shape = (len(users), len(items))
 
     def csr(rows, cols, vals, dtype) -> sp.csr_matrix:
@@ -199,26 +219,17 @@ def split_events(
         m.sort_indices()
         return m
 
-    train_data = TrainData(
-        items=items,
+    return TrainData(
+        items=list(items),
         item_index=item_index,
         users=users,
         user_index=user_index,
-        events=train_events,
+        events=dict(train_events),
         binary=csr(b_rows, b_cols, np.ones(len(b_rows)), np.float32),
         ratings=csr(r_rows, r_cols, r_vals, np.float32),
         seen=csr(s_rows, s_cols, np.ones(len(s_rows)), bool),
-        catalog=catalog_items,
+        catalog=catalog,
     )
-    stats = {
-        "users": len(users),
-        "eval_users": len(relevant),
-        "items": len(items),
-        "train_interactions": sum(len(v) for v in train_events.values()),
-        "test_interactions": sum(len(v) for v in test_events.values()),
-        "relevant_test_items": sum(len(v) for v in relevant.values()),
-    }
-    return Split(train=train_data, test_events=test_events, relevant=relevant, config=config, stats=stats)
 
 
 def split_store(store: "EventStore", config: EvalConfig | None = None) -> Split:
@@ -269,8 +280,31 @@ def topk_for(model: Scorer | Ranker, train: TrainData, user_ids: Sequence[str], 
     return out
 
 
-def evaluate_model(model: Scorer | Ranker, split: Split, k: int | None = None, fit: bool = True) -> dict[str, Any]:
-    """Fit (unless told not to), rank for every evaluated user, return the metric dict."""
+@dataclass
+class ModelRun:
+    """One model on one split: per-user metrics (in `users` order) and the top-k lists."""
+
+    name: str
+    users: list[str]
+    per_user: dict[str, np.ndarray]
+    topk: np.ndarray
+    n_items: int
+    k: int
+    fit_seconds: float
+    rank_seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        k = self.k
+        result: dict[str, Any] = {f"{name}@{k}": float(self.per_user[name].mean()) if self.users else 0.0 for name in METRIC_NAMES}
+        result[f"coverage@{k}"] = coverage_from_topk(self.topk, self.n_items)
+        result["users"] = len(self.users)
+        result["fit_seconds"] = round(self.fit_seconds, 3)
+        result["rank_seconds"] = round(self.rank_seconds, 3)
+        return result
+
+
+def run_model(model: Scorer | Ranker, split: Split, k: int | None = None, fit: bool = True) -> ModelRun:
+    """Fit (unless told not to) and rank for every evaluated user; keep the per-user metrics."""
     k = k or split.config.k
     train = split.train
     t0 = time.perf_counter()
@@ -283,12 +317,12 @@ def evaluate_model(model: Scorer | Ranker, split: Split, k: int | None = None, f
     relevant_cols = [{train.item_index[i] for i in split.relevant[u]} for u in users]
     hits = np.array([[c in rel for c in row] for row, rel in zip(topk, relevant_cols)], dtype=bool).reshape(len(users), k)
     per_user = metrics_from_hits(hits, np.array([len(r) for r in relevant_cols]))
-    result: dict[str, Any] = {f"{name}@{k}": float(per_user[name].mean()) if users else 0.0 for name in METRIC_NAMES}
-    result[f"coverage@{k}"] = coverage_from_topk(topk, train.n_items)
-    result["users"] = len(users)
-    result["fit_seconds"] = round(t1 - t0, 3)
-    result["rank_seconds"] = round(t2 - t1, 3)
-    return result
+    return ModelRun(model.name, list(users), per_user, topk, train.n_items, k, t1 - t0, t2 - t1)
+
+
+def evaluate_model(model: Scorer | Ranker, split: Split, k: int | None = None, fit: bool = True) -> dict[str, Any]:
+    """Fit (unless told not to), rank for every evaluated user, return the metric dict."""
+    return run_model(model, split, k, fit).summary()
 
 
 def evaluate(

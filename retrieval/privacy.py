@@ -21,8 +21,9 @@ from typing import Any, Callable, Protocol, Sequence
 from sqlalchemy import select
 
 from tastebud.errors import NotFoundError
-from tastebud.profiles.erasure import add_to_latest_erasure, erase_user_rows, quarantine_ids
+from tastebud.profiles.erasure import add_to_latest_erasure, erase_profile_rows, erase_user_rows, quarantine_ids
 from tastebud.profiles.migrations import api_keys, quarantine, rec_items, rec_requests
+from tastebud.profiles.optout import opt_out_record, record_opt_out, remove_opt_out
 from tastebud.profiles.store import EventStore
 from tastebud.profiles.versions import ProfileRepository
 from tastebud.retrieval.profile_vector_cache import FILENAME as PROFILE_COPY_FILE, ProfileVectorCache
@@ -75,6 +76,47 @@ class Privacy:
         return {"forgotten": True, "removed": removed, "total": sum(removed.values()),
                 "item_side": ITEM_SIDE_NOTE, "seconds": round(time.perf_counter() - t0, 3)}
 
+    # ------------------------------------------------------------------ opt-out
+    def drop_profiles(self, user_ids: Sequence[str]) -> dict[str, int]:
+        """Remove the users' profiles from every store (versions, heads, narrative-queue
+        rows, profile vectors in Chroma and the local copy, what memory holds), keeping
+        their events and keys: opted-out users, and users left without events by
+        retention. Idempotent. Returns what went, per store."""
+        users = sorted(set(user_ids))
+        removed = dict(erase_profile_rows(self.store, users))
+        if not users:
+            return removed
+        for user in users:
+            for hook in self.forgotten_hooks:
+                hook(user)
+        vectors = self.vectors()
+        removed["profile_vectors"] = sum(vectors.erase_user(u) for u in users)
+        if self.cache_dir is not None:
+            copy = ProfileVectorCache(self.cache_dir / PROFILE_COPY_FILE)
+            removed["profile_vector_copy"] = copy.delete([profile_id(u, h) for u in users for h in HORIZONS])
+        return removed
+
+    def opt_out(self, user_id: str, requested_by: str) -> dict[str, Any]:
+        """Stop profiling the user until they opt back in: the record first (so a
+        refresh running meanwhile makes nothing new), then their profile goes from
+        every store. Events and keys stay; recommendations become popularity only.
+        Safe to repeat: a repeat finishes an interrupted removal."""
+        new = record_opt_out(self.store, user_id, requested_by)
+        removed = self.drop_profiles([user_id])
+        return {"user_id": user_id, "opted_out": True, "already": not new, "removed": removed,
+                "kept": ["events", "api_keys", "recommendation_log"],
+                "recommendations": "popularity only, without items already seen, until opted back in"}
+
+    def opt_in(self, user_id: str) -> dict[str, Any]:
+        """Profile the user again: the next refresh (or read, on a server) rebuilds the profile."""
+        was = remove_opt_out(self.store, user_id)
+        return {"user_id": user_id, "opted_out": False, "was_opted_out": was,
+                "profile": "rebuilt from the kept events on the next refresh"}
+
+    def profiling(self, user_id: str) -> dict[str, Any]:
+        record = opt_out_record(self.store, user_id)
+        return {"opted_out": record is not None, "since": iso_or_none(record["opted_out_at"]) if record else None}
+
     # ------------------------------------------------------------------ export
     def export(self, user_id: str) -> dict[str, Any]:
         """Everything held about the user, as one JSON-ready document (export.schema.json)."""
@@ -97,9 +139,10 @@ class Privacy:
                          "created_at": iso_or_none(r.created_at)}
                         for r in conn.execute(select(quarantine).where(quarantine.c.id.in_(qids))
                                               .order_by(quarantine.c.id))] if qids else []
-        if not (events or versions or recommendations or sessions or keys or rejected):
+        profiling = self.profiling(user_id)
+        if not (events or versions or recommendations or sessions or keys or rejected or profiling["opted_out"]):
             raise NotFoundError(f"nothing is held about user {user_id!r}")
-        return {"format": EXPORT_FORMAT, "user_id": user_id, "exported_at": iso_or_none(int(time.time() * 1000)),
+        return {"profiling": profiling, "format": EXPORT_FORMAT, "user_id": user_id, "exported_at": iso_or_none(int(time.time() * 1000)),
                 "events": events, "profile_versions": versions, "recommendations": recommendations,
                 "chat_sessions": sessions, "api_keys": keys, "quarantined_rows": rejected}
 

@@ -47,6 +47,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from tastebud import pii
 from tastebud.profiles.events import Event, Item
 from tastebud.profiles.interest import ITEM_TAG_FACTOR, is_negative, rating_signal, stated_dislikes, user_mean_rating
 from tastebud.retrieval.reclog import ScoredItem
@@ -88,11 +89,13 @@ def single_threaded_blas():
 
 
 def profile_text(profile: Mapping[str, Any], horizon: str) -> str:
-    """What a profile vector encodes: its tags, strongest first, and liked titles."""
+    """What a profile vector encodes: its tags, strongest first, and liked titles.
+    Tags hold words the user wrote, so PII is masked (again; tastebud/pii.py)."""
     h = profile[horizon]
     tags = ", ".join(t["tag"] for t in h["tags"][:10])
-    liked = "; ".join(i["title"] for i in h["top_items"][:5])
-    return f"Interests: {tags}. Liked: {liked}." if liked else f"Interests: {tags}."
+    titles = [i["title"] for i in h["top_items"][:5]]
+    liked = "; ".join(titles)
+    return pii.mask(f"Interests: {tags}. Liked: {liked}." if liked else f"Interests: {tags}.", keep=titles)
 
 
 @dataclass
@@ -368,6 +371,7 @@ class UserContext:
     intent: str | None = None
     intent_vector: np.ndarray | None = None
     seeds: tuple[str, ...] = ()  # "something like X": recommend X's neighbours, ranked for this user
+    opted_out: bool = False  # opted out of profiling: popularity only, without what they have seen
 
 
 class Recommender:
@@ -488,9 +492,10 @@ class Recommender:
     def _recommend(self, ctx: UserContext, k: int, category: str | None, exclude: Iterable[str],
                    diversify: float | None) -> list[ScoredItem]:
         side = self.side
-        if not ctx.events and not ctx.profile:  # cold start: popularity (in the stated category)
+        if ctx.opted_out or (not ctx.events and not ctx.profile):  # cold start or opted out: popularity
             parts = {p: (side.popularity if p == "popularity" else np.zeros(len(side.items), np.float32)) for p in PARTS}
-            why: dict[str, Any] = {"liked": {}, "cols": [], "weights": np.zeros(0, np.float32), "cold_start": True}
+            why: dict[str, Any] = {"liked": {}, "cols": [], "weights": np.zeros(0, np.float32),
+                                   ("opted_out" if ctx.opted_out else "cold_start"): True}
             seed_parts = self.seed_parts(ctx.seeds)
             if seed_parts is not None:
                 parts["seed"], parts["_seed_co"], parts["_seed_cos"] = seed_parts
@@ -575,6 +580,8 @@ class Recommender:
         evidence["popularity"] = {"positive_interactions": int(side.pop_counts[col])}
         if why.get("cold_start"):
             evidence["cold_start"] = True
+        if why.get("opted_out"):
+            evidence["opted_out"] = True
         for horizon in ("long", "short"):
             vec = ctx.vectors.get(horizon)
             if vec is not None and side.vectors is not None:

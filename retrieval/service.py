@@ -9,11 +9,12 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
+from tastebud import pii
 from tastebud.profiles.store import EventStore
 from tastebud.profiles.versions import ProfileRepository
 from tastebud.retrieval.profile_vector_cache import FILENAME as PROFILE_COPY_FILE, ProfileVectorCache
@@ -208,16 +209,37 @@ class ProfileVectorSync:
     returning it (Chroma is opened, and the model loaded, only when a flush must encode).
     `figures` says what was done: texts encoded and skipped, seconds encoding and syncing."""
 
-    def __init__(self, vectors: Any, copy: ProfileVectorCache | None = None, batch_users: int = 1024):
+    def __init__(self, vectors: Any, copy: ProfileVectorCache | None = None, batch_users: int = 1024,
+                 runs_dir: Path | None = None, current_profiles: Callable[[], Iterable[Mapping[str, Any]]] | None = None):
+        """runs_dir: where each buffering run leaves a marker until its flush is done;
+        current_profiles: every user's current profile. A run killed between saving
+        profiles and flushing their vectors leaves its marker, and the next run first
+        re-syncs every current profile (unchanged texts are skipped by content hash),
+        so rerunning an interrupted refresh is enough to fill the missing vectors."""
         self._vectors = vectors
         self.copy = copy
         self.batch_users = max(1, batch_users)
         self.pending: list[Mapping[str, Any]] = []
         self.buffering = False
+        self.runs_dir = runs_dir
+        self.current_profiles = current_profiles
+        self._marker: Path | None = None
         self.figures = {"encoded": 0, "unchanged": 0, "encode_s": 0.0, "sync_s": 0.0}
 
     def begin(self) -> None:
         self.buffering = True
+        if self.runs_dir is None:
+            return
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        dead = [m for m in self.runs_dir.glob("run-*") if not _pid_alive(m.name.removeprefix("run-"))]
+        if dead and self.current_profiles is not None:
+            self.figures["repaired_interrupted_runs"] = len(dead)
+            for profile in self.current_profiles():
+                self([profile])
+        for m in dead:
+            m.unlink(missing_ok=True)
+        self._marker = self.runs_dir / f"run-{os.getpid()}"
+        self._marker.touch()
 
     def __call__(self, profiles: Sequence[Mapping[str, Any]]) -> None:
         self.pending.extend(profiles)
@@ -228,6 +250,9 @@ class ProfileVectorSync:
         """Sync what is buffered, stop buffering, and return the figures so far."""
         self.buffering = False
         self._sync()
+        if self._marker is not None:  # this run's vectors are all stored
+            self._marker.unlink(missing_ok=True)
+            self._marker = None
         out = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.figures.items()}
         if not callable(self._vectors) and self._vectors is not None:
             embedder = self._vectors.embedder
@@ -250,6 +275,17 @@ class ProfileVectorSync:
             self.figures["encode_s"] += col.encode_seconds - before
             self.figures["encoded"] += report.encoded
             self.figures["unchanged"] += report.unchanged
+
+
+def _pid_alive(pid: str) -> bool:
+    """Is the run that left this marker still going (on this machine)?"""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def sync_profile_vectors(vectors: Any, profiles: Sequence[Mapping[str, Any]], copy: ProfileVectorCache | None = None) -> Any:
@@ -401,7 +437,11 @@ class RecommendationService:
         return vecs
 
     def context(self, user_id: str, intent: str | None = None, seeds: Sequence[str] = ()) -> UserContext:
+        from tastebud.profiles.optout import is_opted_out
+
         events = self.store.events_for_user(user_id)
+        if is_opted_out(self.store, user_id):  # no profile, no vectors: popularity minus what they have seen
+            return UserContext(user_id, events, None, {}, intent, None, tuple(seeds), opted_out=True)
         profile = self.repo.latest(user_id)
         if events and profile is None:
             raise NotFoundError(f"user {user_id!r} has no profile yet", hint=f"run: tastebud refresh --user {user_id}")
@@ -420,6 +460,7 @@ class RecommendationService:
             raise InputError("k must be between 1 and 100")
         for seed in seeds:
             self.store.get_item(seed)  # NotFoundError for an unknown item
+        intent = pii.mask(intent) if intent else intent  # it is encoded and logged (tastebud/pii.py)
         ctx = self.context(user_id, intent, seeds)
         items = self.recommender.recommend(ctx, k, category, exclude, diversify)
         rec = Recommendation(

@@ -30,9 +30,11 @@ def tag_zh(tag: Any) -> str:
 def reasons(entry: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(kind, facts) for every part that explains the logged score, biggest part
     first; penalties last. Kinds: seed, co_occurrence, tag_match, semantic
-    (horizon long/short), intent, popularity, avoided_tags, resembles_disliked."""
+    (horizon long/short), intent, popularity, avoided_tags, resembles_disliked, opted_out."""
     parts, evidence = entry["parts"], entry["evidence"]
     found: list[tuple[float, str, dict[str, Any]]] = []
+    if evidence.get("opted_out"):  # said first: why nothing personal shaped the list
+        found.append((100.0, "opted_out", {}))
     seed = evidence.get("seed")
     if parts.get("seed", 0) > 0 and seed and seed.get("titles"):  # the user's own request leads
         found.append((parts["seed"] + 10.0, "seed", {"titles": list(seed["titles"]), "cosine": seed["cosine"],
@@ -94,6 +96,7 @@ _EN: dict[str, Callable[[dict[str, Any]], str]] = {
                            f"(similarity {f['cosine']:.2f})."),
     "intent": lambda f: f"Fits your request \"{f['text']}\" (similarity {f['cosine']:.2f}).",
     "popularity": lambda f: f"Popular: {f['n']:,} people interacted with it positively.",
+    "opted_out": lambda f: "You opted out of profiling, so this list is by popularity only (minus what you have seen).",
     "avoided_tags": lambda f: "Held back a little because it has " + _and(f["tags"]) + ", which you tend to avoid.",
     "resembles_disliked": lambda f: "Held back a little because it resembles something you disliked.",
 }
@@ -147,6 +150,7 @@ _ZH: dict[str, Callable[[dict[str, Any]], str]] = {
     "semantic": lambda f: f"与你的{'长期' if f['horizon'] == 'long' else '近期'}口味画像接近（相似度 {f['cosine']:.2f}）。",
     "intent": lambda f: f"符合你的要求“{f['text']}”（相似度 {f['cosine']:.2f}）。",
     "popularity": lambda f: f"很受欢迎：有 {f['n']:,} 人对它有正面互动。",
+    "opted_out": lambda f: "你已选择不做画像分析，所以这份列表只按热度排序（已去掉你看过的）。",
     "avoided_tags": _zh_avoided,
     "resembles_disliked": lambda f: "排名稍微靠后，因为它与你不喜欢的作品相似。",
 }

@@ -88,7 +88,8 @@ class App:
         from tastebud.profiles.refresh import Refresher
 
         writer = self.narrative_writer(concurrency) if narratives else None
-        return Refresher(self.store, InterestConfig.from_settings(self.settings), writer, hooks=self.profile_hooks())
+        return Refresher(self.store, InterestConfig.from_settings(self.settings), writer, hooks=self.profile_hooks(),
+                         drop_profiles=lambda users: self.privacy.drop_profiles(users))  # opted out: every store
 
     @cached_property
     def embedder(self):
@@ -165,8 +166,11 @@ class App:
         encoding across users in big batches (flushed at the end of each refresh run)."""
         from tastebud.retrieval.service import ProfileVectorSync
 
+        from tastebud.profiles.versions import ProfileRepository
+
         copy = getattr(self.recommendations, "profile_copy", None)
-        return [ProfileVectorSync(lambda: self.vectors, copy)]
+        return [ProfileVectorSync(lambda: self.vectors, copy, runs_dir=self.settings.home / "runs",
+                                  current_profiles=lambda: ProfileRepository(self.store).current_profiles())]
 
     def close(self) -> None:
         """Close what this App built; injected parts belong to whoever passed them in."""

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     rating_max: float = Field(5.0, description="highest rating on the scale")
     future_skew_s: float = Field(86400.0, ge=0, description="how far past now a timestamp may lie (clock skew)")
     max_text_chars: int = Field(10_000, ge=1, description="longest review, query or tag text accepted")
+    # tastebud/pii.py: profiles, prompts, vectors and logs always get masked text; this is the stored event
+    store_raw_text: bool = Field(True, description="keep event text as sent (false: store it with PII masked, docs/design.md#privacy)")
 
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     long_half_life_days: float = Field(365.0, description="recency half-life of the long-term profile")
@@ -120,6 +122,9 @@ class Settings(BaseSettings):
     # a rebuild reads every event (about 2 s for ml-latest-small's 100k on two idle cores, 9 s under load)
     item_side_refresh_events: int = Field(20000, ge=0, description="rebuild co-occurrence and popularity after this many new events (0 = never by count)")
     item_side_refresh_s: float = Field(600.0, ge=0, description="...or this many seconds after the last rebuild, if anything changed (0 = never by time)")
+
+    # privacy (docs/design.md#privacy)
+    retention_days: float | None = Field(None, gt=0, description="delete events older than this many days at refresh time and rebuild the profiles that cited them (unset = keep every event)")
 
     _flags: dict[str, Any] = PrivateAttr(default_factory=dict)
 

@@ -30,6 +30,7 @@ log = logging.getLogger("tastebud.live")
 
 LIVE_BATCH = 8  # users per computed refresh: small, so a read waiting on one of them is not kept long
 LAG_WINDOW = 2000  # recent lags kept for the percentiles in stats()
+RETENTION_CHECK_S = 60.0  # with retention_days set, events past it are looked for this often
 
 
 class ComputedRefresh:
@@ -43,6 +44,7 @@ class ComputedRefresh:
         self._busy = 0
         self._lag_ms: deque[float] = deque(maxlen=LAG_WINDOW)
         self._last_at: int | None = None
+        self._retention_at = 0.0  # monotonic s of the next retention pass
 
     # ------------------------------------------------------------------ callers
     def mark(self, users: Sequence[str]) -> None:
@@ -67,11 +69,36 @@ class ComputedRefresh:
         if report is not None:
             self.shared.book.count(ensure_fresh_refreshes=1)
 
+    def expire(self, force: bool = False) -> dict[str, Any] | None:
+        """Retention (settings.retention_days): at most every RETENTION_CHECK_S (or now,
+        with `force`), delete the events past it and rebuild the users' profiles
+        under their locks; their narratives are requested again."""
+        days = self.shared.settings.retention_days
+        if not days or (not force and time.monotonic() < self._retention_at):
+            return None
+        self._retention_at = time.monotonic() + RETENTION_CHECK_S
+        refresher = self.refresher()
+        refresher.incremental = self.shared.interest_states
+        out = refresher.apply_retention(days, items=self.shared.catalog.get(), hold=self.shared.locks.hold,
+                                        request_narratives=self.request_narratives)
+        if out.get("events"):
+            log.info("retention: deleted %d events older than %g days; rebuilt %d profiles, removed %d",
+                     out["events"], days, out["profiles_rebuilt"], out["profiles_removed"])
+            self.shared.book.count(retention_deleted_events=out["events"])
+        return out
+
+    def _retention_wait(self) -> float | None:
+        if not self.shared.settings.retention_days:
+            return None
+        return max(0.05, self._retention_at - time.monotonic())
+
     def refresh_now(self, users: Sequence[str] | None, all_users: bool,
                     queue_narratives: Callable[[Sequence[str]], None] | None) -> dict[str, Any]:
         """Admin: refresh the given users, all, or else the stale ones, now;
-        their narratives are queued first through `queue_narratives`, if given."""
+        their narratives are queued first through `queue_narratives`, if given.
+        Retention, when set, runs first."""
         start = time.perf_counter()
+        self.expire(force=True)
         refresher = self.refresher()
         chosen = refresher.select_users(list(users) if users else None, all_users=all_users)
         if queue_narratives is not None and chosen:
@@ -115,11 +142,19 @@ class ComputedRefresh:
             self.mark(stale)
         stopping = self.shared.stopping
         while True:
+            try:
+                self.expire()
+            except Exception as exc:
+                self.shared.book.error("retention", exc)
             with self._cond:
                 while not self._dirty and not stopping.is_set():
-                    self._cond.wait()
+                    wait = self._retention_wait()
+                    if not self._cond.wait(wait) and wait is not None and self._retention_wait() <= 0.05:
+                        break  # time for a retention pass
                 if not self._dirty:
-                    return  # stopping, and everything is flushed
+                    if stopping.is_set():
+                        return  # stopping, and everything is flushed
+                    continue
                 users = list(itertools.islice(self._dirty, LIVE_BATCH))
                 batch = {user: self._dirty.pop(user) for user in users}
                 self._busy = len(batch)

@@ -106,6 +106,10 @@ class LiveUpdates:
         profile (whichever process took them), refresh the user now."""
         self._computed.ensure_fresh(user_id)
 
+    def drop_user(self, user_id: str) -> None:
+        """Forget what this process keeps in memory of the user's profile (an opt-out)."""
+        self._shared.interest_states.forget(user_id)
+
     def refresh(self, users: Sequence[str] | None, all_users: bool, narratives: bool) -> dict[str, Any]:
         """Admin: the computed refresh now (given users, all, or else the stale
         ones); narratives, if asked for, are queued for the narrative worker."""

@@ -102,3 +102,64 @@ def test_eval_on_ml_latest_small_beats_pop_and_itemknn(ml_small, cli):
     assert out["baselines"]["pop"]["ndcg@10"] == pytest.approx(0.0751, abs=0.003)
     assert out["baselines"]["itemknn"]["ndcg@10"] == pytest.approx(0.0772, abs=0.003)
     assert out["baselines"]["ease"]["ndcg@10"] == pytest.approx(0.1023, abs=0.003)
+
+
+def write_events_and_catalog(path, users: int = 30, items: int = 40):
+    """The same taste groups as write_movielens, as a generic events CSV (ISO timestamps)
+    and a JSONL catalog: the formats `tastebud ingest events/catalog` read."""
+    path.mkdir()
+    with open(path / "catalog.jsonl", "w") as fh:
+        for m in range(1, items + 1):
+            fh.write(json.dumps({"item_id": f"i{m}", "title": f"Item {m}",
+                                 "categories": [GENRES[m % 6], GENRES[(m * 7) % 6]]}) + "\n")
+    with open(path / "events.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user_id", "item_id", "type", "timestamp", "value"])
+        for u in range(1, users + 1):
+            group = u % 3
+            liked = [m for m in range(1, items + 1) if m % 3 == group][:10]
+            for n, m in enumerate(liked):
+                kind = "rating" if n % 2 else "purchase"
+                w.writerow([f"user{u}", f"i{m}", kind, f"2024-01-{1 + u % 28:02d}T{n:02d}:00:00Z",
+                            4.5 if kind == "rating" else ""])
+            w.writerow([f"user{u}", f"i{(u % 40) + 1}", "view", f"2024-01-{1 + u % 28:02d}T00:30:00Z", ""])
+
+
+def test_eval_events_file_with_catalog_records_its_protocol(tmp_path, home, cli):
+    data = tmp_path / "generic"
+    write_events_and_catalog(data)
+    out_file = tmp_path / "eval.json"
+    out = json.loads(cli("eval", "events", str(data / "events.csv"), "--catalog", str(data / "catalog.jsonl"),
+                         "--protocol", "all", "--resamples", "200", "--sample-users", "10", "--json",
+                         "--output", str(out_file)).stdout)
+    assert json.loads(out_file.read_text()) == out
+    check_shape(out)
+    protocol = out["protocol"]
+    assert protocol["users"] == 30 and protocol["items"] == 40 and protocol["eval_users"] > 0
+    assert set(protocol["data_sha256"]) == {str(data / "events.csv"), str(data / "catalog.jsonl")}
+    assert all(len(h) == 64 for h in protocol["data_sha256"].values())
+    assert protocol["seeds"] == {"bootstrap": 20260115, "cold_protocols": 0}
+    assert protocol["bootstrap"]["resamples"] == 200 and protocol["tastebud_version"]
+    assert protocol["models"]["ease"]["lam"] == 500.0 and protocol["models"]["tastebud"]["blend"] == out["blend"]
+    assert protocol["protocols"] == ["warm", "cold-items", "cold-users"] and "floor(0.8*n)" in protocol["split_rule"]
+    # every metric carries its interval, and the interval holds the point estimate
+    for metrics in [out["tastebud"], *out["baselines"].values(), *out["ablations"].values()]:
+        assert metrics["ci95"]["coverage@10"] is None  # not a mean over users: no user bootstrap
+        for m in METRICS - {"coverage@10"}:
+            low, high = metrics["ci95"][m]
+            assert low - 1e-9 <= metrics[m] <= high + 1e-9, (m, metrics)
+    d = out["comparisons"]["tastebud - ease"]["ndcg@10"]
+    assert d["low"] <= d["mean"] <= d["high"] and d["mean"] == pytest.approx(
+        out["tastebud"]["ndcg@10"] - out["baselines"]["ease"]["ndcg@10"], abs=2e-4)
+    cold = out["cold_items"]
+    assert cold["protocol"]["held_out_items"] >= 1 and cold["protocol"]["seed"] == 0
+    assert {"pop", "itemknn", "ease", "tastebud", "tastebud no_semantic"} <= set(cold["models"])
+    # popularity and co-occurrence never saw a held-out item: they cannot recommend one
+    for name in ("pop", "itemknn", "ease"):
+        assert cold["models"][name]["hr@10"] == 0.0
+    users = out["cold_users"]
+    assert users["protocol"]["sample"] == 10 and len(users["protocol"]["sample_users"]) == 10
+    assert list(users["levels"]) == ["first 1", "first 3", "first 5", "stated only", "full train"]
+    for level in users["levels"].values():
+        assert {"pop", "itemknn", "ease", "tastebud", "tastebud no_semantic"} == set(level["models"])
+        assert all(m["users"] == 10 for m in level["models"].values())

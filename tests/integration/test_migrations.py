@@ -284,7 +284,7 @@ def test_processes_opening_one_fresh_sqlite_database_at_once(tmp_path, round_):
     assert sqlite_rows(db)["alembic_version"] == [(head_revision(),)]
     fixture_ddl = sqlite_ddl(FIXTURE)  # plus the tables of revisions after 0002
     assert {name: sql for name, sql in sqlite_ddl(db).items() if name in fixture_ddl} == fixture_ddl
-    assert set(sqlite_ddl(db)) == set(sqlite_ddl(FIXTURE)) | {'erasures', 'ix_erasures_subject', 'privacy_secrets'}
+    assert set(sqlite_ddl(db)) == set(sqlite_ddl(FIXTURE)) | {'erasures', 'ix_erasures_subject', 'privacy_secrets', 'profiling_optouts'}
 
 
 def test_processes_opening_one_pre_alembic_database_at_once(old_home):

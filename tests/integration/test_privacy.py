@@ -158,3 +158,70 @@ def test_export_validates_and_holds_every_event(tmp_path, monkeypatch, embedder)
     assert document["profile_versions"] and document["recommendations"][0]["items"][0]["reasons"]
     assert len(document["quarantined_rows"]) == 2
     assert any(e["text"] == "loved the heist scenes" for e in document["events"])
+
+
+# ---- the same on PostgreSQL and a Chroma server ---------------------------------------------
+
+def _seed_with(home: Path, **engines: str) -> Path:
+    """tests.api_helpers.seed_home, on the given engines."""
+    from tests.api_helpers import CATALOG, cli, events_csv
+
+    home.mkdir(parents=True, exist_ok=True)
+    data = home.parent / f"{home.name}-data"
+    data.mkdir(exist_ok=True)
+    (data / "catalog.csv").write_text(CATALOG)
+    (data / "events.csv").write_text(events_csv())
+    cli(home, "ingest", "catalog", str(data / "catalog.csv"), **engines)
+    cli(home, "ingest", "events", str(data / "events.csv"), **engines)
+    cli(home, "refresh", "--all", "--no-narratives", **engines)
+    cli(home, "index", **engines)
+    return home
+
+
+def test_forget_leaves_the_user_id_nowhere_on_postgresql_and_a_chroma_server(tmp_path, monkeypatch, embedder):
+    """Every PostgreSQL table (each row cast to text), every collection of the Chroma
+    server (ids, metadatas, documents, through its client) and the raw bytes of every
+    file under the home. The servers' own data directories are their operators'
+    (as for any PostgreSQL or Chroma deployment) and are not scanned here."""
+    import chromadb
+    import httpx
+    from sqlalchemy import create_engine, inspect, text
+
+    from tests.services import chroma_server, postgres_server
+
+    with postgres_server(skip_if_it_fails=True) as db_url, chroma_server(tmp_path / "chroma-server") as chroma_url:
+        engines = {"database_url": db_url, "chroma_url": chroma_url}
+        home = _seed_with(tmp_path / "home", **engines)
+        monkeypatch.setenv("TASTEBUD_HOME", str(home))
+        monkeypatch.setenv("TASTEBUD_DATABASE_URL", db_url)
+        monkeypatch.setenv("TASTEBUD_CHROMA_URL", chroma_url)
+        filled = _fill(home, embedder)
+        removed = filled["report"]["removed"]
+        for store in ("events", "profile_versions", "profile_heads", "rec_requests", "rec_items", "api_keys",
+                      "quarantine", "profile_vectors", "chat_sessions", "log_lines"):
+            assert removed[store] > 0, (store, removed)
+
+        engine = create_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                tables = inspect(conn).get_table_names()
+                assert {"events", "profile_versions", "erasures", "profiling_optouts"} <= set(tables)
+                hits = [t for t in tables
+                        if conn.execute(text(f'SELECT 1 FROM "{t}" r WHERE strpos(r::text, :u) > 0 LIMIT 1'),
+                                        {"u": U}).first()]
+                others = conn.execute(text("SELECT COUNT(*) FROM events")).scalar_one()
+                audit = conn.execute(text("SELECT requested_by, subject_hash, counts FROM erasures")).all()
+        finally:
+            engine.dispose()
+        assert hits == [] and others > 0
+        assert len(audit) == 1 and audit[0][0].startswith("api:") and json.loads(audit[0][2])["events"] == removed["events"]
+
+        url = httpx.URL(chroma_url)
+        client = chromadb.HttpClient(host=url.host, port=url.port)
+        names = [c.name for c in client.list_collections()]
+        assert len(names) >= 2
+        for name in names:
+            got = client.get_collection(name).get(include=["metadatas", "documents"])
+            assert NEEDLE not in json.dumps(got, default=str).encode(), name
+        files = [p for p in home.rglob("*") if p.is_file()]
+        assert [str(p.relative_to(home)) for p in files if NEEDLE in p.read_bytes()] == []

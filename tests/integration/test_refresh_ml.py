@@ -66,6 +66,19 @@ def test_refresh_every_ml_latest_small_user_without_narratives(cli, home, ml_sma
     assert again["new_versions"] == 0 and again["unchanged"] == N_USERS
     assert again["hooks"]["encoded"] == 0  # nothing new: nothing encoded
 
+    # a refresh killed after saving profiles, before their vectors were stored: its
+    # marker stays, nothing lags, and the next plain refresh stores the missing vectors
+    from tastebud.retrieval.vectors import VectorStore
+    from tastebud.settings import Settings
+
+    vectors = VectorStore.from_settings(Settings(), embedder=None)
+    vectors.profiles.collection.delete(ids=["414:long", "414:short", "1:long"])
+    (home / "runs").mkdir(exist_ok=True)
+    (home / "runs" / "run-999999999").touch()  # no such process: it was killed
+    assert cli("refresh") == {"users": 0, "repaired_vectors": {"repaired_interrupted_runs": 1, "encoded": 3}}
+    assert cli("refresh") == {"users": 0}  # finished: no marker left
+    assert not list((home / "runs").glob("run-*"))
+
     events = home / "new.csv"
     events.write_text("user_id,item_id,type,timestamp,value\n414,1,rating,2024-01-01T00:00:00Z,5\n")
     cli("ingest", "events", str(events))

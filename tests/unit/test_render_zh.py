@@ -132,6 +132,12 @@ def results(zh: bool = True) -> dict[str, tuple[str, dict[str, Any]]]:
                                                   "output_tokens": 0, "seconds": 2.345, "llm_seconds": 0.0, "users_per_s": 5.1,
                                                   "user_ids": ["1", "2"]})
     r["refresh_profiles_none"] = ("refresh_profiles", {"users": 0, "message": "all profiles are up to date"})
+    r["opt_out"] = ("opt_out", {"user_id": "1", "opted_out": True, "already": False, "profile_versions_removed": 3,
+                                "profile_vectors_removed": 2})
+    r["opt_out_already"] = ("opt_out", {"user_id": "1", "opted_out": True, "already": True, "profile_versions_removed": 0,
+                                        "profile_vectors_removed": 0})
+    r["opt_in"] = ("opt_out", {"user_id": "1", "opted_out": False, "was_opted_out": True})
+    r["opt_in_not_opted_out"] = ("opt_out", {"user_id": "1", "opted_out": False, "was_opted_out": False})
     r["status"] = ("status", {"users": 610, "items": 9742, "stub_items": 0, "events": 100836, "events_by_type": {"rating": 100836},
                               "first_event_at": None, "last_event_at": None, "quarantined": 2, "profiles": 610,
                               "profiles_stale": 14, "narratives_stale": 0, "vectors": {"items": 9742, "profiles": 1220},
@@ -234,6 +240,9 @@ def facts(name: str, tool: str, r: dict[str, Any]) -> list[str]:
         f += [r["created_at"]] if r["created_at"] else ["未知日期"]
     elif tool == "refresh_profiles":
         f += ([str(r["users"]), str(r["new_versions"]), str(r["unchanged"]), f"{r['seconds']:.1f}"] if r["users"] else ["最新"])
+    elif tool == "opt_out":
+        f += [f"{r['profile_versions_removed']} 个画像版本", f"{r['profile_vectors_removed']} 个画像向量"] \
+            if r["opted_out"] and not r.get("already") else []
     elif tool == "status":
         f += [f"{r[k]:,}" for k in ("users", "items", "events", "profiles", "profiles_stale", "quarantined")]
         if "items" in r["vectors"]:
