@@ -128,11 +128,13 @@ def main() -> None:
     rows = []
     for label, (user, n) in users.items():
         figures: dict[str, list[float]] = {"process": [], "reported": [], "in_process": [], "raw_delete": []}
-        for _ in range(args.repeat):
+        for i in range(args.repeat):
             wall, reported = process_forget(fresh_copy(template, args.work, "run"), user)
             figures["process"].append(wall)
             figures["reported"].append(reported)
-            figures["in_process"].append(in_process_forget(fresh_copy(template, args.work, "run"), user))
+            # a folder of its own: chromadb keeps one client per path for the life of a process
+            copy = fresh_copy(template, args.work, f"run-in-process-{label}-{i}")
+            figures["in_process"].append(in_process_forget(copy, user))
             figures["raw_delete"].append(raw_delete(fresh_copy(template, args.work, "run"), user))
         rows.append((label, user, n, {k: statistics.median(v) for k, v in figures.items()},
                      {k: max(v) for k, v in figures.items()}))
@@ -141,7 +143,8 @@ def main() -> None:
         print(f"{label:<8} {n:>7,} {med['process']:>9.2f} {med['reported']:>11.2f} {med['in_process']:>11.2f} "
               f"{med['raw_delete']:>11.3f}   (max {worst['process']:.2f} / {worst['in_process']:.2f} / {worst['raw_delete']:.3f})")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    shutil.rmtree(args.work / "run", ignore_errors=True)
+    for path in args.work.glob("run*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -176,6 +176,9 @@ def _render_eval(result: dict, console) -> None:
         ci = result["cold_items"]
         show(f"cold items ({ci['protocol']['held_out_items']} held-out items, {ci['protocol']['eval_users']} users)",
              list(ci["models"].items()), ci["comparisons"])
+        if "among_held_out" in ci:
+            show("cold items, ranked among the held-out items only", list(ci["among_held_out"]["models"].items()),
+                 ci["among_held_out"]["comparisons"])
     if "cold_users" in result:
         cu = result["cold_users"]
         for label, level in cu["levels"].items():

@@ -145,7 +145,8 @@ COLD_ITEM_RULE = ("items rated >= 4.0 in the test part by at least {min_positive
                   "a seeded sample of {fraction:.0%} of them is held out; every train interaction with a held-out "
                   "item is removed (from every user); models are fitted on that train; evaluated users = users "
                   "with a held-out item among their relevant test items; relevant = those held-out items only; "
-                  "candidates = every catalog item the user did not interact with in the reduced train")
+                  "candidates = every catalog item the user did not interact with in the reduced train "
+                  "(among_held_out: the held-out items only)")
 COLD_USER_RULE = ("a seeded sample of evaluated users becomes new: the models are fitted on the train part with "
                   "those users' rows emptied, then each sampled user is scored with a history of only their first "
                   "1, 3 or 5 train events (by time), with stated category likes/dislikes only, or with their full "
@@ -306,10 +307,28 @@ def _variants(scorer: TastebudScorer, blend: Mapping[str, float], which: Sequenc
             out.append(scorer.with_blend(dict(blend), "tastebud"))
         elif name == "no_semantic":
             out.append(scorer.with_blend({**blend, "semantic_long": 0.0, "semantic_short": 0.0}, "tastebud no_semantic"))
+        elif name == "content_only":
+            out.append(scorer.with_blend({**blend, "co_occurrence": 0.0, "popularity": 0.0}, "tastebud content only"))
         elif name == "no_content":
             out.append(scorer.with_blend({**blend, "semantic_long": 0.0, "semantic_short": 0.0, "tag_match": 0.0},
                                          "tastebud no_semantic no_tags"))
     return out
+
+
+class _OnlyItems:
+    """A fitted scorer restricted to some catalog columns (the rest score -inf)."""
+
+    def __init__(self, model: Any, cols: Sequence[int]):
+        self.model, self.name, self.cols = model, model.name, np.asarray(cols, dtype=np.int64)
+
+    def fit(self, train: TrainData) -> Any:
+        return self.model.fit(train)
+
+    def score(self, user_ids: Sequence[str]) -> np.ndarray:
+        scores = np.asarray(self.model.score(user_ids), dtype=np.float64)
+        out = np.full(scores.shape, -np.inf)
+        out[:, self.cols] = scores[:, self.cols]
+        return out
 
 
 COMPARE = (("tastebud", "ease"), ("tastebud", "pop"), ("tastebud", "itemknn"), ("tastebud", "tastebud no_semantic"))
@@ -322,12 +341,19 @@ def run_cold_items(split: Split, blend: Mapping[str, float], interest: Any, embe
 
     cold, held = cold_item_split(split, fraction, seed, min_positives)
     say(f"cold items: {cold.stats}")
-    runs = [run_model(m, cold) for m in default_baselines()]
+    baselines = default_baselines()
+    runs = [run_model(m, cold) for m in baselines]
     scorer = TastebudScorer(blend, interest, embedder, "tastebud", item_vectors)
     scorer.fit(cold.train)
-    runs += [run_model(v, cold, fit=False) for v in _variants(scorer, blend, ("tastebud", "no_semantic", "no_content"))]
+    variants = _variants(scorer, blend, ("tastebud", "no_semantic", "no_content", "content_only"))
+    runs += [run_model(v, cold, fit=False) for v in variants]
     p = bp.plan(len(cold.eval_users), resamples, p_seed)
-    out = _table(runs, p, COMPARE + (("tastebud no_semantic", "pop"), ("tastebud", "tastebud no_semantic no_tags")))
+    compare = COMPARE + (("tastebud", "tastebud no_semantic no_tags"), ("tastebud content only", "pop"))
+    out = _table(runs, p, compare)
+    # the same users, ranking only the held-out items: which new item to show to whom
+    cols = [cold.train.item_index[i] for i in held]
+    out["among_held_out"] = _table([run_model(_OnlyItems(m, cols), cold, fit=False) for m in [*baselines, *variants]],
+                                   p, compare)
     out["protocol"] = {"name": "cold-items", "rule": COLD_ITEM_RULE.format(min_positives=min_positives, fraction=fraction),
                        "seed": seed, "fraction": fraction, "min_positives": min_positives, **cold.stats,
                        "held_out_sample": held[:20], "bootstrap": p.describe()}

@@ -153,7 +153,8 @@ def test_eval_events_file_with_catalog_records_its_protocol(tmp_path, home, cli)
         out["tastebud"]["ndcg@10"] - out["baselines"]["ease"]["ndcg@10"], abs=2e-4)
     cold = out["cold_items"]
     assert cold["protocol"]["held_out_items"] >= 1 and cold["protocol"]["seed"] == 0
-    assert {"pop", "itemknn", "ease", "tastebud", "tastebud no_semantic"} <= set(cold["models"])
+    assert {"pop", "itemknn", "ease", "tastebud", "tastebud no_semantic", "tastebud content only"} <= set(cold["models"])
+    assert set(cold["among_held_out"]["models"]) == set(cold["models"])
     # popularity and co-occurrence never saw a held-out item: they cannot recommend one
     for name in ("pop", "itemknn", "ease"):
         assert cold["models"][name]["hr@10"] == 0.0

@@ -1,8 +1,5 @@
 """The cold-start protocols of retrieval/offline.py on tiny hand-made histories."""
 
-import numpy as np
-import pytest
-
 from tastebud.profiles.events import Event, Item
 from tastebud.retrieval.baselines import Pop
 from tastebud.retrieval.evaluation import run_model, split_events
