@@ -477,32 +477,31 @@ def disliked_items(item_events: Mapping[str, Sequence[ItemEntry]], items: Mappin
     return out
 
 
+def tag_sums(events: Sequence[Event], items: Mapping[str, Item], decay: "Decay", active_statements: set[str],
+             config: InterestConfig) -> tuple[dict[str, "TagSums"], dict[str, list[ItemEntry]]]:
+    """One pass over a horizon's events: each tag's sums per (event class, tag factor),
+    and each item's events (statements that a later one replaced count for no tag)."""
+    members: dict[str, dict[tuple, list[tuple[int, str]]]] = {}  # tag -> class -> [(-growth, event_id)]
+    item_events: dict[str, list[ItemEntry]] = {}
+    for ev in events:
+        growth = decay.growth(ev.ts)
+        if ev.item_id:
+            item_events.setdefault(ev.item_id, []).append((ev.ts, ev.event_id, ev, growth))
+        if is_statement(ev) and ev.event_id not in active_statements:
+            continue
+        item = items.get(ev.item_id) if ev.item_id else None
+        cls = event_class(ev, config)
+        for tag, factor in event_tags(ev, item):
+            members.setdefault(tag, {}).setdefault((cls, factor), []).append((-growth, ev.event_id))
+    return {tag: TagSums.of(by_class) for tag, by_class in members.items()}, item_events
+
+
 def short_horizon(window: Sequence[Event], items: Mapping[str, Item], mean: float | None, config: InterestConfig,
                   now_ms: int, stated: Mapping[str, Event]) -> Horizon:
     """The short-term horizon from its window (at most short_window_events events),
     always computed whole."""
     decay = Decay(config.short_half_life_days * DAY_MS)
-    active = {ev.event_id for ev in stated.values()}
-    members: dict[str, dict[tuple, list[tuple[int, str]]]] = {}  # tag -> class -> [(-growth, event_id)]
-    item_events: dict[str, list[ItemEntry]] = {}
-    for ev in window:
-        growth = decay.growth(ev.ts)
-        if ev.item_id:
-            item_events.setdefault(ev.item_id, []).append((ev.ts, ev.event_id, ev, growth))
-        if is_statement(ev) and ev.event_id not in active:
-            continue
-        item = items.get(ev.item_id) if ev.item_id else None
-        cls = event_class(ev, config)
-        for tag, factor in event_tags(ev, item):
-            by_class = members.get(tag)
-            if by_class is None:
-                by_class = members[tag] = {}
-            key = (cls, factor)
-            if key in by_class:
-                by_class[key].append((-growth, ev.event_id))
-            else:
-                by_class[key] = [(-growth, ev.event_id)]
-    tags = {tag: TagSums.of(by_class) for tag, by_class in members.items()}
+    tags, item_events = tag_sums(window, items, decay, {ev.event_id for ev in stated.values()}, config)
     clock = decay.clock(now_ms)
     top_items = liked_items(item_events, items, UnitCache(mean, config), config, clock)
     horizon, _ = horizon_from(tags, top_items, len(window), window[0].ts if window else None, mean, config, clock,
@@ -556,27 +555,7 @@ def build_interest_profile(
     stated = stated_preferences(events)
     unwanted = unwanted_tags(stated)
     long_decay = Decay(config.long_half_life_days * DAY_MS)
-    members: dict[str, dict[tuple, list[tuple[int, str]]]] = {}  # tag -> class -> [(-growth, event_id)]
-    item_events: dict[str, list[ItemEntry]] = {}
-    active = {ev.event_id for ev in stated.values()}
-    for ev in events:
-        growth = long_decay.growth(ev.ts)
-        if ev.item_id:
-            item_events.setdefault(ev.item_id, []).append((ev.ts, ev.event_id, ev, growth))
-        if is_statement(ev) and ev.event_id not in active:
-            continue
-        item = items.get(ev.item_id) if ev.item_id else None
-        cls = event_class(ev, config)
-        for tag, factor in event_tags(ev, item):
-            by_class = members.get(tag)
-            if by_class is None:
-                by_class = members[tag] = {}
-            key = (cls, factor)
-            if key in by_class:
-                by_class[key].append((-growth, ev.event_id))
-            else:
-                by_class[key] = [(-growth, ev.event_id)]
-    tags = {tag: TagSums.of(by_class) for tag, by_class in members.items()}
+    tags, item_events = tag_sums(events, items, long_decay, {ev.event_id for ev in stated.values()}, config)
     clock = long_decay.clock(now)
     top_items = liked_items(item_events, items, UnitCache(mean, config), config, clock)
     long_h, disliked_tags = horizon_from(tags, top_items, len(events), events[0].ts if events else None,

@@ -21,14 +21,7 @@ from tastebud.profiles.store import EventStore
 
 def opted_out(store: EventStore, users: Iterable[str]) -> set[str]:
     """Those of `users` who opted out of profiling."""
-    users = list(dict.fromkeys(users))
-    found: set[str] = set()
-    with store.engine.connect() as conn:
-        for start in range(0, len(users), 500):
-            chunk = users[start:start + 500]
-            found.update(conn.execute(select(profiling_optouts.c.user_id)
-                                      .where(profiling_optouts.c.user_id.in_(chunk))).scalars())
-    return found
+    return _users_in(store, users, (profiling_optouts,))
 
 
 def is_opted_out(store: EventStore, user_id: str) -> bool:
@@ -60,11 +53,16 @@ def remove_opt_out(store: EventStore, user_id: str) -> bool:
 
 def profile_rows_of(store: EventStore, users: Iterable[str]) -> set[str]:
     """Those of `users` with a profile version, head or narrative-queue row left."""
+    return _users_in(store, users, (profile_heads, profile_versions, narrative_queue))
+
+
+def _users_in(store: EventStore, users: Iterable[str], tables: tuple) -> set[str]:
+    """Those of `users` with a row in any of `tables`, asked 500 ids at a time."""
     users = list(dict.fromkeys(users))
     found: set[str] = set()
     with store.engine.connect() as conn:
         for start in range(0, len(users), 500):
             chunk = users[start:start + 500]
-            for table in (profile_heads, profile_versions, narrative_queue):
+            for table in tables:
                 found.update(conn.execute(select(table.c.user_id).distinct().where(table.c.user_id.in_(chunk))).scalars())
     return found
