@@ -104,9 +104,10 @@ def test_onnx_backend_never_imports_torch(onnx32, tmp_path):
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"shape": [1, 384], "heavy": []}
 
 
-def test_profile_vectors_are_encoded_across_users_in_one_call(settings, counting_embedder):
+def test_profile_vectors_are_encoded_across_users_in_one_call(settings, store, counting_embedder):
     """A refresh run buffers its chunks' new versions and encodes them together at the end;
     outside a run (the live workers' wrapped hook) each call syncs at once."""
+    from tastebud.profiles.interest import InterestConfig
     from tastebud.profiles.refresh import Refresher
     from tastebud.retrieval.service import ProfileVectorSync
     from tastebud.retrieval.vectors import VectorStore
@@ -120,9 +121,9 @@ def test_profile_vectors_are_encoded_across_users_in_one_call(settings, counting
 
     class Chunks(Refresher):  # three chunks of new versions, as _refresh_chunks hands them to hooks
         def __init__(self):
-            self.hooks = [hook]
+            super().__init__(store, InterestConfig.from_settings(settings), None, hooks=[hook])
 
-        def _refresh_chunks(self, users, use_llm, progress, items, report):
+        def _refresh_chunks(self, users, use_llm, progress, items, report, renarrate=frozenset()):
             for start in range(0, len(users), 4):
                 for h in self.hooks:
                     h([profile(u) for u in users[start : start + 4]])
