@@ -3,11 +3,14 @@ sentence, number and instruction helpers the claim checker uses (see claims.py).
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from tastebud.agent.grounding import (
+    _ARTICLES,
+    _WORDS,
     UNTRUSTED_KEYS,
     _fold,
     cjk_key,
@@ -17,6 +20,9 @@ from tastebud.agent.grounding import (
 
 
 LIKED_RATING = 3.5
+# how close the question's words must be to a seed title to name it (the
+# router's typo repair resolves seeds at the same ratio)
+SEED_MATCH = 0.85
 DISLIKED_RATING = 2.0
 POSITIVE_EVENTS = frozenset({"like", "purchase", "add_to_cart"})
 NEGATIVE_EVENTS = frozenset({"dislike", "skip"})
@@ -26,8 +32,7 @@ SYSTEM_ECHO_WORDS = 8
 DATA_ECHO_WORDS = 5
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-_WORD = re.compile(r"[0-9A-Za-zÀ-ÿ]+(?:['’][A-Za-zÀ-ÿ]+)?")
-_ARTICLES = frozenset({"the", "a", "an"})
+_WORD = _WORDS  # the tokenizer's own word pattern
 _YEAR_AFTER = re.compile(r"\s*\((?:19|20)\d{2}\)")
 
 # ------------------------------------------------------------------ sentences
@@ -173,6 +178,25 @@ class Facts:
         f.instructions = [s for s in untrusted if instruction_like(s)]
         f.titles = {norm(t) for t in f.raw_titles} - {""}
         return f
+
+    def alias_seeds_as_asked(self, question: str) -> None:
+        """"something like Forest Gump": the question's misspelt form of a seed is
+        an alias of the seed, so an answer calling "Forest Gump" a recommendation is
+        caught like one calling "Forrest Gump (1994)" one."""
+        if not self.seeds or not question:
+            return
+        asked = [_fold(m.group()) for m in _WORD.finditer(question)]
+        for raw in self.seeds:
+            canon = norm(raw)
+            # as people write it: "The Matrix", not "Matrix, The (1999)"
+            target = " ".join(w for w in norm(display_title(raw).rsplit(" (", 1)[0]).split()
+                              if w not in _ARTICLES) or canon
+            n = target.count(" ") + 1
+            for size in {n - 1, n, n + 1} - {0}:
+                for i in range(len(asked) - size + 1):
+                    span = " ".join(asked[i : i + size])
+                    if span not in self.aliases and difflib.SequenceMatcher(None, span, target).ratio() >= SEED_MATCH:
+                        self.aliases[span] = canon
 
     def _rate(self, key: str, value: float) -> None:
         self.ratings.setdefault(key, set()).add(float(value))

@@ -51,20 +51,11 @@ and to an end user 该用户/用户1 is dropped.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from tastebud.agent.grounding import (
-    Grounding,
-    TitleIndex,
-    _fold,
-    cjk_key,
-    check_answer,
-    display_title,
-    norm,
-)
+from tastebud.agent.grounding import Grounding, TitleIndex, _fold, check_answer, cjk_key, norm
 from tastebud.agent.claim_facts import (
     DATA_ECHO_WORDS,
     Facts,
@@ -156,10 +147,6 @@ class ClaimReport:
         return out
 
 
-# how close the question's words must be to a seed title to name it (the
-# router's typo repair resolves seeds at the same ratio)
-SEED_MATCH = 0.85
-
 class ClaimChecker:
     """Checks a model's answer sentence by sentence against this turn's tool
     results (`results`: the list, or a callable giving it, since the
@@ -195,28 +182,9 @@ class ClaimChecker:
         key = sum(id(r) for r in results) + len(results)
         if self._cache is None or self._cache[0] != key or len(self._cache[1]) != len(results):
             facts = Facts.from_results(results)
-            self._alias_seed_as_asked(facts)
+            facts.alias_seeds_as_asked(self.question)
             self._cache = (key, results, facts)
         return self._cache[2]
-
-    def _alias_seed_as_asked(self, facts: Facts) -> None:
-        """"something like Forest Gump": the question's misspelt form of a seed is
-        an alias of the seed, so an answer calling "Forest Gump" a recommendation is
-        caught like one calling "Forrest Gump (1994)" one."""
-        if not facts.seeds or not self.question:
-            return
-        asked = [_fold(m.group()) for m in _WORD.finditer(self.question)]
-        for raw in facts.seeds:
-            canon = norm(raw)
-            # as people write it: "The Matrix", not "Matrix, The (1999)"
-            target = " ".join(w for w in norm(display_title(raw).rsplit(" (", 1)[0]).split()
-                              if w not in _ARTICLES) or canon
-            n = target.count(" ") + 1
-            for size in {n - 1, n, n + 1} - {0}:
-                for i in range(len(asked) - size + 1):
-                    span = " ".join(asked[i : i + size])
-                    if span not in facts.aliases and difflib.SequenceMatcher(None, span, target).ratio() >= SEED_MATCH:
-                        facts.aliases[span] = canon
 
     # ------------------------------------------------------------ titles in text
     def title_spans(self, text: str) -> list[tuple[int, int, str]]:
