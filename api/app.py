@@ -20,6 +20,7 @@ from tastebud.api.limits import BodyLimit
 from tastebud.api.routes import health, router
 from tastebud.api.services import Services
 from tastebud.home import open_home
+from tastebud.logmask import open_error_log
 from tastebud.settings import Settings, load_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,4 +66,5 @@ def create_app(settings: Settings | None = None, **parts: Any) -> FastAPI:
     api.include_router(health)
     api.add_middleware(BodyLimit, max_body_size=settings.api_max_body_bytes)
     api.add_middleware(AccessLog, logger=open_access_log(settings.home))  # added last: outermost
+    open_error_log(settings.home)  # tastebud's warnings and tracebacks, PII masked (tastebud/logmask.py)
     return api

@@ -103,7 +103,9 @@ def ingest(store: EventStore, key: ApiKey, objects: Sequence[Any], rules: ValueR
         claimed = _claimed_user(fields, objects[index])
         if claimed:
             users.add(claimed)
-        bad.append(QuarantinedRow("events", SOURCE, index, raw if rules.store_raw_text else pii.mask(raw), error, "jsonl"))
+        kept = rules.store_raw_text  # the reason may echo a field ("non-numeric rating '…'"): masked like the row
+        bad.append(QuarantinedRow("events", SOURCE, index, raw if kept else pii.mask(raw), error if kept else pii.mask(error),
+                                  "jsonl"))
         results[index] = {"index": index, "status": "rejected", "event_id": None, "reason": error}
     if user_key and users - {key.user_id}:
         raise PermissionDenied("a user key may post only its own user's events")

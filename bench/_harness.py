@@ -33,3 +33,16 @@ def run_in_home(args: Any, prefix: str, run: Callable[[Any, Path, Callable[..., 
     if args.json:
         print(json.dumps(result, indent=2))
     return result
+
+
+def old_profile_text(profile: dict, horizon: str) -> str:
+    """The text each profile vector was encoded from before profile vectors became
+    averages of item vectors (retrieval/profile_vectors.py): kept as the baseline
+    the refresh and embedding benches compare against."""
+    from tastebud import pii
+
+    h = profile[horizon]
+    tags = ", ".join(t["tag"] for t in h["tags"][:10])
+    titles = [i["title"] for i in h["top_items"][:5]]
+    liked = "; ".join(titles)
+    return pii.mask(f"Interests: {tags}. Liked: {liked}." if liked else f"Interests: {tags}.", keep=titles)

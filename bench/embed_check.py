@@ -31,7 +31,7 @@ from tastebud.profiles.interest import InterestConfig  # noqa: E402
 from tastebud.profiles.refresh import Refresher  # noqa: E402
 from tastebud.profiles.store import EventStore  # noqa: E402
 from tastebud.retrieval.embedder import OnnxEmbedder, SentenceTransformerEmbedder  # noqa: E402
-from tastebud.retrieval.recommender import profile_text  # noqa: E402
+from _harness import old_profile_text as profile_text  # noqa: E402  (bench/ is on sys.path)
 from tastebud.settings import load_settings  # noqa: E402
 
 

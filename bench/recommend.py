@@ -1,6 +1,6 @@
 """Recommendation latency and item-embedding throughput at ml-latest-small scale.
 
-    .venv/bin/python bench/recommend.py [DIR] [--users 200] [--items N] [--home PATH] [--profile] [--json]
+    .venv/bin/python bench/recommend.py [DIR] [--users 200] [--items N] [--home PATH] [--profile] [--ranker] [--json]
 
 1. A fresh temporary TASTEBUD_HOME (or --home, reused if it already holds the
    data): ingest DIR, refresh every profile without narratives (the profile
@@ -15,6 +15,9 @@
    the item-side build are reported separately (cold build, then a load of the
    on-disk item-side cache by a second service). p50/p95/max over the users;
    --profile adds a cProfile of the timed loop.
+4. --ranker: trains the learned ranker on the home's events (retrieval/ranker_train.py,
+   without semantic parts unless it is already trained) and times the same users with
+   it on (target p95 < 50 ms), after the blend's passes.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=0, help="throughput on the first N items only (0 = all)")
     parser.add_argument("--home", default=None, help="use (and keep) this home instead of a temporary one")
     parser.add_argument("--profile", action="store_true", help="cProfile the timed recommend loop")
+    parser.add_argument("--latency-only", action="store_true", help="skip the throughput part (it needs the torch backend)")
+    parser.add_argument("--ranker", action="store_true", help="also time recommendations with the learned ranker")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -86,16 +91,20 @@ def run(args, home: Path, say) -> dict:
     if args.items:
         items = items[: args.items]
     texts = [i.text_for_embedding() for i in items]
-    model = embedder.model
+    # raw: the backend's own encode of all texts at once (sentence-transformers' model.encode
+    # for torch; OnnxEmbedder.encode, tokenizer + session, for onnx)
+    model = getattr(embedder, "model", None)
+    raw_encode = (lambda t: model.encode(t, batch_size=embedder.batch_size, convert_to_numpy=True,
+                                         normalize_embeddings=True, show_progress_bar=False)) if model is not None \
+        else embedder.encode
     raw_runs, sync_runs = [], []
     scratch = tempfile.TemporaryDirectory(prefix="tastebud-bench-chroma-")
     try:
-        for round_ in range(2):
+        for round_ in range(0 if args.latency_only else 2):
             t = time.perf_counter()
-            model.encode(texts, batch_size=embedder.batch_size, convert_to_numpy=True, normalize_embeddings=True,
-                         show_progress_bar=False)
+            raw_encode(texts)
             raw_runs.append(len(texts) / (time.perf_counter() - t))
-            say(f"raw model.encode run {round_ + 1}: {raw_runs[-1]:.1f} items/s")
+            say(f"raw encode run {round_ + 1}: {raw_runs[-1]:.1f} items/s")
             if round_ == 0 and app.vectors.items.count() == 0:
                 target = app.vectors  # the home's real index
             else:
@@ -109,7 +118,7 @@ def run(args, home: Path, say) -> dict:
         scratch.cleanup()
     if app.vectors.items.count() < len(store.items_by_id()):
         app.vectors.sync_items(store.items_by_id().values())
-    result["throughput"] = {
+    result["throughput"] = None if args.latency_only else {
         "items": len(texts),
         "raw_encode_items_per_s": [round(r, 1) for r in raw_runs],
         "sync_items_items_per_s": [round(r, 1) for r in sync_runs],
@@ -167,10 +176,45 @@ def run(args, home: Path, say) -> dict:
     }
     say(f"recommend latency over {len(chosen)} users (ms): first pass {result['latency_ms']['first_pass']}, "
         f"second pass {result['latency_ms']['second_pass']}")
-    say(f"throughput ratio sync_items / raw encode: best {result['throughput']['ratio_best']}, "
-        f"mean {result['throughput']['ratio_mean']}")
+    if args.ranker:
+        result["ranker"] = ranker_latency(app, store, embedder, home, chosen, say)
+    if result["throughput"]:
+        say(f"throughput ratio sync_items / raw encode: best {result['throughput']['ratio_best']}, "
+            f"mean {result['throughput']['ratio_mean']}")
     app.close()
     return result
+
+
+def ranker_latency(app, store, embedder, home: Path, users: list, say) -> dict:
+    """The same users with the ranker on: train it if the home has none, then two passes."""
+    from tastebud.retrieval.ranker import RankerModel, ranker_dir
+    from tastebud.retrieval.ranker_train import train_for_store
+    from tastebud.retrieval.service import RecommendationService
+
+    folder = ranker_dir(home)
+    out: dict = {}
+    if not RankerModel.present(folder):
+        t = time.perf_counter()
+        model, info = train_for_store(store, app.settings, None, None, say)
+        model.save(folder)
+        out["train_s"] = round(time.perf_counter() - t, 1)
+        say(f"ranker trained in {out['train_s']} s: {info['training']}")
+    service = RecommendationService(store, app.vectors, app.settings.blend, embedder, ranker=folder)
+    t = time.perf_counter()
+    service.recommend(users[0], 10, source="bench")  # loads the model and the item side
+    out["first_request_s"] = round(time.perf_counter() - t, 2)
+    passes = []
+    for _ in range(2):
+        times = []
+        for user in users:
+            t = time.perf_counter()
+            rec = service.recommend(user, 10, source="bench")
+            times.append((time.perf_counter() - t) * 1000)
+        passes.append({"p50": round(pct(times, 50), 2), "p95": round(pct(times, 95), 2), "max": round(max(times), 2)})
+    out.update(users=len(users), first_pass=passes[0], second_pass=passes[1],
+               ranked=bool(rec.items) and "ranker_bias" in rec.items[0].parts)
+    say(f"recommend latency with the ranker over {len(users)} users (ms): {passes[0]}, second pass {passes[1]}")
+    return out
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Load test of `tastebud serve` from a second process on loopback.
 
     .venv/bin/python bench/serve.py [DIR] [--seconds 60] [--clients 4] [--batch 5] [--rate EVENTS_PER_S]
-                                    [--narratives] [--home PATH] [--json]
+                                    [--warmup 10] [--workers 1] [--narratives] [--home PATH] [--json]
 
 1. A fresh temporary TASTEBUD_HOME (or --home, reused if it already holds the
    data), set up with the CLI as an operator would: `tastebud ingest movielens
@@ -12,7 +12,9 @@
    background); chat phrasing is off (nothing here chats, and the model would
    take CPU from the server); the per-key rate limit is lifted, since every
    client here shares the one operator key.
-3. From this process, --clients threads (httpx) for --seconds: each loops
+3. From this process, --clients threads (httpx) for --warmup seconds (default
+   10: first touches of interest states and caches, not recorded) and then
+   --seconds (recorded): each loops
    posting a batch of --batch events (ratings, views, clicks of random items)
    for a random user, then reading recommendations (k=10) for another random
    user; as fast as they can (a saturating closed loop), or paced to --rate
@@ -91,6 +93,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=5, help="events per POST /v1/events")
     parser.add_argument("--rate", type=float, default=0.0, help="events/s of all clients together (0 = as fast as they can)")
     parser.add_argument("--narratives", action="store_true", help="let the server write narratives in the background")
+    parser.add_argument("--warmup", type=float, default=10.0,
+                        help="seconds of the same load before anything is recorded (interest states, caches)")
+    parser.add_argument("--workers", type=int, default=1, help="`tastebud serve --workers`")
     parser.add_argument("--home", default=None, help="use (and keep) this home instead of a temporary one")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -123,7 +128,7 @@ def setup(args, home: Path, say) -> dict:
 class Server:
     """`tastebud serve` as a subprocess; its log goes to a file in the home."""
 
-    def __init__(self, home: Path, narratives: bool):
+    def __init__(self, home: Path, narratives: bool, workers: int = 1):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
@@ -131,7 +136,8 @@ class Server:
                    TASTEBUD_API_RATE_LIMIT_PER_S="1000000", TASTEBUD_API_RATE_BURST="1000000")
         self.log_path = home / "bench-serve.log"
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([TASTEBUD, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+        self.proc = subprocess.Popen([TASTEBUD, "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                                      "--workers", str(workers)],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 180.0) -> float:
@@ -178,6 +184,13 @@ class Load:
         self.versions_changed = 0
         self.n = 0
         self.run_id = f"{int(time.time()):x}"  # event ids unique across runs on one --home
+
+    def reset(self) -> None:
+        """Forget what was measured so far (the end of the warm-up)."""
+        with self.lock:
+            self.post_ms, self.rec_ms, self.dislike_ms, self.background_ms, self.ryw_ms = [], [], [], [], []
+            self.accepted, self.versions_changed = 0, 0
+            self.errors, self.error_samples = {}, []
 
     def client(self):
         import httpx
@@ -329,14 +342,14 @@ def movie_ids(data: str) -> list[str]:
 def run(args, home: Path, say) -> dict:
     result: dict = {"data": args.data, "home": str(home) if args.home else "temporary", "seconds": args.seconds,
                     "clients": args.clients, "batch": args.batch, "rate": args.rate or "unpaced",
-                    "narratives": args.narratives}
+                    "narratives": args.narratives, "warmup_s": args.warmup, "workers": args.workers}
     setup_info = setup(args, home, say)
     key = setup_info.pop("key")
     result["setup_s"] = setup_info
     users = [str(u) for u in range(1, 611)]
     items = movie_ids(args.data)
 
-    server = Server(home, args.narratives)
+    server = Server(home, args.narratives, args.workers)
     exit_code = None
     try:
         result["server_ready_s"] = round(server.wait_ready(), 1)
@@ -346,9 +359,12 @@ def run(args, home: Path, say) -> dict:
         threads = [threading.Thread(target=load.run_client, args=(i,), name=f"client-{i}") for i in range(args.clients)]
         threads += [threading.Thread(target=load.run_probe, args=(probe, home / "tastebud.db", 1000 + i), name=probe.__name__)
                     for i, probe in enumerate(load.probes())]
-        started = time.perf_counter()
         for t in threads:
             t.start()
+        if args.warmup > 0:  # the same load, unrecorded: a server's steady state, not its first touches
+            load.stop.wait(args.warmup)
+            load.reset()
+        started = time.perf_counter()
         load.stop.wait(args.seconds)
         load.stop.set()
         for t in threads:
@@ -437,7 +453,8 @@ def baselines(home: Path, users: list[str], items: list[str], batch: int, n_recs
 def report(result: dict, say) -> None:
     lat, fresh, base = result["latency_ms"], result["freshness_ms"], result["baseline"]
     say(f"\n{result['clients']} clients for {result['seconds']:.0f} s, {result['batch']} events per POST, "
-        f"rate {result['rate']}, narratives {'on' if result['narratives'] else 'off'}")
+        f"rate {result['rate']}, narratives {'on' if result['narratives'] else 'off'}, "
+        f"{result['workers']} worker(s), recorded after {result['warmup_s']:.0f} s of warm-up")
     say(f"server ready in {result['server_ready_s']} s, graceful shutdown in {result['server_shutdown_s']} s")
     say(f"events accepted: {result['events_accepted']:,} ({result['events_per_s']} events/s)")
     for name, s in (("POST /v1/events", lat["post_events"]), ("GET recommendations", lat["recommendations"]),

@@ -140,9 +140,9 @@ def refresh(
         chosen = chosen[:limit]
     if not chosen:
         # nothing lags, but a refresh killed before its profile vectors were stored
-        # left a marker: this run stores them (unchanged texts are skipped by hash)
+        # left a marker: this run stores them (unchanged ones are skipped by hash)
         repaired = refresher.refresh([], narratives=False).hooks
-        repaired = {k: repaired[k] for k in ("repaired_interrupted_runs", "encoded") if k in repaired} \
+        repaired = {k: repaired[k] for k in ("repaired_interrupted_runs", "written") if k in repaired} \
             if repaired.get("repaired_interrupted_runs") else {}
         if as_json:
             print_json({"users": 0, **({"retention": {k: v for k, v in retention.items() if k != "rebuilt_users"}}
@@ -150,7 +150,7 @@ def refresh(
                         **({"repaired_vectors": repaired} if repaired else {})})
         else:
             if repaired:
-                console.print(f"an interrupted refresh was finished: {repaired['encoded']:,} profile texts encoded")
+                console.print(f"an interrupted refresh was finished: {repaired['written']:,} profile vectors stored")
             console.print("all profiles are up to date")
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -16,16 +16,23 @@ app.add_typer(eval_app, name="eval")
 
 @app.command("index")
 def index(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Embed catalog items into Chroma (only new or changed texts are encoded)."""
+    """Embed catalog items into Chroma (only new or changed texts are encoded), then
+    bring every profile's vectors (averages of its items' vectors) up to date."""
     from tastebud.cli.render import console, err_console, print_json
+    from tastebud.profiles.versions import ProfileRepository
+    from tastebud.retrieval.profile_vectors import store_all_profile_vectors
     from tastebud.retrieval.service import sync_item_vectors
 
+    app_ = State.app()
     with err_console.status("embedding catalog items"):
-        report = sync_item_vectors(State.app().store, State.app().vectors)
+        report = sync_item_vectors(app_.store, app_.vectors)
+    with err_console.status("profile vectors"):
+        profiles = store_all_profile_vectors(app_.vectors, ProfileRepository(app_.store).current_profiles())
     if as_json:
-        print_json(report.as_dict())
+        print_json({**report.as_dict(), "profiles": profiles})
     else:
         console.print(f"items: {report.as_dict()}")
+        console.print(f"profile vectors: {profiles['written']:,} written, {profiles['unchanged']:,} unchanged")
 
 
 @app.command("recommend")
@@ -96,6 +103,41 @@ def why(
         console.print(f"  • {sentence}")
 
 
+@app.command("train-ranker")
+def train_ranker(
+    semantic: bool = typer.Option(True, "--semantic/--no-semantic", help="Train with the semantic parts (loads the model)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train the learned ranker on this home's events; `recommend` uses it (setting ranker=auto)."""
+    from tastebud.cli.render import console, err_console, print_json
+    from tastebud.retrieval.ranker import ranker_dir
+    from tastebud.profiles.interest import InterestConfig
+    from tastebud.retrieval.offline import TastebudScorer
+    from tastebud.retrieval.ranker_train import train_for_store
+    from tastebud.retrieval.service import _item_vectors
+
+    app_ = State.app()
+    vectors = app_.vectors if semantic else None
+    with err_console.status("training the ranker") as status:
+        items = sorted(app_.store.items_by_id())
+        item_vectors = _item_vectors(vectors, items) if vectors is not None else None
+        interest = InterestConfig.from_settings(app_.settings)
+        model, info = train_for_store(
+            app_.store, lambda: TastebudScorer(dict(app_.settings.blend), interest, app_.encoder if semantic else None,
+                                               "ranker-base", item_vectors),
+            semantic, say=lambda msg: status.update(msg[:100]))
+        folder = ranker_dir(app_.settings.home)
+        model.save(folder)
+    out = {"saved_to": str(folder), "training": info["training"], "seconds": info["train_seconds"],
+           "used": app_.settings.ranker == "auto"}
+    if as_json:
+        print_json(out)
+        return
+    console.print(f"ranker saved to {folder} ({info['training']['rows']:,} rows, "
+                  f"{info['training']['users_with_positive_candidate']} users, {info['train_seconds']} s)"
+                  + ("" if out["used"] else "; the setting ranker=off keeps the blend"))
+
+
 PROTOCOL_HELP = "warm, cold-items, cold-users or all (repeatable); see docs/design.md#evaluation-protocol."
 
 
@@ -114,7 +156,8 @@ def _protocols(values: Optional[list[str]]) -> tuple[str, ...]:
 
 
 def _run_eval(source: dict, fit: bool, narratives: bool, semantic: bool, as_json: bool, protocol: Optional[list[str]],
-              resamples: int, seed: int, bootstrap_seed: int, sample_users: int, output: Optional[Path]) -> None:
+              resamples: int, seed: int, bootstrap_seed: int, sample_users: int, output: Optional[Path],
+              ranker: bool = True) -> None:
     from tastebud.cli.render import console, err_console, print_json
     from tastebud.retrieval.offline import run_eval
     from tastebud.settings import write_setting
@@ -126,7 +169,7 @@ def _run_eval(source: dict, fit: bool, narratives: bool, semantic: bool, as_json
         result = run_eval(source.get("directory"), app_.settings, embedder, narratives=narratives, fit=fit,
                           log=lambda msg: status.update(msg[:100]), events=source.get("events"),
                           catalog=source.get("catalog"), protocols=protocols, resamples=resamples, seed=seed,
-                          bootstrap_seed=bootstrap_seed, cold_user_sample=sample_users or None)
+                          bootstrap_seed=bootstrap_seed, cold_user_sample=sample_users or None, ranker=ranker)
     if fit:
         path = write_setting(app_.settings, "blend", result["fitted_blend"])
         result["fitted_blend_written_to"] = str(path)
@@ -168,7 +211,8 @@ def _render_eval(result: dict, console) -> None:
                 console.print(f"  {pair}: NDCG@10 {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({verdict})")
 
     if "tastebud" in result:
-        rows = [("tastebud", result["tastebud"])] + [(n, m) for n, m in result.get("baselines", {}).items()]
+        rows = [("tastebud", result["tastebud"])] + ([("ranker", result["ranker"])] if "ranker" in result else [])
+        rows += [(n, m) for n, m in result.get("baselines", {}).items()]
         rows += [(f"  {n}", m) for n, m in result.get("ablations", {}).items()]
         show(f"warm ({result['protocol']['eval_users']} users, k=10, {result['narratives']})", rows,
              result.get("comparisons", {}))
@@ -196,6 +240,7 @@ _SEED = typer.Option(0, "--seed", help="Seed of the cold protocols' samples (hel
 _BOOT_SEED = typer.Option(20260115, "--bootstrap-seed", help="Seed of the bootstrap resampling.")
 _SAMPLE = typer.Option(200, "--sample-users", help="Users sampled for the cold-user protocol (0 = all).")
 _OUTPUT = typer.Option(None, "--output", "-o", help="Also write the JSON result to this file.")
+_RANKER = typer.Option(True, "--ranker/--no-ranker", help="Also train (on validation) and evaluate the learned ranker.")
 
 
 @eval_app.command("movielens")
@@ -204,10 +249,11 @@ def eval_movielens(
     fit: bool = _FIT, narratives: bool = _NARRATIVES, semantic: bool = _SEMANTIC, as_json: bool = _JSON,
     protocol: Optional[list[str]] = _PROTOCOL, resamples: int = _RESAMPLES, seed: int = _SEED,
     bootstrap_seed: int = _BOOT_SEED, sample_users: int = _SAMPLE, output: Optional[Path] = _OUTPUT,
+    ranker: bool = _RANKER,
 ) -> None:
-    """The protocol of docs/design.md#evaluation-protocol: tastebud vs Pop, ItemKNN, EASE, plus ablations."""
+    """The protocol of docs/design.md#evaluation-protocol: tastebud vs Pop, ItemKNN, EASE, the ranker, plus ablations."""
     _run_eval({"directory": directory}, fit, narratives, semantic, as_json, protocol, resamples, seed,
-              bootstrap_seed, sample_users, output)
+              bootstrap_seed, sample_users, output, ranker)
 
 
 @eval_app.command("events")
@@ -217,7 +263,8 @@ def eval_events(
     fit: bool = _FIT, narratives: bool = _NARRATIVES, semantic: bool = _SEMANTIC, as_json: bool = _JSON,
     protocol: Optional[list[str]] = _PROTOCOL, resamples: int = _RESAMPLES, seed: int = _SEED,
     bootstrap_seed: int = _BOOT_SEED, sample_users: int = _SAMPLE, output: Optional[Path] = _OUTPUT,
+    ranker: bool = _RANKER,
 ) -> None:
     """The same protocols on any events file plus catalog, ingested into a fresh temporary store."""
     _run_eval({"events": events, "catalog": catalog}, fit, narratives, semantic, as_json, protocol, resamples, seed,
-              bootstrap_seed, sample_users, output)
+              bootstrap_seed, sample_users, output, ranker)

@@ -124,7 +124,8 @@ class Ingestor:
                         self._flush_events(good, bad, report)
                     continue
             error = error or "unreadable row"
-            bad.append(quarantine.row(line_no, raw if self.rules.store_raw_text else pii.mask(raw), error))
+            raw_kept = self.rules.store_raw_text  # a reason may echo a field ("unparsable timestamp '…'")
+            bad.append(quarantine.row(line_no, raw if raw_kept else pii.mask(raw), error if raw_kept else pii.mask(error)))
             reasons[_reason_kind(error)] += 1
             if len(good) + len(bad) >= batch_size:
                 self._flush_events(good, bad, report)

@@ -202,12 +202,32 @@ def is_negative(event: Event) -> bool:
     return event.type in NEGATIVE_TYPES or (event.type == "rating" and event.value is not None and event.value <= LOW_RATING)
 
 
+_ITEM_TAGS: dict[tuple[tuple[str, ...], tuple[str, ...]], list[tuple[str, float]]] = {}
+
+
+def _item_tags(item: Item) -> list[tuple[str, float]]:
+    """event_tags of an event without text: the item's own, the same for every
+    event on it (memoised by value: a full refresh asks for them 100,000 times)."""
+    key = (item.categories, item.tags)
+    got = _ITEM_TAGS.get(key)
+    if got is None:
+        if len(_ITEM_TAGS) >= 100_000:
+            _ITEM_TAGS.clear()
+        seen: dict[str, float] = {}
+        for tag, factor in [(c, 1.0) for c in item.categories] + [(t, ITEM_TAG_FACTOR) for t in item.tags]:
+            seen[tag] = max(seen.get(tag, 0.0), factor)
+        got = _ITEM_TAGS[key] = list(seen.items())
+    return got
+
+
 def event_tags(event: Event, item: Item | None) -> list[tuple[str, float]]:
     """(tag, factor) pairs an event speaks for."""
     out: list[tuple[str, float]] = []
     if is_statement(event):
         stated = pii.remove(event.text.strip())
         return [(stated, 1.0)] if stated else []
+    if item is not None and not (event.text and event.type in ("tag", "review", "search")):
+        return _item_tags(item)
     if item is not None:
         out.extend((c, 1.0) for c in item.categories)
         out.extend((t, ITEM_TAG_FACTOR) for t in item.tags)

@@ -137,12 +137,28 @@ class Refresher:
         evs = [_row_event(r) for r in rows]  # the store's reading: fields of unusable types read as unknown
         return evs, max((r.seq for r in rows), default=0)
 
-    def compute(self, user_id: str, items: dict | None = None) -> tuple[dict[str, Any], int]:
-        """The computed half of a user's profile and the last event seq it covers."""
+    def _events_of(self, users: Sequence[str]) -> dict[str, tuple[list[Event], int]]:
+        """_events for a chunk of users in one query (a round trip per user cost a
+        fifth of a full refresh)."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(events).where(events.c.user_id.in_(list(users)))
+                                .order_by(events.c.user_id, events.c.ts, events.c.seq)).all()
+        out: dict[str, tuple[list[Event], int]] = {u: ([], 0) for u in users}
+        for r in rows:
+            evs, last = out[r.user_id]
+            evs.append(_row_event(r))
+            if r.seq > last:
+                out[r.user_id] = (evs, r.seq)
+        return out
+
+    def compute(self, user_id: str, items: dict | None = None,
+                read: tuple[list[Event], int] | None = None) -> tuple[dict[str, Any], int]:
+        """The computed half of a user's profile and the last event seq it covers
+        (`read`: the user's events and last seq, when the caller read them)."""
         if self.incremental is not None and items is not None:
             profile, last_seq = self.incremental.profile(self.store, user_id, items, self.config)
         else:
-            evs, last_seq = self._events(user_id)
+            evs, last_seq = read if read is not None else self._events(user_id)
             if items is None:
                 items = self.store.items_by_id({e.item_id for e in evs if e.item_id})
             profile = build_interest_profile(user_id, evs, items, self.config, last_seq)
@@ -191,8 +207,10 @@ class Refresher:
                         report: RefreshReport, renarrate: AbstractSet[str] = frozenset()) -> None:
         for offset in range(0, len(users), self.chunk_size):
             chunk = users[offset : offset + self.chunk_size]
-            computed = [self.compute(u, items) for u in chunk]
-            previous = [self.repo.latest(u) for u in chunk]
+            read = self._events_of(chunk) if self.incremental is None or items is None else {}
+            computed = [self.compute(u, items, read.get(u)) for u in chunk]
+            latest = self.repo.latest_many(chunk)
+            previous = [latest[u] for u in chunk]
             to_write: list[int] = []
             finals: list[tuple[dict[str, Any], int, str]] = []
             for i, ((data, seq), prev) in enumerate(zip(computed, previous)):

@@ -487,3 +487,13 @@ def _make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def default_cache_dir(store: EventStore) -> Path | None:
+    """Where a home's caches live (the item side, the local copy of profile vectors):
+    next to a SQLite database; None (no disk cache) for other engines or in-memory.
+    Here rather than in retrieval.service, so `tastebud forget` finds it without scipy."""
+    url = store.engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).expanduser().resolve().parent / "cache"

@@ -82,6 +82,27 @@ class ProfileRepository:
                 row = self._fallback(conn, user_id)
         return json.loads(row.data) if row else None
 
+    def latest_many(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """latest() for a chunk of users in two queries (a full refresh asked once per user)."""
+        users = list(dict.fromkeys(user_ids))
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(profile_versions.c.user_id, profile_versions.c.data)
+                .select_from(profile_versions.join(
+                    profile_heads,
+                    and_(profile_heads.c.user_id == profile_versions.c.user_id,
+                         profile_heads.c.version == profile_versions.c.version),
+                ))
+                .where(profile_heads.c.user_id.in_(users))
+            ).all()
+            out: dict[str, dict[str, Any] | None] = {r.user_id: json.loads(r.data) for r in rows}
+            headless = [u for u in users if u not in out]
+            odd = set(conn.execute(select(profile_heads.c.user_id).where(profile_heads.c.user_id.in_(headless)))
+                      .scalars()) if headless else set()
+        for user in headless:  # no head: no profile; a head without its version: the fallback read
+            out[user] = self.latest(user) if user in odd else None
+        return out
+
     @staticmethod
     def _fallback(conn: Any, user_id: str) -> Any:
         """The newest stored version when the head points at one that is not stored

@@ -18,8 +18,10 @@ from tastebud.retrieval.evaluation import (
     ModelRun, Split, TrainData, evaluate_model, run_model, split_events, train_data_from, validation_split,
 )
 from tastebud.retrieval.recommender import (
-    PARTS, ItemSide, Recommender, UserContext, interaction_matrix, profile_text, single_threaded_blas,
+    COLD_KEY, COLD_POPULARITY, PARTS, ItemSide, Recommender, UserContext, history_length, interaction_matrix,
 )
+from tastebud.retrieval.blas import single_threaded_blas
+from tastebud.retrieval.profile_vectors import vectors_from_matrix
 
 if TYPE_CHECKING:
     from tastebud.profiles.events import Event
@@ -71,11 +73,9 @@ class TastebudScorer:
             self.profiles[u] = build_interest_profile(u, train.events.get(u, []), catalog, self.interest).computed()
             self.vectors[u] = {}
             self._parts_cache.pop(u, None)
-        if self.embedder is not None and users:
-            texts = [profile_text(self.profiles[u], h) for u in users for h in ("long_term", "short_term")]
-            vecs = self.embedder.encode(texts)
-            for i, u in enumerate(users):
-                self.vectors[u] = {"long": vecs[2 * i], "short": vecs[2 * i + 1]}
+        if self.item_vectors is not None:  # as production derives them (retrieval/profile_vectors.py)
+            for u in users:
+                self.vectors[u] = vectors_from_matrix(self.profiles[u], train.item_index, self.item_vectors)
 
     def refold(self, train: TrainData, users: Sequence[str]) -> "TastebudScorer":
         """Give `users` the histories they have in `train` (profiles rebuilt as refresh
@@ -101,6 +101,7 @@ class TastebudScorer:
             if near is not None:
                 parts["dislike_similarity"] = near
             parts["_blocked"] = mask
+            parts["_history"] = np.array(history_length(ctx.events))
             self._parts_cache[user] = parts
         return self._parts_cache[user]
 
@@ -108,7 +109,7 @@ class TastebudScorer:
         out = np.zeros((len(user_ids), len(self.train.items)), dtype=np.float64)
         for row, user in enumerate(user_ids):
             parts = self._parts(user)
-            total = self.recommender.total(parts)
+            total = self.recommender.total(parts, self.recommender.blend_for(int(parts["_history"])))
             out[row] = np.where(parts["_blocked"], -np.inf, total)
         return out
 
@@ -116,15 +117,16 @@ class TastebudScorer:
 def fit_blend(scorer: TastebudScorer, split: Split, log: Callable[[str], None] | None = None) -> dict[str, float]:
     """Coordinate ascent over a small grid of each part's weight, on NDCG@10."""
     scorer.fit(split.train)
-    best = dict(scorer.blend)
+    best = {COLD_KEY: COLD_POPULARITY, **scorer.blend}
     best_ndcg = evaluate_model(scorer.with_blend(best, "fit"), split, fit=False)["ndcg@10"]
     grid = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+    cold_grid = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)  # the short-history popularity backoff (Recommender.blend_for)
     for _round in range(2):
         improved = False
-        for part in PARTS:
-            for value in grid:
+        for part in (*PARTS, COLD_KEY):
+            for value in (cold_grid if part == COLD_KEY else grid):
                 trial = {**best, part: value}
-                if all(v == 0 for v in trial.values()) or trial == best:
+                if all(trial.get(p, 0) == 0 for p in PARTS) or trial == best:
                     continue
                 ndcg = evaluate_model(scorer.with_blend(trial, "fit"), split, fit=False)["ndcg@10"]
                 if ndcg > best_ndcg + 1e-5:
@@ -416,12 +418,14 @@ def run_eval(
     events: str | Path | None = None, catalog: str | Path | None = None,
     protocols: Sequence[str] = ("warm",), resamples: int = bp.DEFAULT_RESAMPLES, seed: int = 0,
     bootstrap_seed: int = bp.DEFAULT_SEED, cold_user_sample: int | None = 200, cold_item_fraction: float = 0.1,
+    ranker: bool = True,
 ) -> dict[str, Any]:
     """Ingest into a fresh temporary home, split, and evaluate everything on that split.
 
     directory: a MovieLens folder; or events (+ catalog): files in the formats `tastebud ingest`
     reads. protocols: any of PROTOCOLS. seed: the cold protocols' samples; bootstrap_seed: the
-    resampling of users for the intervals."""
+    resampling of users for the intervals. ranker: also train the learned ranker on a validation
+    split of the training data (retrieval/ranker_train.py) and evaluate it (warm protocol)."""
     from tastebud.retrieval.baselines import default_baselines
 
     unknown = set(protocols) - set(PROTOCOLS)
@@ -469,15 +473,28 @@ def run_eval(
             for m in base_models:
                 runs.append(run_model(m, split))
                 say(f"{m.name}: {_clean(runs[-1].summary())}")
+        if ranker:
+            from tastebud.retrieval.ranker_train import ranker_run
+
+            try:
+                run, info = ranker_run(split, scorer, lambda: TastebudScorer(blend, interest, embedder, "ranker-base",
+                                                                            scorer.item_vectors), say)
+                runs.append(run)
+                result["protocol"]["models"]["ranker"] = {"class": "RankerScorer", **info}
+                say(f"ranker: {_clean(run.summary())}")
+            except ValueError as exc:  # too little data to learn from: say so, keep the rest
+                result["protocol"]["models"]["ranker"] = {"class": "RankerScorer", "skipped": str(exc)}
         ablation_runs = []
         if ablations:
             for name, override in ABLATIONS.items():
                 ablation_runs.append(run_model(scorer.with_blend({**blend, **override}, name), split, fit=False))
                 say(f"{name}: {_clean(ablation_runs[-1].summary())}")
         table = _table(runs + ablation_runs, p, (("tastebud", "ease"), ("tastebud", "pop"), ("tastebud", "itemknn"),
-                                                 ("tastebud", "no_semantic")))
+                                                 ("tastebud", "no_semantic"), ("ranker", "tastebud"), ("ranker", "ease")))
         models = table["models"]
         result["tastebud"] = models["tastebud"]
+        if "ranker" in models:
+            result["ranker"] = models["ranker"]
         if baselines:
             result["baselines"] = {m.name: models[m.name] for m in base_models}
         if ablations:

@@ -3,7 +3,7 @@
 
 The stores are passed in by the composition root: the event store (events,
 profiles, log, queue, keys, quarantine: `tastebud.profiles.erasure`), the
-vector store (profile vectors), the local copy of profile vectors, the saved
+vector store (profile vectors), the saved
 chat sessions (a `SessionFiles`), the home's log files, and callbacks that drop
 what a running process holds in memory. Forgetting is idempotent: every step
 removes what is left, so an interrupted forget is finished by running it again.
@@ -26,8 +26,6 @@ from tastebud.profiles.migrations import api_keys, quarantine, rec_items, rec_re
 from tastebud.profiles.optout import opt_out_record, record_opt_out, remove_opt_out
 from tastebud.profiles.store import EventStore
 from tastebud.profiles.versions import ProfileRepository
-from tastebud.retrieval.profile_vector_cache import FILENAME as PROFILE_COPY_FILE, ProfileVectorCache
-from tastebud.retrieval.vectors import HORIZONS, profile_id
 from tastebud.retrieval.why import render_why
 from tastebud.timefmt import iso_or_none
 
@@ -51,7 +49,6 @@ def export_schema() -> dict[str, Any]:
 class Privacy:
     store: EventStore
     vectors: Callable[[], Any]  # the VectorStore, opened only when called
-    cache_dir: Path | None  # where the local copy of profile vectors lives
     home: Path
     sessions: SessionFiles
     forgotten_hooks: Sequence[Callable[[str], None]] = field(default_factory=tuple)  # in-memory caches
@@ -66,9 +63,6 @@ class Privacy:
         for hook in self.forgotten_hooks:
             hook(user_id)
         others = {"profile_vectors": self.vectors().erase_user(user_id)}
-        if self.cache_dir is not None:
-            copy = ProfileVectorCache(self.cache_dir / PROFILE_COPY_FILE)
-            others["profile_vector_copy"] = copy.delete([profile_id(user_id, h) for h in HORIZONS])
         others["chat_sessions"] = self.sessions.erase(user_id)
         others["log_lines"] = scrub_logs(self.home / "logs", user_id)
         add_to_latest_erasure(self.store, user_id, others)
@@ -79,7 +73,7 @@ class Privacy:
     # ------------------------------------------------------------------ opt-out
     def drop_profiles(self, user_ids: Sequence[str]) -> dict[str, int]:
         """Remove the users' profiles from every store (versions, heads, narrative-queue
-        rows, profile vectors in Chroma and the local copy, what memory holds), keeping
+        rows, profile vectors in Chroma, what memory holds), keeping
         their events and keys: opted-out users, and users left without events by
         retention. Idempotent. Returns what went, per store."""
         users = sorted(set(user_ids))
@@ -91,9 +85,6 @@ class Privacy:
                 hook(user)
         vectors = self.vectors()
         removed["profile_vectors"] = sum(vectors.erase_user(u) for u in users)
-        if self.cache_dir is not None:
-            copy = ProfileVectorCache(self.cache_dir / PROFILE_COPY_FILE)
-            removed["profile_vector_copy"] = copy.delete([profile_id(u, h) for u in users for h in HORIZONS])
         return removed
 
     def opt_out(self, user_id: str, requested_by: str) -> dict[str, Any]:

@@ -4,10 +4,8 @@ deterministic "why" rendering support staff and the agent rely on."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -15,13 +13,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastebud import pii
-from tastebud.profiles.store import EventStore
+from tastebud.profiles.store import EventStore, default_cache_dir  # noqa: F401  (default_cache_dir re-exported)
 from tastebud.profiles.versions import ProfileRepository
-from tastebud.retrieval.profile_vector_cache import FILENAME as PROFILE_COPY_FILE, ProfileVectorCache
+from tastebud.retrieval.profile_vectors import vectors_from_matrix
 from tastebud.retrieval.reclog import Recommendation, RecommendationLog
 from tastebud.retrieval.recommender import (INTERACTION_COLUMNS, RECOMMENDER_PARAMS, ItemSide, Recommender, UserContext,
-                                            interaction_matrix_from_rows, profile_text)
-from tastebud.retrieval.vectors import vector_content_hash
+                                            interaction_matrix_from_rows)
 from tastebud.errors import InputError, NotFoundError
 from tastebud.retrieval.why import CATEGORY_ZH, EVENT_TYPE_ZH, render_why, render_why_zh, tag_zh  # noqa: F401  (re-exported)
 
@@ -66,25 +63,26 @@ def build_item_side(store: EventStore, vectors: Any | None, catalog: Mapping[str
     return _build_item_side(store, vectors, catalog if catalog is not None else store.items_by_id())[0]
 
 
-def item_side_fingerprint(store: EventStore, catalog: Mapping[str, Any], embedder_name: str | None) -> str:
+def item_side_fingerprint(store: EventStore, catalog: Mapping[str, Any] | None, embedder_name: str | None) -> str:
     """What an item side with a vector for every catalog item is a function of:
     every event (append-only, so the max seq and the count), the catalog's texts,
     and the embedder that made the vectors (an item's vector is a function of its
     text and the model, so Chroma need not be asked). A side with items not
-    indexed yet also depends on how many item vectors exist: cached_item_side adds that."""
+    indexed yet also depends on how many item vectors exist: cached_item_side adds that.
+    `catalog`: a LazyCatalog (its digest of the raw rows: no Item is built), any
+    other mapping of Items, or None (the store's catalog, read raw)."""
     from sqlalchemy import func, select
 
+    from tastebud.profiles.catalog import LazyCatalog, items_digest, read_catalog
     from tastebud.profiles.migrations import events
 
+    if catalog is None:
+        catalog = read_catalog(store)
+    digest = catalog.digest() if isinstance(catalog, LazyCatalog) else items_digest(catalog)
     with store.engine.connect() as conn:
         max_seq, n_events = conn.execute(select(func.max(events.c.seq), func.count())).one()
     h = hashlib.sha256()
-    h.update(f"{ITEM_SIDE_FORMAT}|{RECOMMENDER_PARAMS}|{max_seq}|{n_events}|".encode())
-    for iid in sorted(catalog):
-        item = catalog[iid]
-        h.update(json.dumps([iid, item.title, item.description, list(item.categories), list(item.tags)],
-                            ensure_ascii=False).encode("utf-8", "surrogatepass"))
-    h.update(f"|{embedder_name or '-'}".encode())
+    h.update(f"{ITEM_SIDE_FORMAT}|{RECOMMENDER_PARAMS}|{max_seq}|{n_events}|{digest}|{embedder_name or '-'}".encode())
     return h.hexdigest()[:24]
 
 
@@ -159,7 +157,9 @@ def cached_item_side(store: EventStore, vectors: Any, cache_dir: Path | None, em
             resolved.append(vectors() if callable(vectors) else vectors)
         return resolved[0]
 
-    catalog = store.items_by_id()
+    from tastebud.profiles.catalog import read_catalog
+
+    catalog = read_catalog(store)  # Items are made only when asked for (titles of the results, a category mask)
     if cache_dir is None:
         return _build_item_side(store, resolve(), catalog)[0]
     if vectors is None:
@@ -188,126 +188,23 @@ def cached_item_side(store: EventStore, vectors: Any, cache_dir: Path | None, em
     return side
 
 
-def default_cache_dir(store: EventStore) -> Path | None:
-    """Next to a SQLite database; None (no disk cache) for other engines or in-memory."""
-    url = store.engine.url
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    return Path(url.database).expanduser().resolve().parent / "cache"
-
-
 def sync_item_vectors(store: EventStore, vectors: Any) -> Any:
     return vectors.sync_items(store.items_by_id().values())
 
 
-class ProfileVectorSync:
-    """The refresher hook that keeps profile vectors current, batched across users: new
-    versions are buffered between `begin()` and `flush()` (the Refresher calls them around
-    every run) and encoded `batch_users` at a time (one encode call sorts all their texts
-    by length, so batches pad less). Outside a run (a wrapped hook, as the live workers
-    use it) each call syncs at once. `vectors`: the VectorStore or a function
-    returning it (Chroma is opened, and the model loaded, only when a flush must encode).
-    `figures` says what was done: texts encoded and skipped, seconds encoding and syncing."""
-
-    def __init__(self, vectors: Any, copy: ProfileVectorCache | None = None, batch_users: int = 1024,
-                 runs_dir: Path | None = None, current_profiles: Callable[[], Iterable[Mapping[str, Any]]] | None = None):
-        """runs_dir: where each buffering run leaves a marker until its flush is done;
-        current_profiles: every user's current profile. A run killed between saving
-        profiles and flushing their vectors leaves its marker, and the next run first
-        re-syncs every current profile (unchanged texts are skipped by content hash),
-        so rerunning an interrupted refresh is enough to fill the missing vectors."""
-        self._vectors = vectors
-        self.copy = copy
-        self.batch_users = max(1, batch_users)
-        self.pending: list[Mapping[str, Any]] = []
-        self.buffering = False
-        self.runs_dir = runs_dir
-        self.current_profiles = current_profiles
-        self._marker: Path | None = None
-        self.figures = {"encoded": 0, "unchanged": 0, "encode_s": 0.0, "sync_s": 0.0}
-
-    def begin(self) -> None:
-        self.buffering = True
-        if self.runs_dir is None:
-            return
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        dead = [m for m in self.runs_dir.glob("run-*") if not _pid_alive(m.name.removeprefix("run-"))]
-        if dead and self.current_profiles is not None:
-            self.figures["repaired_interrupted_runs"] = len(dead)
-            for profile in self.current_profiles():
-                self([profile])
-        for m in dead:
-            m.unlink(missing_ok=True)
-        self._marker = self.runs_dir / f"run-{os.getpid()}"
-        self._marker.touch()
-
-    def __call__(self, profiles: Sequence[Mapping[str, Any]]) -> None:
-        self.pending.extend(profiles)
-        if not self.buffering or len(self.pending) >= self.batch_users:
-            self._sync()
-
-    def flush(self) -> dict[str, Any]:
-        """Sync what is buffered, stop buffering, and return the figures so far."""
-        self.buffering = False
-        self._sync()
-        if self._marker is not None:  # this run's vectors are all stored
-            self._marker.unlink(missing_ok=True)
-            self._marker = None
-        out = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.figures.items()}
-        if not callable(self._vectors) and self._vectors is not None:
-            embedder = self._vectors.embedder
-            out["embedder"] = embedder.name
-            if getattr(embedder, "load_seconds", None) is not None:
-                out["model_load_s"] = round(embedder.load_seconds, 3)
-        return out
-
-    def _sync(self) -> None:
-        import time
-
-        if self.pending:
-            if callable(self._vectors):
-                self._vectors = self._vectors()
-            profiles, self.pending = self.pending, []
-            col = self._vectors.profiles
-            before, t0 = col.encode_seconds, time.perf_counter()
-            report = sync_profile_vectors(self._vectors, profiles, self.copy)
-            self.figures["sync_s"] += time.perf_counter() - t0
-            self.figures["encode_s"] += col.encode_seconds - before
-            self.figures["encoded"] += report.encoded
-            self.figures["unchanged"] += report.unchanged
-
-
-def _pid_alive(pid: str) -> bool:
-    """Is the run that left this marker still going (on this machine)?"""
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sync_profile_vectors(vectors: Any, profiles: Sequence[Mapping[str, Any]], copy: ProfileVectorCache | None = None) -> Any:
-    """Keep the profiles' vectors in Chroma current; `copy` also gets each vector encoded."""
-    records = []
-    for p in profiles:
-        for horizon, name in (("long_term", "long"), ("short_term", "short")):
-            records.append((p["user_id"], name, profile_text(p, horizon), int(p.get("version") or 0)))
-    return vectors.sync_profiles(records, on_encoded=copy.put if copy is not None else None)
-
-
 class RecommendationService:
-    PROFILE_VECTOR_CACHE = 4096  # users whose profile vectors are kept in memory
-
     def __init__(self, store: EventStore, vectors: Any | None, blend: Mapping[str, float], embedder: Any = None,
-                 cache_dir: Path | str | None | bool = True):
+                 cache_dir: Path | str | None | bool = True, ranker: Path | str | None = None):
         """vectors: the VectorStore, None (no semantic parts), or a function returning
         one, called when a request first needs vectors (so `why` never opens Chroma).
         embedder: what encodes intents and profiles whose vectors are not stored
         (default: the vectors' own); a LazyEmbedder loads its model only then.
         cache_dir: where the item side is cached on disk; True = next to a SQLite
-        database (see default_cache_dir), None/False = no disk cache."""
+        database (see default_cache_dir), None/False = no disk cache.
+        ranker: a folder holding a trained ranker (retrieval/ranker.py), used when
+        the model is there; otherwise (or None) the blend ranks, as before."""
+        self.ranker_dir = Path(ranker) if ranker else None
+        self._ranker_model: Any = None  # loaded once (lightgbm imported only then)
         self.store = store
         self._vectors = vectors
         self._vectors_lock = threading.Lock()
@@ -316,12 +213,9 @@ class RecommendationService:
         self.repo = ProfileRepository(store)
         self.log = RecommendationLog(store)
         self.cache_dir = default_cache_dir(store) if cache_dir is True else (Path(cache_dir) if cache_dir else None)
-        # profile vectors readable without chromadb (see tastebud.retrieval.profile_vector_cache)
-        self.profile_copy = ProfileVectorCache(self.cache_dir / PROFILE_COPY_FILE) if self.cache_dir else None
         self._side: ItemSide | None = None
         self._recommender: Recommender | None = None
         self._lock = threading.Lock()
-        self._profile_vectors: OrderedDict[str, tuple[int, dict[str, np.ndarray]]] = OrderedDict()
 
     @property
     def vectors(self) -> Any | None:
@@ -360,13 +254,23 @@ class RecommendationService:
         side = self.side
         with self._lock:
             if self._recommender is None or self._recommender.side is not side:
-                self._recommender = Recommender(side, self.blend)
+                self._recommender = self._ranked(Recommender(side, self.blend))
             return self._recommender
+
+    def _ranked(self, base: Recommender) -> Any:
+        """The blend, re-ranked by the trained model when one is present (caller holds the lock)."""
+        from tastebud.retrieval.ranker import RankedRecommender, RankerModel
+
+        if self.ranker_dir is None or not RankerModel.present(self.ranker_dir):
+            return base
+        if self._ranker_model is None:
+            self._ranker_model = RankerModel.load(self.ranker_dir)
+        return RankedRecommender(base, self._ranker_model)
 
     def refresh_side(self) -> ItemSide:
         """Rebuild the item side (new events, new items) without holding the lock,
         then swap it in: requests meanwhile keep the old one instead of waiting
-        for a build. Profile vectors stay cached (they do not depend on it)."""
+        for a build."""
         side = self._item_side()
         with self._lock:
             self._side = side
@@ -378,63 +282,12 @@ class RecommendationService:
         with self._lock:
             self._side = None
             self._recommender = None
-            self._profile_vectors.clear()
 
-    def drop_user(self, user_id: str) -> None:
-        """Forget a user's vectors held in memory (after a forget: a new profile of
-        the same id starts again at version 1 and must not meet the old vectors)."""
-        with self._lock:
-            self._profile_vectors.pop(user_id, None)
-
-    def _remember(self, user_id: str, version: int, vecs: dict[str, np.ndarray]) -> None:
-        with self._lock:
-            self._profile_vectors[user_id] = (version, vecs)
-            if len(self._profile_vectors) > self.PROFILE_VECTOR_CACHE:
-                self._profile_vectors.popitem(last=False)
-
-    def _vectors_for(self, user_id: str, profile: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The user's profile vectors for this profile version: memory, else the
-        local copy (vectors of exactly this version's texts, no chromadb import),
-        else Chroma, else encoded on the fly (not synced yet). Only vectors that
-        Chroma holds for exactly this version are remembered (and copied)."""
-        version = int(profile.get("version") or 0)
-        with self._lock:
-            hit = self._profile_vectors.get(user_id)
-            if hit is not None and hit[0] == version:
-                self._profile_vectors.move_to_end(user_id)
-                return hit[1]
-        ids = [f"{user_id}:{h}" for h in ("long", "short")]
-        wanted: dict[str, str] = {}
-        name = self._embedder_name() if self.profile_copy is not None else None
-        if name is not None:
-            wanted = {rid: vector_content_hash(profile_text(profile, horizon), name)
-                      for rid, horizon in zip(ids, ("long_term", "short_term"))}
-            copied = self.profile_copy.get(wanted)
-            if len(copied) == 2:
-                vecs = {rid.rsplit(":", 1)[1]: vec for rid, vec in copied.items()}
-                self._remember(user_id, version, vecs)
-                return vecs
-        if self.vectors is None:
-            return {}
-        col = self.vectors.profiles
-        got = col._call("get", col.collection.get, ids=ids, include=["embeddings", "metadatas"])
-        vecs: dict[str, np.ndarray] = {}
-        current = True
-        for rid, vec, meta in zip(got["ids"], got["embeddings"], got["metadatas"]):
-            vecs[rid.rsplit(":", 1)[1]] = np.asarray(vec, dtype=np.float32)
-            current &= int((meta or {}).get("version", -1)) == version
-        if len(vecs) == 2 and current:
-            self._remember(user_id, version, vecs)
-            if wanted:  # copy what matches this version's texts, for the next process
-                fresh = [(rid, (meta or {}).get("content_hash"), vec)
-                         for rid, vec, meta in zip(got["ids"], got["embeddings"], got["metadatas"])
-                         if (meta or {}).get("content_hash") == wanted.get(rid)]
-                if fresh:
-                    self.profile_copy.put(*zip(*fresh))
-        elif self.embedder is not None:  # missing or from an older version: encode this version's texts
-            encoded = self.embedder.encode([profile_text(profile, "long_term"), profile_text(profile, "short_term")])
-            vecs = {"long": encoded[0], "short": encoded[1]}
-        return vecs
+    def _vectors_for(self, profile: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The profile's vectors, derived from the item side's vectors exactly as
+        they are stored in Chroma (retrieval/profile_vectors.py): no Chroma read, no model."""
+        side = self.side
+        return vectors_from_matrix(profile, side.index, side.vectors)
 
     def context(self, user_id: str, intent: str | None = None, seeds: Sequence[str] = ()) -> UserContext:
         from tastebud.profiles.optout import is_opted_out
@@ -447,7 +300,7 @@ class RecommendationService:
             raise NotFoundError(f"user {user_id!r} has no profile yet", hint=f"run: tastebud refresh --user {user_id}")
         vecs: dict[str, np.ndarray] = {}
         if profile is not None and self._vectors is not None:
-            vecs = self._vectors_for(user_id, profile)
+            vecs = self._vectors_for(profile)
         intent_vec = self.embedder.encode([intent])[0] if intent and self.embedder is not None else None
         return UserContext(user_id, events, profile, vecs, intent, intent_vec, tuple(seeds))
 

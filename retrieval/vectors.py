@@ -161,49 +161,78 @@ class VectorCollection:
                 out[rid] = dict(meta or {})
         return out
 
+    def _plan(self, ids: Sequence[str], hashes: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None
+              ) -> tuple[list[int], list[dict[str, Any]], list[tuple[str, dict[str, Any]]], tuple[int, int, int]]:
+        """Which records must be (re)written: (their positions, every record's full
+        metadata, unchanged records whose metadata alone changed, (new, updated, unchanged))."""
+        ids = [str(i) for i in ids]
+        metas = list(metadatas) if metadatas is not None else [None] * len(ids)
+        if not (len(ids) == len(hashes) == len(metas)):
+            raise ValueError("ids, texts and metadatas must have the same length")
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate ids in one sync")
+        stored = self.metadata(ids) if ids else {}
+        name = self.embedder.name
+        write: list[int] = []
+        fulls: list[dict[str, Any]] = []
+        meta_only: list[tuple[str, dict[str, Any]]] = []
+        new = updated = unchanged = 0
+        for pos, (rid, digest, meta) in enumerate(zip(ids, hashes, metas)):
+            full = {**_clean_metadata(meta), "content_hash": digest, "embedder": name}
+            old = stored.get(rid)
+            if old is not None:
+                # Chroma merges metadata on upsert/update: None deletes a key we no longer set
+                full.update({key: None for key in old if key not in full})
+            fulls.append(full)
+            if old is not None and old.get("content_hash") == digest:
+                unchanged += 1
+                if _meta_differs(old, full):
+                    meta_only.append((rid, full))
+                continue
+            new, updated = (new + 1, updated) if old is None else (new, updated + 1)
+            write.append(pos)
+        return write, fulls, meta_only, (new, updated, unchanged)
+
+    def _update_metadata(self, meta_only: list[tuple[str, dict[str, Any]]]) -> None:
+        for start in range(0, len(meta_only), self.batch_size):
+            chunk = meta_only[start:start + self.batch_size]
+            self._call("update", self.collection.update, ids=[r for r, _ in chunk], metadatas=[m for _, m in chunk])
+
     def sync(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None,
              on_encoded: Callable[[list[str], list[str], np.ndarray], None] | None = None) -> SyncReport:
         """Make the collection hold `texts` (and metadata) under `ids`, encoding only what changed.
         on_encoded(ids, content_hashes, vectors) is told of each batch encoded, before Chroma is."""
         ids = [str(i) for i in ids]
         texts = list(texts)
-        metas = list(metadatas) if metadatas is not None else [None] * len(ids)
-        if not (len(ids) == len(texts) == len(metas)):
+        if len(ids) != len(texts):
             raise ValueError("ids, texts and metadatas must have the same length")
-        if len(set(ids)) != len(ids):
-            raise ValueError("duplicate ids in one sync")
         if not ids:
             return SyncReport()
-        stored = self.metadata(ids)
         name = self.embedder.name
-        encode_ids, encode_texts, encode_metas = [], [], []
-        meta_ids, meta_metas = [], []
-        new = updated = unchanged = 0
-        for rid, text, meta in zip(ids, texts, metas):
-            clean = _clean_metadata(meta)
-            full = {**clean, "content_hash": vector_content_hash(text, name), "embedder": name}
-            old = stored.get(rid)
-            if old is not None:
-                # Chroma merges metadata on upsert/update: None deletes a key we no longer set
-                full.update({key: None for key in old if key not in full})
-            if old is not None and old.get("content_hash") == full["content_hash"]:
-                unchanged += 1
-                if _meta_differs(old, full):
-                    meta_ids.append(rid)
-                    meta_metas.append(full)
-                continue
-            if old is None:
-                new += 1
-            else:
-                updated += 1
-            encode_ids.append(rid)
-            encode_texts.append(text)
-            encode_metas.append(full)
-        self._encode_and_upsert(encode_ids, encode_texts, encode_metas, on_encoded)
-        for start in range(0, len(meta_ids), self.batch_size):
-            stop = start + self.batch_size
-            self._call("update", self.collection.update, ids=meta_ids[start:stop], metadatas=meta_metas[start:stop])
-        return SyncReport(new, updated, unchanged, len(meta_ids))
+        write, fulls, meta_only, (new, updated, unchanged) = self._plan(
+            ids, [vector_content_hash(t, name) for t in texts], metadatas)
+        self._encode_and_upsert([ids[i] for i in write], [texts[i] for i in write], [fulls[i] for i in write], on_encoded)
+        self._update_metadata(meta_only)
+        return SyncReport(new, updated, unchanged, len(meta_only))
+
+    def store(self, ids: Sequence[str], hashes: Sequence[str], vectors: np.ndarray,
+              metadatas: Sequence[Mapping[str, Any] | None] | None = None) -> SyncReport:
+        """Like `sync`, for vectors computed elsewhere (profile centroids): `hashes[i]`
+        names what `vectors[i]` was computed from; records whose stored hash is the
+        same are not rewritten."""
+        ids = [str(i) for i in ids]
+        if len(ids) != len(vectors):
+            raise ValueError("ids and vectors must have the same length")
+        if not ids:
+            return SyncReport()
+        write, fulls, meta_only, (new, updated, unchanged) = self._plan(ids, list(hashes), metadatas)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        for start in range(0, len(write), self.batch_size):
+            chunk = write[start:start + self.batch_size]
+            self._call("upsert", self.collection.upsert, ids=[ids[i] for i in chunk], embeddings=vectors[chunk],
+                       metadatas=[fulls[i] for i in chunk])
+        self._update_metadata(meta_only)
+        return SyncReport(new, updated, unchanged, len(meta_only))
 
     ENCODE_CHUNK = 50_000  # texts per encode call: the model sorts by length within a call, so bigger pads less
 
@@ -262,6 +291,15 @@ class VectorCollection:
         for ids, dists, metas in zip(got["ids"], got["distances"], got["metadatas"]):
             out.append([Hit(i, float(1.0 - d), dict(m or {})) for i, d, m in zip(ids, dists, metas)])
         return out
+
+    def get_hashed(self, ids: Sequence[str]) -> dict[str, tuple[str, np.ndarray]]:
+        """{id: (content_hash, vector)} for the ids stored; the hash says what the vector encodes."""
+        found: dict[str, tuple[str, np.ndarray]] = {}
+        for chunk in self._batches(list(dict.fromkeys(str(i) for i in ids))):
+            got = self._call("get", self.collection.get, ids=list(chunk), include=["embeddings", "metadatas"])
+            for rid, vec, meta in zip(got["ids"], got["embeddings"], got["metadatas"]):
+                found[rid] = (str((meta or {}).get("content_hash", "")), np.asarray(vec, dtype=np.float32))
+        return found
 
     def get_vectors(self, ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
         """(found ids in the order asked, (n × dim) float32); ids not stored are left out."""
@@ -378,6 +416,18 @@ class VectorStore:
             metas.append({**((extra or {}).get(pid) or {}), "user_id": str(user_id), "horizon": horizon, "version": int(version)})
         return self.profiles.sync(ids, texts, metas, on_encoded)
 
+    def store_profiles(self, records: Sequence[tuple[str, str, str, np.ndarray, int]]) -> SyncReport:
+        """records: (user_id, horizon, content hash, vector, version), vectors computed
+        elsewhere (retrieval/profile_vectors.py); unchanged hashes are not rewritten."""
+        for _, horizon, *_rest in records:
+            if horizon not in HORIZONS:
+                raise ValueError(f"unknown horizon {horizon!r}; expected one of {HORIZONS}")
+        if not records:
+            return SyncReport()
+        return self.profiles.store(
+            [profile_id(u, h) for u, h, *_ in records], [r[2] for r in records], np.stack([r[3] for r in records]),
+            [{"user_id": str(u), "horizon": h, "version": int(v)} for u, h, _, _, v in records])
+
     def profile_records(self) -> list[tuple[str, str]]:
         """(vector id, user id) of every stored profile vector, paged (for `tastebud doctor`)."""
         out: list[tuple[str, str]] = []
@@ -448,6 +498,12 @@ class VectorStore:
             _compact_local_chroma(self.local_path)
         return len(doomed)
 
+    def _stored_dim(self) -> int | None:
+        """The vector size Chroma holds here (from any item vector), without loading a model."""
+        got = self.items._call("get", self.items.collection.get, limit=1, include=["embeddings"])
+        embeddings = got.get("embeddings")
+        return len(embeddings[0]) if embeddings is not None and len(embeddings) else None
+
     def _rewrite_profiles(self, n: int) -> None:
         """n writes that change nothing: records upserted as they are (cycling
         through the collection), or a placeholder added and deleted when empty."""
@@ -458,7 +514,9 @@ class VectorStore:
                             include=["embeddings", "metadatas"])
             if not got["ids"]:
                 if offset == 0:
-                    dim = known_dim(self.embedder) or 1
+                    dim = known_dim(self.embedder) or self._stored_dim()
+                    if dim is None:  # nothing was ever stored with a known size: a placeholder would fix a wrong one
+                        return
                     col._call("upsert", col.collection.upsert, ids=[self.FLUSH_ID],
                               embeddings=np.ones((1, dim), dtype=np.float32), metadatas=[{"user_id": self.FLUSH_ID}])
                     col._call("delete", col.collection.delete, ids=[self.FLUSH_ID])

@@ -30,7 +30,8 @@ def tag_zh(tag: Any) -> str:
 def reasons(entry: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(kind, facts) for every part that explains the logged score, biggest part
     first; penalties last. Kinds: seed, co_occurrence, tag_match, semantic
-    (horizon long/short), intent, popularity, avoided_tags, resembles_disliked, opted_out."""
+    (horizon long/short), intent, popularity, avoided_tags, resembles_disliked, opted_out; from the
+    learned ranker also co_occurrence_recent, ease, popularity_recent, activity, rating_scale."""
     parts, evidence = entry["parts"], entry["evidence"]
     found: list[tuple[float, str, dict[str, Any]]] = []
     if evidence.get("opted_out"):  # said first: why nothing personal shaped the list
@@ -54,6 +55,7 @@ def reasons(entry: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     if parts.get("popularity", 0) > 0:
         found.append((parts["popularity"], "popularity",
                       {"n": (evidence.get("popularity") or {}).get("positive_interactions", 0)}))
+    found += _ranker_reasons(parts, evidence)
     disliked = [t for t in evidence.get("tag_match") or [] if t["weight"] < 0]
     if disliked:
         found.append((-1.0, "avoided_tags", {"tags": [t["tag"] for t in disliked[:2]]}))
@@ -61,6 +63,29 @@ def reasons(entry: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         found.append((-1.0, "resembles_disliked", {}))
     found.sort(key=lambda r: -r[0])
     return [(kind, facts) for _, kind, facts in found]
+
+
+def _ranker_reasons(parts: Mapping[str, Any], evidence: Mapping[str, Any]) -> list[tuple[float, str, dict[str, Any]]]:
+    """The learned ranker's own features (retrieval/ranker.py), each said only when its
+    logged contribution raised the score; the facts are the logged feature values."""
+    feats = (evidence.get("ranker") or {}).get("features") or {}
+    out: list[tuple[float, str, dict[str, Any]]] = []
+    recent = evidence.get("co_occurrence_short") or []
+    if parts.get("co_occurrence_short", 0) > 0 and recent:
+        out.append((parts["co_occurrence_short"], "co_occurrence_recent", {"items": recent}))
+    for part, kind in (("ease", "ease"), ("popularity_recent", "popularity_recent"), ("user_events", "activity"),
+                       ("user_mean_rating", "rating_scale")):
+        if parts.get(part, 0) > 0 and feats.get(part) is not None:
+            out.append((parts[part], kind, {"value": feats[part], **(evidence.get("ranker_user") or {})}))
+    return out
+
+
+def _no_reason(entry: Mapping[str, Any], zh: bool) -> list[str]:
+    bias = entry["parts"].get("ranker_bias")
+    if bias is None:
+        return ["它只凭热度得分（还没有你的个人信号）。"] if zh else ["It scored on popularity alone (no personal signal yet)."]
+    return [f"没有哪一项信号把它抬到模型基线（{bias:.2f}）之上。"] if zh else \
+        [f"No single signal raised it above the model's baseline ({bias:.2f})."]
 
 
 # ------------------------------------------------------------------ English
@@ -96,6 +121,12 @@ _EN: dict[str, Callable[[dict[str, Any]], str]] = {
                            f"(similarity {f['cosine']:.2f})."),
     "intent": lambda f: f"Fits your request \"{f['text']}\" (similarity {f['cosine']:.2f}).",
     "popularity": lambda f: f"Popular: {f['n']:,} people interacted with it positively.",
+    "co_occurrence_recent": lambda f: "Recently you liked " + _and([e["title"] for e in f["items"]])
+                                       + "; people who liked those also liked this.",
+    "ease": lambda f: f"People with a history like yours rated it highly (history score {f['value']:.2f}).",
+    "popularity_recent": lambda f: f"Popular lately (recent-popularity score {f['value']:.2f}).",
+    "activity": lambda f: f"Ranked with your activity in mind ({f.get('events', 0):,} events).",
+    "rating_scale": lambda f: f"Ranked with how you rate in mind (your mean rating {f['value']:.2f}).",
     "opted_out": lambda f: "You opted out of profiling, so this list is by popularity only (minus what you have seen).",
     "avoided_tags": lambda f: "Held back a little because it has " + _and(f["tags"]) + ", which you tend to avoid.",
     "resembles_disliked": lambda f: "Held back a little because it resembles something you disliked.",
@@ -104,7 +135,7 @@ _EN: dict[str, Callable[[dict[str, Any]], str]] = {
 
 def render_why(entry: Mapping[str, Any]) -> list[str]:
     """Short deterministic sentences from the logged parts and evidence, biggest part first."""
-    return [_EN[kind](facts) for kind, facts in reasons(entry)] or ["It scored on popularity alone (no personal signal yet)."]
+    return [_EN[kind](facts) for kind, facts in reasons(entry)] or _no_reason(entry, False)
 
 
 # ------------------------------------------------------------------ Chinese
@@ -150,6 +181,12 @@ _ZH: dict[str, Callable[[dict[str, Any]], str]] = {
     "semantic": lambda f: f"与你的{'长期' if f['horizon'] == 'long' else '近期'}口味画像接近（相似度 {f['cosine']:.2f}）。",
     "intent": lambda f: f"符合你的要求“{f['text']}”（相似度 {f['cosine']:.2f}）。",
     "popularity": lambda f: f"很受欢迎：有 {f['n']:,} 人对它有正面互动。",
+    "co_occurrence_recent": lambda f: "你最近喜欢过" + _and_zh(["《" + e["title"] + "》" for e in f["items"]])
+                                       + "；喜欢这些作品的人也喜欢这部。",
+    "ease": lambda f: f"和你口味历史相似的人给它打了高分（历史相似度得分 {f['value']:.2f}）。",
+    "popularity_recent": lambda f: f"最近很受欢迎（近期热度得分 {f['value']:.2f}）。",
+    "activity": lambda f: f"排序考虑了你的活跃程度（{f.get('events', 0):,} 个事件）。",
+    "rating_scale": lambda f: f"排序考虑了你的评分习惯（你的平均评分 {f['value']:.2f}）。",
     "opted_out": lambda f: "你已选择不做画像分析，所以这份列表只按热度排序（已去掉你看过的）。",
     "avoided_tags": _zh_avoided,
     "resembles_disliked": lambda f: "排名稍微靠后，因为它与你不喜欢的作品相似。",
@@ -158,4 +195,4 @@ _ZH: dict[str, Callable[[dict[str, Any]], str]] = {
 
 def render_why_zh(entry: Mapping[str, Any]) -> list[str]:
     """render_why in Chinese: the same reasons in the same order (titles and tags as stored, numbers identical)."""
-    return [_ZH[kind](facts) for kind, facts in reasons(entry)] or ["它只凭热度得分（还没有你的个人信号）。"]
+    return [_ZH[kind](facts) for kind, facts in reasons(entry)] or _no_reason(entry, True)

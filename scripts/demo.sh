@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults, end to end on MovieLens ml-latest-small:
-# ingest -> computed profiles for everyone -> item vectors -> LLM narratives for
+# ingest -> item vectors -> computed profiles for everyone -> LLM narratives for
 # a few users -> a profile -> recommendations -> why. Safe to rerun: every step
 # is idempotent and skips unchanged work.
 set -euo pipefail
@@ -15,11 +15,11 @@ step "1. ingest MovieLens ml-latest-small (events + catalog; bad rows would be q
 tb ingest movielens examples/ml-latest-small
 tb status
 
-step "2. computed profiles for every user (tags with evidence, dislikes, drift)"
-tb refresh --all --no-narratives
-
-step "3. embed catalog items into Chroma (content-hashed: unchanged items are skipped)"
+step "2. embed catalog items into Chroma (content-hashed: unchanged items are skipped)"
 tb index
+
+step "3. computed profiles for every user (tags with evidence, dislikes, drift; profile vectors from item vectors)"
+tb refresh --all --no-narratives
 
 step "4. LLM narratives for a handful of users with the embedded model"
 tb refresh --user "$DEMO_USER" --user 414 --user 610

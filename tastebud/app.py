@@ -123,7 +123,8 @@ class App:
         and the log are read without it."""
         from tastebud.retrieval.service import RecommendationService
 
-        return RecommendationService(self.store, lambda: self.vectors, self.settings.blend, self.encoder)
+        return RecommendationService(self.store, lambda: self.vectors, self.settings.blend, self.encoder,
+                                     ranker=self.settings.ranker_path)
 
     @cached_property
     def reclog(self):
@@ -141,8 +142,7 @@ class App:
         from pathlib import Path
 
         from tastebud.agent import session
-        from tastebud.retrieval.privacy import Privacy
-        from tastebud.retrieval.service import default_cache_dir
+        from tastebud.retrieval.privacy import Privacy  # not retrieval.service: no scipy
 
         home = Path(self.home)
 
@@ -153,23 +153,19 @@ class App:
             def erase(self, user_id):
                 return session.erase_sessions(home, user_id)
 
-        def drop_from_memory(user_id: str) -> None:
-            if self.started("recommendations"):
-                self.recommendations.drop_user(user_id)
-
-        return Privacy(self.store, lambda: self.vectors, default_cache_dir(self.store), home, Sessions(),
-                       (drop_from_memory,))
+        return Privacy(self.store, lambda: self.vectors, home, Sessions())
 
     def profile_hooks(self) -> list:
         """Called with each batch of new profile versions: keeps profile vectors in Chroma
-        current, and the recommendations' local copy of them (read without chromadb),
-        encoding across users in big batches (flushed at the end of each refresh run)."""
-        from tastebud.retrieval.service import ProfileVectorSync
-
+        current, computed from the item vectors (retrieval/profile_vectors.py) in big
+        batches across users (flushed at the end of each refresh run)."""
         from tastebud.profiles.versions import ProfileRepository
+        from tastebud.retrieval.profile_vectors import ProfileVectorSync
 
-        copy = getattr(self.recommendations, "profile_copy", None)
-        return [ProfileVectorSync(lambda: self.vectors, copy, runs_dir=self.settings.home / "runs",
+        def index_items(ids):  # cited items not indexed yet: embedded now (the model loads only then)
+            return self.vectors.sync_items(self.store.items_by_id(set(ids)).values())
+
+        return [ProfileVectorSync(lambda: self.vectors, runs_dir=self.settings.home / "runs", index_items=index_items,
                                   current_profiles=lambda: ProfileRepository(self.store).current_profiles())]
 
     def close(self) -> None:

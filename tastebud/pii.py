@@ -9,9 +9,11 @@ A pattern set, not a model: Presidio needs a spaCy model the registry does not h
 (and none for Chinese). Phone numbers go through Google's libphonenumber
 (`phonenumbers`, offline metadata) plus the Chinese mobile and landline shapes;
 cards must pass Luhn and carry a card network's leading digit; ID numbers must pass
-the GB 11643 checksum and hold a real birth date. Names are found only after a
-self-introduction cue ("my name is", "我叫"), so a film talk's "Tom Hanks was
-great" keeps its actor. Measured on bench/data/pii_labelled.jsonl (`bench/pii.py`).
+the GB 11643 checksum and hold a real birth date. Names (tastebud/pii_names.py)
+are found only next to a cue: a self-introduction ("my name is", "我叫"), an
+honorific ("Mr. X", "张先生"), a closing ("Thanks, Mark", "——赵晓峰"); so a film
+talk's "Tom Hanks was great" keeps its actor. Log records are masked by
+tastebud/logmask.py. Measured on bench/data/pii_labelled.jsonl (`bench/pii.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from typing import Iterable
+
+from tastebud import pii_names
 
 KINDS = ("email", "phone", "card", "id_number", "address", "name")
 # Earlier kinds win an overlap: their checks (checksums, '@') are the strictest.
@@ -37,7 +41,7 @@ class Span:
 def find(text: str, keep: Iterable[str] = ()) -> list[Span]:
     """The PII spans of `text`, in order, none overlapping. A span inside one of the
     `keep` phrases (catalog titles such as "My Name Is Khan") is not PII."""
-    if not text or not _MAY_HOLD_PII.search(text):
+    if not text or not (_MAY_HOLD_PII.search(text) or pii_names.CUES.search(text)):
         return []
     spans = list(_find_cached(text))
     kept = [(m.start(), m.end()) for phrase in keep if phrase and len(phrase) > 3
@@ -82,11 +86,9 @@ def _find_cached(text: str) -> tuple[Span, ...]:
     return tuple(sorted(kept, key=lambda s: s.start))
 
 
-# A digit, an '@', a Chinese house-number word or a self-introduction cue: text
+# A digit, an '@' or a Chinese house-number word (or one of pii_names.CUES): text
 # without any of them holds none of the kinds, and most text is like that.
-_MAY_HOLD_PII = re.compile(
-    r"[0-9@号栋]|name|call me|this is|i'm|i am|我叫|名字|我是|本人|姓名", re.IGNORECASE
-)
+_MAY_HOLD_PII = re.compile(r"[0-9@号栋]")
 
 # --- e-mail -------------------------------------------------------------------
 
@@ -218,49 +220,8 @@ def _addresses(text: str) -> list[Span]:
     return out
 
 
-# --- names after a self-introduction ----------------------------------------------------
-
-_NAME_WORD = r"[A-Z](?:[a-z]+(?:[A-Z][a-z]+)?|['’][A-Z][a-z]+)(?:-[A-Z][a-z]+)?"
-# "my name is Ana": one capitalised word is enough after a cue that only introduces a name.
-_EN_NAME_STRONG = re.compile(
-    rf"\b(?i:my name is|my name's|name\s*:|call me)\s+(?P<name>{_NAME_WORD}(?: {_NAME_WORD})?)"
-)
-# "I'm …", "this is …" also introduce titles ("I'm Not There", "This Is Spinal Tap"):
-# only a first and a last name that are not common words count.
-_EN_NAME_WEAK = re.compile(rf"\b(?:I'm|I’m|I am|[Tt]his is)\s+(?P<name>{_NAME_WORD} {_NAME_WORD})\b")
-_COMMON_WORDS = frozenset(
-    """a an the this that not no so just really very still here there back home out in on at up down off over
-    sorry glad happy sad tired done sure okay ok fine new old big little good bad great going looking thinking
-    watching trying getting feeling lost gone dead alive legend number one two ten all always never only also
-    your you my me we us it is was be love hate mad free ready fed bored""".split()
-)
-# The most common Chinese surnames (compound ones first), so "我是科幻迷" is no name.
-_ZH_SURNAMES = (
-    "欧阳|司马|上官|诸葛|东方|皇甫|尉迟|公孙|慕容|长孙|令狐|夏侯|"
-    "[王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝]"
-)
-_ZH_GIVEN = r"(?:(?![的是在和了就也都要想喜看说不很把被给吗呢吧啊])[\u4e00-\u9fff])"
-# Cues that only introduce a name: the name may run into the next words.
-_ZH_NAME_STRONG = re.compile(rf"(?:我叫|我的名字是|我的名字叫|名字是|姓名[:：]?|本人)\s*(?P<name>(?:{_ZH_SURNAMES}){_ZH_GIVEN}{{1,2}})")
-# "我是…" also says what one is (我是科幻迷, 我是成龙的粉丝): the name must end at punctuation.
-_ZH_NAME_WEAK = re.compile(
-    rf"我是(?:客户|会员|用户)?\s*(?P<name>(?:{_ZH_SURNAMES}){_ZH_GIVEN}{{1,2}})(?=[，。！？、,.!?;；:：\s]|$)"
-)
+# --- names (tastebud/pii_names.py) ----------------------------------------------------------
 
 
 def _names(text: str) -> list[Span]:
-    out = []
-    for m in _EN_NAME_STRONG.finditer(text):
-        words = m.group("name").split(" ")
-        if words[0].lower() in _COMMON_WORDS:
-            continue
-        if len(words) == 2 and words[1].lower() in _COMMON_WORDS:
-            out.append(Span("name", m.start("name"), m.start("name") + len(words[0])))
-        else:
-            out.append(Span("name", m.start("name"), m.end("name")))
-    for m in _EN_NAME_WEAK.finditer(text):
-        if not any(w.lower() in _COMMON_WORDS or (len(w) > 5 and w.endswith("ing")) for w in m.group("name").split(" ")):
-            out.append(Span("name", m.start("name"), m.end("name")))
-    for pattern in (_ZH_NAME_STRONG, _ZH_NAME_WEAK):
-        out.extend(Span("name", m.start("name"), m.end("name")) for m in pattern.finditer(text))
-    return out
+    return [Span("name", start, end) for start, end in pii_names.find(text)]

@@ -5,10 +5,9 @@ does the same for one user synchronously when the store says its profile is
 behind its events, so a read never misses the caller's own writes, whichever
 process took them.
 
-(Vectors are not deferred to a thread of their own: a request for a user
-whose vectors lag their profile version encodes them on the fly, so a
-deferred sync made requests pay for the same encoding twice; measured with
-bench/serve.py, most of the server's CPU went there.)
+(Profile vectors are averages of item vectors, computed in that step with no
+model call; requests derive the same vectors from the item side themselves,
+so nothing waits on Chroma: retrieval/profile_vectors.py.)
 """
 
 from __future__ import annotations

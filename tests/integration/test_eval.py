@@ -142,6 +142,9 @@ def test_eval_events_file_with_catalog_records_its_protocol(tmp_path, home, cli)
     assert protocol["bootstrap"]["resamples"] == 200 and protocol["tastebud_version"]
     assert protocol["models"]["ease"]["lam"] == 500.0 and protocol["models"]["tastebud"]["blend"] == out["blend"]
     assert protocol["protocols"] == ["warm", "cold-items", "cold-users"] and "floor(0.8*n)" in protocol["split_rule"]
+    # the learned ranker is trained on a validation split of the training data, or says why not
+    ranker = protocol["models"]["ranker"]
+    assert "skipped" in ranker or ("validation_split" in ranker["rule"] and "ranker" in out), ranker
     # every metric carries its interval, and the interval holds the point estimate
     for metrics in [out["tastebud"], *out["baselines"].values(), *out["ablations"].values()]:
         assert metrics["ci95"]["coverage@10"] is None  # not a mean over users: no user bootstrap

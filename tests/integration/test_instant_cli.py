@@ -3,8 +3,8 @@ show`, `recommend` without `--intent` when profile vectors are stored, `status`,
 `quarantine list`), run as real processes on a small built home, import neither
 torch nor the embedding model, and once the item side is cached not even chromadb;
 and they answer exactly what the full path answers (the model loaded, the item
-side built from Chroma, profile vectors read from Chroma). A command that must
-encode (an intent, profile vectors Chroma does not hold) still loads the model.
+side built from Chroma; profile vectors are derived from item vectors on both).
+A command that must encode (an intent) still loads the model.
 Timings are in bench/cli_latency.py, not here."""
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def instant_home(home, tmp_path_factory, embedder) -> Path:
 @pytest.fixture
 def full_path(instant_home, embedder):
     """The answers of the path that loads everything: the real model, the item side
-    built from Chroma (no disk cache), profile vectors read from Chroma."""
+    built from Chroma (no disk cache)."""
     from tastebud.profiles.store import EventStore
     from tastebud.retrieval.service import RecommendationService
     from tastebud.retrieval.vectors import VectorStore
@@ -103,23 +103,13 @@ def without_request(rec: dict) -> dict:
 
 
 def test_read_commands_import_neither_torch_nor_the_model(instant_home, full_path, tmp_path):
-    from tastebud.retrieval.profile_vector_cache import FILENAME, ProfileVectorCache
-    from tastebud.retrieval.recommender import profile_text
-    from tastebud.retrieval.vectors import vector_content_hash
-
     run = lambda *args: tastebud(instant_home, tmp_path, *args)  # noqa: E731
 
-    # The refresh that built the home left a local copy of each profile's vectors
-    # (what `recommend` reads instead of importing chromadb), for the current texts.
-    profile = full_path.repo.require_latest(USER)
-    wanted = {f"{USER}:{h}": vector_content_hash(profile_text(profile, f"{h}_term"), full_path.embedder.name)
-              for h in ("long", "short")}
-    copied = ProfileVectorCache(instant_home / "cache" / FILENAME).get(wanted)
-    assert set(copied) == set(wanted)
-    assert all(abs(float(v @ v) - 1) < 1e-5 for v in copied.values())
+    # Chroma holds each profile's vectors, as the refresh stored them
+    assert set(full_path.vectors.profile_vectors(USER)) == {"long", "short"}
 
     # The first recommend after `index` builds the item side from Chroma's item
-    # vectors (and caches it); profile vectors come from the copy the refresh wrote.
+    # vectors (and caches it); profile vectors are derived from those item vectors.
     first = run("recommend", USER, "-k", "10", "--explain", "--json")
     assert not first.model_loaded, sorted(first.imported & set(MODEL))
     # From then on, nothing of Chroma either.
@@ -168,13 +158,12 @@ def test_the_model_loads_when_something_must_be_encoded(instant_home, full_path,
     assert [it["score"] for it in intent.json()["items"]] == pytest.approx([it["score"] for it in expected.pop("items")], abs=1e-5)
     assert got == expected
 
-    # profile vectors neither Chroma nor the local copy holds: encoded on the fly, the
-    # same list (up to float noise: the refresh encoded them in a padded batch of many)
+    # profile vectors are derived from item vectors, never read: with Chroma's profile
+    # vectors gone the list is the same, and no model loads
     stored = full_path.recommend(USER, 10).as_dict()
     full_path.vectors.delete_profile_vectors([f"{USER}:long", f"{USER}:short"])
-    (instant_home / "cache" / "profile_vectors.sqlite").unlink()
     missing = run("recommend", USER, "-k", "10", "--json")
-    assert missing.model_loaded
+    assert not missing.model_loaded
     got = missing.json()["items"]
     assert [it["item_id"] for it in got] == [it["item_id"] for it in stored["items"]]
-    assert [it["score"] for it in got] == pytest.approx([it["score"] for it in stored["items"]], abs=1e-4)
+    assert [it["score"] for it in got] == pytest.approx([it["score"] for it in stored["items"]], abs=1e-6)

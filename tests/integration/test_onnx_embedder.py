@@ -102,36 +102,3 @@ def test_onnx_backend_never_imports_torch(onnx32, tmp_path):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"shape": [1, 384], "heavy": []}
-
-
-def test_profile_vectors_are_encoded_across_users_in_one_call(settings, store, counting_embedder):
-    """A refresh run buffers its chunks' new versions and encodes them together at the end;
-    outside a run (the live workers' wrapped hook) each call syncs at once."""
-    from tastebud.profiles.interest import InterestConfig
-    from tastebud.profiles.refresh import Refresher
-    from tastebud.retrieval.service import ProfileVectorSync
-    from tastebud.retrieval.vectors import VectorStore
-
-    vectors = VectorStore.from_settings(settings, counting_embedder)
-    hook = ProfileVectorSync(lambda: vectors)
-
-    def profile(u, v=1):
-        return {"user_id": str(u), "version": v, "long_term": {"tags": [{"tag": f"t{u}"}], "top_items": []},
-                "short_term": {"tags": [{"tag": "same"}], "top_items": []}}
-
-    class Chunks(Refresher):  # three chunks of new versions, as _refresh_chunks hands them to hooks
-        def __init__(self):
-            super().__init__(store, InterestConfig.from_settings(settings), None, hooks=[hook])
-
-        def _refresh_chunks(self, users, use_llm, progress, items, report, renarrate=frozenset()):
-            for start in range(0, len(users), 4):
-                for h in self.hooks:
-                    h([profile(u) for u in users[start : start + 4]])
-
-    report = Chunks().refresh([str(u) for u in range(10)], narratives=False)
-    assert len(counting_embedder.calls) == 1  # one encode for all 10 users
-    assert sorted(counting_embedder.calls[0]) == sorted({f"Interests: t{u}." for u in range(10)} | {"Interests: same."})
-    assert report.hooks["encoded"] == 20 and report.hooks["embedder"] == counting_embedder.name
-    assert vectors.profiles.count() == 20
-    hook([profile(3, 2) | {"long_term": {"tags": [{"tag": "new"}], "top_items": []}}])  # outside a run: at once
-    assert len(counting_embedder.calls) == 2 and counting_embedder.calls[1] == ["Interests: new."]

@@ -43,14 +43,6 @@ def _profile_vector_ids(home: Path, user: str) -> list[str]:
         del client
 
 
-def _copy_ids(home: Path, user: str) -> list[str]:
-    copy = home / "cache" / "profile_vectors.sqlite"
-    if not copy.is_file():
-        return []
-    with sqlite3.connect(copy) as conn:
-        return [r[0] for r in conn.execute("SELECT id FROM vectors WHERE id LIKE ?", (f"{user}:%",))]
-
-
 def _popularity_order_minus_seen(home: Path, embedder, user: str) -> list[str]:
     """What the Pop baseline would serve: every item by positive-interaction popularity
     (ties in catalog order, as the recommender breaks them), minus what the user has seen."""
@@ -87,7 +79,7 @@ def test_opt_out_through_cli_and_api_then_back_in(tmp_path, embedder):
     for table in ("profile_versions", "profile_heads", "narrative_queue"):
         assert _rows(db, table, U) == 0, table
     assert _rows(db, "events", U) == 3 and _rows(db, "api_keys", U) == 1  # events and keys stay
-    assert _profile_vector_ids(home, U) == [] and _copy_ids(home, U) == []
+    assert _profile_vector_ids(home, U) == []
     # a refresh of everyone makes nothing for the user
     cli(home, "refresh", "--all", "--no-narratives")
     assert _rows(db, "profile_versions", U) == 0 and _profile_vector_ids(home, U) == []

@@ -79,7 +79,6 @@ def test_planted_pii_reaches_no_prompt_tag_vector_or_log(home, counting_embedder
     from tastebud.api.app import create_app
     from tastebud.api.keys import KeyStore
     from tastebud.app import App
-    from tastebud.retrieval.recommender import profile_text
     from tastebud.retrieval.service import sync_item_vectors
     from tastebud.settings import load_settings
 
@@ -145,7 +144,6 @@ def test_planted_pii_reaches_no_prompt_tag_vector_or_log(home, counting_embedder
            [t["tag"] for t in profile["dislikes"]["tags"]]
     leaks["tags"] = _scan("\n".join(tags))
     leaks["narratives"] = _scan(profile["long_term"]["narrative"] + profile["short_term"]["narrative"])
-    leaks["profile text"] = _scan(profile_text(profile, "long_term") + profile_text(profile, "short_term"))
     leaks["encoded"] = _scan("\n".join(counting_embedder.encoded))
     leaks["log records"] = _scan("\n".join(r.getMessage() for r in caplog.records))
     log_files = [p for p in (home / "logs").rglob("*") if p.is_file()]
@@ -162,3 +160,38 @@ def test_planted_pii_reaches_no_prompt_tag_vector_or_log(home, counting_embedder
         leaks["quarantine"] = _scan(quarantined)
         assert "[email]" in event_text and "[id_number]" in event_text
     assert not {k: v for k, v in leaks.items() if v}, leaks
+
+
+def test_a_logged_error_that_echoes_user_text_is_masked_in_the_log_file(home, counting_embedder, monkeypatch):
+    """A bug that puts the posted review in its exception message: the traceback in
+    TASTEBUD_HOME/logs/errors.log carries the message, masked (tastebud/logmask.py)."""
+    from fastapi.testclient import TestClient
+
+    import tastebud.api.ingest as api_ingest
+    from tastebud.api.app import create_app
+    from tastebud.api.keys import KeyStore
+    from tastebud.app import App
+    from tastebud.settings import load_settings
+
+    settings = load_settings(home=home)
+    app = App(settings, embedder=counting_embedder, llm=scripted("ok"))
+    try:
+        _, user_key = KeyStore(app.store).create("user", U, name="phone")
+    finally:
+        app.close()
+
+    def broken(store, key, objects, rules):
+        raise ValueError(f"malformed review row {objects[0]!r}")
+
+    monkeypatch.setattr(api_ingest, "ingest", broken)
+    text = ("my name is John Carter, mail jane.doe@example.com or 13812345678; card 4526 0181 5908 3012, "
+            "我叫王小明，住在北京市朝阳区建国路88号")
+    with TestClient(create_app(settings, embedder=counting_embedder, llm=scripted("ok")),
+                    raise_server_exceptions=False) as client:
+        posted = client.post("/v1/events", headers={"Authorization": f"Bearer {user_key}"}, json={"events": [
+            {"user_id": U, "item_id": "m1", "type": "review", "timestamp": T0, "text": text}]})
+        assert posted.status_code == 500
+    blob = (home / "logs" / "errors.log").read_bytes().decode("utf-8")
+    assert "Traceback" in blob and "ValueError: malformed review row" in blob  # the error is logged ...
+    assert "[email]" in blob and "[phone]" in blob and "[name]" in blob  # ... with its PII masked
+    assert not _scan(blob), _scan(blob)

@@ -98,13 +98,13 @@ def test_forget_leaves_the_user_id_nowhere(tmp_path, monkeypatch, embedder):
     filled = _fill(home, embedder)
     removed = filled["report"]["removed"]
     for store in ("events", "profile_versions", "profile_heads", "rec_requests", "rec_items", "api_keys",
-                  "quarantine", "profile_vectors", "profile_vector_copy", "chat_sessions", "log_lines"):
+                  "quarantine", "profile_vectors", "chat_sessions", "log_lines"):
         assert removed[store] > 0, (store, removed)
     assert removed["quarantine"] == 2 and "item-side refresh" in filled["report"]["item_side"]
 
-    # every table of every SQLite file under the home (the store, the vector copy, Chroma's)
+    # every table of every SQLite file under the home (the store, Chroma's)
     dbs = [p for p in home.rglob("*") if p.is_file() and p.read_bytes()[:16] == b"SQLite format 3\x00"]
-    assert {p.name for p in dbs} >= {"tastebud.db", "profile_vectors.sqlite", "chroma.sqlite3"}
+    assert {p.name for p in dbs} >= {"tastebud.db", "chroma.sqlite3"}
     assert [h for db in dbs for h in _hits_in_tables(db)] == []
     # every Chroma collection: ids, metadata, documents
     import chromadb

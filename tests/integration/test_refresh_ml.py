@@ -48,8 +48,11 @@ def test_refresh_every_ml_latest_small_user_without_narratives(cli, home, ml_sma
     assert report["users"] == N_USERS and report["new_versions"] == N_USERS and report["unchanged"] == 0
     assert report["narratives_stale"] == N_USERS
     assert report["narratives_llm"] == report["narratives_template"] == report["output_tokens"] == 0
-    # profile vectors: both horizons of every user, encoded in one batch across users
-    assert report["hooks"]["encoded"] == 2 * N_USERS and report["hooks"]["unchanged"] == 0
+    # profile vectors average item vectors: the catalog is not indexed yet, so the items the
+    # profiles cite are embedded first (those only), then both horizons of every user stored
+    hooks = report["hooks"]
+    assert hooks["written"] == 2 * N_USERS and hooks["without_item_vectors"] == 0 and hooks["unchanged"] == 0
+    assert 0 < hooks["items_indexed"] < 9742
 
     after = cli("status")
     assert after["profiles"] == N_USERS and after["profiles_stale"] == 0 and after["narratives_stale"] == N_USERS
@@ -62,20 +65,22 @@ def test_refresh_every_ml_latest_small_user_without_narratives(cli, home, ml_sma
     assert tags and all(t["evidence_event_ids"] for t in tags)
     assert all(t["weight"] > 0 for t in tags) and [t["weight"] for t in tags] == sorted((t["weight"] for t in tags), reverse=True)
 
-    again = cli("refresh", "--all", "--no-narratives")  # same events: same content, no new versions
-    assert again["new_versions"] == 0 and again["unchanged"] == N_USERS
-    assert again["hooks"]["encoded"] == 0  # nothing new: nothing encoded
-
-    # a refresh killed after saving profiles, before their vectors were stored: its
-    # marker stays, nothing lags, and the next plain refresh stores the missing vectors
     from tastebud.retrieval.vectors import VectorStore
     from tastebud.settings import Settings
 
     vectors = VectorStore.from_settings(Settings(), embedder=None)
+    assert vectors.items.count() == hooks["items_indexed"]
+
+    again = cli("refresh", "--all", "--no-narratives")  # same events: same content, no new versions
+    assert again["new_versions"] == 0 and again["unchanged"] == N_USERS
+    assert again["hooks"]["written"] == 0  # nothing new: nothing stored
+
+    # a refresh killed after saving profiles, before their vectors were stored: its
+    # marker stays, nothing lags, and the next plain refresh stores the missing vectors
     vectors.profiles.collection.delete(ids=["414:long", "414:short", "1:long"])
     (home / "runs").mkdir(exist_ok=True)
     (home / "runs" / "run-999999999").touch()  # no such process: it was killed
-    assert cli("refresh") == {"users": 0, "repaired_vectors": {"repaired_interrupted_runs": 1, "encoded": 3}}
+    assert cli("refresh") == {"users": 0, "repaired_vectors": {"repaired_interrupted_runs": 1, "written": 3}}
     assert cli("refresh") == {"users": 0}  # finished: no marker left
     assert not list((home / "runs").glob("run-*"))
 
@@ -85,7 +90,7 @@ def test_refresh_every_ml_latest_small_user_without_narratives(cli, home, ml_sma
     assert cli("status")["profiles_stale"] == 1
     one = cli("refresh", "--no-narratives")
     assert one["users"] == 1 and one["new_versions"] == 1
-    assert one["hooks"]["encoded"] + one["hooks"]["unchanged"] == 2  # only that user's texts were looked at
+    assert one["hooks"]["written"] + one["hooks"]["unchanged"] == 2  # only that user's vectors were looked at
     history = cli("profile", "history", "414")["versions"]
     assert [v["version"] for v in history] == [1, 2]
     assert len(history[-1]["trigger_event_ids"]) == 1

@@ -8,7 +8,6 @@ import pytest
 
 from tastebud.errors import ModelError
 from tastebud.retrieval.embedder import LazyEmbedder, known_dim
-from tastebud.retrieval.profile_vector_cache import ProfileVectorCache
 
 
 class Fake:
@@ -34,20 +33,6 @@ def test_lazy_embedder_refuses_a_model_of_another_name():
         LazyEmbedder("fake", lambda: Fake("other")).encode(["a"])
 
 
-def test_profile_vector_copy_answers_only_for_the_hash_asked(tmp_path):
-    copy = ProfileVectorCache(tmp_path / "cache" / "pv.sqlite")
-    assert copy.get({"1:long": "h1"}) == {}  # no file yet: a miss, not an error
-    v1, v2 = np.arange(4, dtype=np.float32), np.arange(4, 8, dtype=np.float32)
-    copy.put(["1:long", "1:short"], ["h1", "h2"], [v1, v2])
-    got = copy.get({"1:long": "h1", "1:short": "stale", "2:long": "h9"})
-    assert set(got) == {"1:long"} and np.array_equal(got["1:long"], v1) and got["1:long"].dtype == np.float32
-    copy.put(["1:short"], ["h3"], [v1])  # newest wins: one row per id
-    assert np.array_equal(copy.get({"1:short": "h3"})["1:short"], v1) and copy.get({"1:short": "h2"}) == {}
-    (tmp_path / "cache" / "pv.sqlite").write_bytes(b"not a database")
-    assert copy.get({"1:long": "h1"}) == {}  # a broken copy is a miss
-    copy.put(["1:long"], ["h1"], [v1])  # and writing to it never fails
-
-
 def test_the_app_builds_neither_model_nor_chroma_for_the_log(home):
     from tastebud.app import App
     from tastebud.settings import load_settings
@@ -57,7 +42,7 @@ def test_the_app_builds_neither_model_nor_chroma_for_the_log(home):
         assert app.reclog.store is app.store
         service = app.recommendations
         assert isinstance(app.encoder, LazyEmbedder) and app.encoder.name == app.settings.embedding_model
-        assert service.embedder is app.encoder and service.profile_copy is not None
+        assert service.embedder is app.encoder
         assert not app.started("vectors") and not app.started("embedder")
     finally:
         app.close()

@@ -313,3 +313,22 @@ def test_seeded_recommendations_are_the_seeds_neighbours_ranked_for_the_user():
     # cold start: a new user's "something like i5" is led by the seed as well
     cold = rec.recommend(UserContext("new", [], None, seeds=("i5",)), k=1)
     assert cold[0].item_id == "i6" and cold[0].parts["seed"] > 0
+
+
+# ------------------------------------------------------------------ short histories lean on popularity
+def test_popularity_weight_grows_as_history_shrinks_and_the_log_holds_it():
+    blend = {"semantic_long": 0.0, "semantic_short": 0.0, "co_occurrence": 0.5, "popularity": 0.1, "tag_match": 0.2}
+    history = [ev("u", "i0", value=5.0, n=0), ev("u", "i1", "like", n=1)]
+    others = [ev(f"o{k}", f"i{j}", value=4.0, n=2 + k) for k in range(6) for j in range(2, 2 + k % 4)]
+    rec = Recommender(side_for(history + others), blend, cold_popularity=2.0, cold_events=3.0)
+    assert R.history_length(history + [Event("s", "u", None, "like", T0, None, "Comedy")]) == 2  # statements are not items
+    got = rec.blend_for(2)
+    assert got["popularity"] == pytest.approx(0.1 + 2.0 * 3.0 / (2 + 3.0))  # 1.3
+    assert {p: v for p, v in got.items() if p != "popularity"} == {p: v for p, v in blend.items() if p != "popularity"}
+    assert rec.blend_for(1000)["popularity"] == pytest.approx(0.1 + 6.0 / 1003.0)
+    assert Recommender(rec.side, blend, cold_popularity=0.0).blend_for(2) == blend  # off: the blend as given
+    for item in rec.recommend(UserContext("u", history, None), k=3):
+        assert item.parts["popularity"] == pytest.approx(1.3 * float(rec.side.popularity[rec.side.index[item.item_id]]))
+        assert sum(item.parts.values()) == pytest.approx(item.score)  # the log still sums to the score
+    for item in rec.recommend(UserContext("u", history, None, seeds=("i2",)), k=3):  # an explicit request leads
+        assert item.parts["popularity"] == pytest.approx(0.1 * float(rec.side.popularity[rec.side.index[item.item_id]]))

@@ -97,3 +97,23 @@ def test_unknown_user_is_a_clear_error(store):
         Refresher(store, CONFIG).select_users(["nobody"])
     with pytest.raises(NotFoundError, match="no user"):
         ProfileRepository(store).require_latest("nobody")
+
+
+def test_latest_many_reads_what_latest_reads_for_a_chunk(store):
+    from sqlalchemy import update
+
+    from tastebud.profiles.migrations import profile_heads
+
+    seed(store, 3)
+    refresher = Refresher(store, CONFIG)
+    refresher.refresh(["u0", "u1"], narratives=False)
+    store.write_batch([rating("u1", "i5", 5.0, 30, n=99)])
+    refresher.refresh(["u1"], narratives=False)  # u1 has two versions, its head at v2
+    repo = ProfileRepository(store)
+    with store.transaction() as conn:  # u0's head points at a version that is not stored
+        conn.execute(update(profile_heads).where(profile_heads.c.user_id == "u0").values(version=7))
+    got = repo.latest_many(["u1", "u0", "u2", "u1"])
+    assert set(got) == {"u0", "u1", "u2"}
+    assert got["u1"] == repo.latest("u1") and got["u1"]["version"] == 2
+    assert got["u0"] == repo.latest("u0") and got["u0"]["version"] == 1  # the fallback read
+    assert got["u2"] is None  # never refreshed

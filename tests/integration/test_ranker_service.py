@@ -1,0 +1,57 @@
+"""The learned ranker in production: trained on a home's events and saved under it, then
+used by the recommendation service when present and allowed (ranker=auto), with logged
+parts that sum to the logged score; ranker=off, or no model, keeps the blend."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.agent_helpers import built_home, copy_home, make_app
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def app(home, tmp_path_factory, embedder):
+    copy_home(built_home(tmp_path_factory.getbasetemp(), embedder), home)
+    a = make_app(home, embedder)
+    yield a
+    a.close()
+
+
+def test_trained_ranker_is_used_and_its_log_explains_the_score(app, home, embedder):
+    from tastebud.retrieval.ranker import BIAS, FEATURES, RankerModel, ranker_dir
+    from tastebud.retrieval.ranker_train import train_for_store
+
+    user = "1"
+    before = app.recommendations.recommend(user, 5)
+    assert before.items and BIAS not in before.items[0].parts  # no model: the blend
+
+    from tastebud.profiles.interest import InterestConfig
+    from tastebud.retrieval.offline import TastebudScorer
+
+    interest = InterestConfig.from_settings(app.settings)
+    model, info = train_for_store(app.store, lambda: TastebudScorer(dict(app.settings.blend), interest, None, "base"),
+                                  semantic=False)
+    model.save(ranker_dir(home))
+    assert RankerModel.present(ranker_dir(home)) and info["training"]["rows"] > 0
+
+    fresh = make_app(home, embedder)
+    try:
+        rec = fresh.recommendations.recommend(user, 5)
+        assert rec.items and set(rec.items[0].parts) == set(FEATURES) | {BIAS}
+        for it in rec.items:
+            entry = fresh.reclog.explain(user, it.item_id, rec.request_id)
+            assert sum(entry["parts"].values()) == pytest.approx(entry["score"], abs=1e-6)
+            assert entry["sentences"]
+    finally:
+        fresh.close()
+
+    from tastebud.settings import load_settings
+    from tastebud.app import App
+
+    off = App(load_settings(home=home, ranker="off"), embedder=embedder)
+    try:
+        assert BIAS not in off.recommendations.recommend(user, 5).items[0].parts
+    finally:
+        off.close()
