@@ -195,7 +195,12 @@ def ranker_latency(app, store, embedder, home: Path, users: list, say) -> dict:
     out: dict = {}
     if not RankerModel.present(folder):
         t = time.perf_counter()
-        model, info = train_for_store(store, app.settings, None, None, say)
+        from tastebud.profiles.interest import InterestConfig
+        from tastebud.retrieval.offline import TastebudScorer
+
+        interest = InterestConfig.from_settings(app.settings)
+        model, info = train_for_store(store, lambda: TastebudScorer(dict(app.settings.blend), interest, None, "base"),
+                                      semantic=False, say=say)
         model.save(folder)
         out["train_s"] = round(time.perf_counter() - t, 1)
         say(f"ranker trained in {out['train_s']} s: {info['training']}")
