@@ -1,4 +1,4 @@
-"""A learned ranker (LightGBM LambdaRank) over the blend's candidates, with exact explanations.
+"""A learned ranker (LightGBM, `rank_xendcg` objective) over the blend's candidates, with exact explanations.
 
 The blend picks CANDIDATES items per request; the ranker re-orders them from FEATURES.
 Explanations are LightGBM's per-item feature contributions (`pred_contrib`): with the
