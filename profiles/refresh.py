@@ -129,17 +129,10 @@ class Refresher:
         return [u for u in chosen if in_shard(u, shard)]
 
     # -------------------------------------------------------------- refresh
-    def _events(self, user_id: str) -> tuple[list[Event], int]:
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(
-                select(events).where(events.c.user_id == user_id).order_by(events.c.ts, events.c.seq)
-            ).all()
-        evs = [_row_event(r) for r in rows]  # the store's reading: fields of unusable types read as unknown
-        return evs, max((r.seq for r in rows), default=0)
-
     def _events_of(self, users: Sequence[str]) -> dict[str, tuple[list[Event], int]]:
-        """_events for a chunk of users in one query (a round trip per user cost a
-        fifth of a full refresh)."""
+        """Each user's events in time order and their last seq, for a chunk of users in
+        one query (a round trip per user cost a fifth of a full refresh). Rows are read
+        as the store reads them: fields of unusable types read as unknown."""
         with self.store.engine.connect() as conn:
             rows = conn.execute(select(events).where(events.c.user_id.in_(list(users)))
                                 .order_by(events.c.user_id, events.c.ts, events.c.seq)).all()
@@ -158,7 +151,7 @@ class Refresher:
         if self.incremental is not None and items is not None:
             profile, last_seq = self.incremental.profile(self.store, user_id, items, self.config)
         else:
-            evs, last_seq = read if read is not None else self._events(user_id)
+            evs, last_seq = read if read is not None else self._events_of([user_id])[user_id]
             if items is None:
                 items = self.store.items_by_id({e.item_id for e in evs if e.item_id})
             profile = build_interest_profile(user_id, evs, items, self.config, last_seq)

@@ -47,9 +47,9 @@ def centroid(top_items: Sequence[Mapping[str, Any]], vector_of: Callable[[str], 
         weights.append(weight)
     if not rows:
         return None
-    mean = np.asarray(weights)[:, None].T @ np.vstack(rows)
+    mean = np.asarray(weights) @ np.vstack(rows)
     norm = float(np.linalg.norm(mean))
-    return (mean[0] / norm).astype(np.float32) if norm > 0 else None
+    return (mean / norm).astype(np.float32) if norm > 0 else None
 
 
 def vectors_from_matrix(profile: Mapping[str, Any] | None, index: Mapping[str, int],

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastebud import pii
-from tastebud.profiles.store import EventStore, default_cache_dir  # noqa: F401  (default_cache_dir re-exported)
+from tastebud.profiles.store import EventStore, default_cache_dir
 from tastebud.profiles.versions import ProfileRepository
 from tastebud.retrieval.profile_vectors import vectors_from_matrix
 from tastebud.retrieval.reclog import Recommendation, RecommendationLog
@@ -197,8 +197,9 @@ class RecommendationService:
                  cache_dir: Path | str | None | bool = True, ranker: Path | str | None = None):
         """vectors: the VectorStore, None (no semantic parts), or a function returning
         one, called when a request first needs vectors (so `why` never opens Chroma).
-        embedder: what encodes intents and profiles whose vectors are not stored
-        (default: the vectors' own); a LazyEmbedder loads its model only then.
+        embedder: what encodes intents (default: the vectors' own); a LazyEmbedder
+        loads its model only then. Profile vectors are never encoded: they are
+        derived from the item side's vectors (retrieval/profile_vectors.py).
         cache_dir: where the item side is cached on disk; True = next to a SQLite
         database (see default_cache_dir), None/False = no disk cache.
         ranker: a folder holding a trained ranker (retrieval/ranker.py), used when

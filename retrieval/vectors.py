@@ -11,7 +11,9 @@ store and the profile versions hold them; Chroma's full-text index on documents
 tripled the upsert time).
 
 Profile vectors have ids `{user_id}:{horizon}` (e.g. `42:long`, `42:short`) and
-metadata `user_id`, `horizon`, `version`.
+metadata `user_id`, `horizon`, `version`. They are computed from item vectors
+(retrieval/profile_vectors.py) and written with `store`, which keeps the same
+rule: a record is rewritten only when its `content_hash` changed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -198,10 +200,9 @@ class VectorCollection:
             chunk = meta_only[start:start + self.batch_size]
             self._call("update", self.collection.update, ids=[r for r, _ in chunk], metadatas=[m for _, m in chunk])
 
-    def sync(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None,
-             on_encoded: Callable[[list[str], list[str], np.ndarray], None] | None = None) -> SyncReport:
-        """Make the collection hold `texts` (and metadata) under `ids`, encoding only what changed.
-        on_encoded(ids, content_hashes, vectors) is told of each batch encoded, before Chroma is."""
+    def sync(self, ids: Sequence[str], texts: Sequence[str],
+             metadatas: Sequence[Mapping[str, Any] | None] | None = None) -> SyncReport:
+        """Make the collection hold `texts` (and metadata) under `ids`, encoding only what changed."""
         ids = [str(i) for i in ids]
         texts = list(texts)
         if len(ids) != len(texts):
@@ -211,7 +212,7 @@ class VectorCollection:
         name = self.embedder.name
         write, fulls, meta_only, (new, updated, unchanged) = self._plan(
             ids, [vector_content_hash(t, name) for t in texts], metadatas)
-        self._encode_and_upsert([ids[i] for i in write], [texts[i] for i in write], [fulls[i] for i in write], on_encoded)
+        self._encode_and_upsert([ids[i] for i in write], [texts[i] for i in write], [fulls[i] for i in write])
         self._update_metadata(meta_only)
         return SyncReport(new, updated, unchanged, len(meta_only))
 
@@ -236,8 +237,7 @@ class VectorCollection:
 
     ENCODE_CHUNK = 50_000  # texts per encode call: the model sorts by length within a call, so bigger pads less
 
-    def _encode_and_upsert(self, ids: list[str], texts: list[str], metas: list[dict[str, Any]],
-                           on_encoded: Callable[[list[str], list[str], np.ndarray], None] | None = None) -> None:
+    def _encode_and_upsert(self, ids: list[str], texts: list[str], metas: list[dict[str, Any]]) -> None:
         # Sequential on purpose: overlapping encode and upsert in a thread was measured
         # slower on 2 cores (ratio 0.75 vs 0.91), both want every core.
         for start in range(0, len(ids), self.ENCODE_CHUNK):
@@ -251,9 +251,6 @@ class VectorCollection:
             else:
                 row = {text: i for i, text in enumerate(unique)}
                 vectors = encoded[[row[t] for t in chunk]]
-            if on_encoded is not None:
-                stop = start + len(vectors)
-                on_encoded(ids[start:stop], [m["content_hash"] for m in metas[start:stop]], vectors)
             for offset in range(0, len(vectors), self.batch_size):
                 part = vectors[offset : offset + self.batch_size]
                 lo, hi = start + offset, start + offset + len(part)
@@ -402,10 +399,11 @@ class VectorStore:
         )
 
     # ---- profiles ------------------------------------------------------------
-    def sync_profiles(self, records: Iterable[tuple[str, str, str, int]], extra: Mapping[str, Mapping[str, Any]] | None = None,
-                      on_encoded: Callable[[list[str], list[str], np.ndarray], None] | None = None) -> SyncReport:
-        """records: (user_id, horizon, text, version). Upserts `user:horizon` vectors that changed
-        (on_encoded: see VectorCollection.sync)."""
+    def sync_profiles(self, records: Iterable[tuple[str, str, str, int]],
+                      extra: Mapping[str, Mapping[str, Any]] | None = None) -> SyncReport:
+        """records: (user_id, horizon, text, version): vectors encoded from texts; upserts
+        `user:horizon` vectors that changed. (Profiles themselves store computed vectors,
+        `store_profiles`; this is for callers that have a text about a user.)"""
         ids, texts, metas = [], [], []
         for user_id, horizon, text, version in records:
             if horizon not in HORIZONS:
@@ -414,7 +412,7 @@ class VectorStore:
             ids.append(pid)
             texts.append(text)
             metas.append({**((extra or {}).get(pid) or {}), "user_id": str(user_id), "horizon": horizon, "version": int(version)})
-        return self.profiles.sync(ids, texts, metas, on_encoded)
+        return self.profiles.sync(ids, texts, metas)
 
     def store_profiles(self, records: Sequence[tuple[str, str, str, np.ndarray, int]]) -> SyncReport:
         """records: (user_id, horizon, content hash, vector, version), vectors computed

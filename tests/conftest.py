@@ -44,6 +44,17 @@ def store(settings):
 
 
 @pytest.fixture
+def app(home, tmp_path_factory, embedder):
+    """A small built home (ml-small slice, injection item, near-duplicate twins), copied per test."""
+    from tests.agent_helpers import built_home, copy_home, make_app
+
+    copy_home(built_home(tmp_path_factory.getbasetemp(), embedder), home)
+    a = make_app(home, embedder)
+    yield a
+    a.close()
+
+
+@pytest.fixture
 def ml_small() -> Path:
     return ML_SMALL
 

@@ -6,17 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.agent_helpers import built_home, copy_home, make_app
+from tests.agent_helpers import make_app
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def app(home, tmp_path_factory, embedder):
-    copy_home(built_home(tmp_path_factory.getbasetemp(), embedder), home)
-    a = make_app(home, embedder)
-    yield a
-    a.close()
 
 
 def test_trained_ranker_is_used_and_its_log_explains_the_score(app, home, embedder):
