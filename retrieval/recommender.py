@@ -69,6 +69,7 @@ INTENT_WEIGHT = 0.4
 # protocol run on the validation split of ml-latest-small's training part (200 users):
 # NDCG@10 at 1 / 3 / 5 events 0.034 / 0.038 / 0.041 without it, 0.062 / 0.057 / 0.071
 # with it (Pop 0.064 / 0.065 / 0.066); warm validation unchanged (0.1273 -> 0.1275).
+# Command: bench/validation.py cold-users.
 COLD_POPULARITY = 3.0
 COLD_EVENTS = 5.0
 COLD_KEY = "cold_popularity"  # the blend setting that overrides COLD_POPULARITY

@@ -39,7 +39,7 @@ DEFAULT_EVENT_WEIGHTS = {
 # examples/ml-latest-small --fit` chose by coordinate ascent on a validation split of
 # the training data (docs/design.md#evaluation-protocol), with profile vectors averaged
 # from item vectors (retrieval/profile_vectors.py). Validation NDCG@10 0.1273 against
-# 0.1204 without the semantic parts; on the test split 0.1166 against 0.1177 (the
+# 0.1204 without the semantic parts (bench/validation.py profile-vectors); on the test split 0.1166 against 0.1177 (the
 # difference's 95% interval [-0.0054, +0.0037]: no measurable effect on warm users).
 DEFAULT_BLEND = {
     "semantic_long": 0.1,

@@ -1,0 +1,106 @@
+"""Choices made on the validation split of the training part (never the test split).
+
+    .venv/bin/python bench/validation.py profile-vectors [DIR]
+    .venv/bin/python bench/validation.py cold-users [DIR] [--weights 0,0.3,0.6,1,2,3,5]
+
+DIR (default examples/ml-latest-small) is split by the warm protocol; `validation_split`
+then applies the same protocol to the train part alone, and everything below is scored
+on that validation split.
+
+profile-vectors: NDCG@10 of the semantic parts alone and of the default blend (with
+`semantic_long 0.1`, the short-history backoff off), with profile vectors as the embedding of the old profile text
+("Interests: tags. Liked: titles.") or as the mean of the top items' vectors
+(retrieval/profile_vectors.py), and without semantic parts.
+
+cold-users: the cold-user protocol (200 sampled users at 1 / 3 / 5 events and stated
+preferences only) on the validation split, for each weight of the short-history
+popularity backoff (`cold_popularity` in the blend; halving point COLD_EVENTS), with
+the warm validation NDCG@10 next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from _harness import old_profile_text  # noqa: E402  (bench/ is on sys.path)
+from tastebud.profiles.interest import InterestConfig  # noqa: E402
+from tastebud.retrieval.embedder import get_embedder  # noqa: E402
+from tastebud.retrieval.evaluation import evaluate_model, validation_split  # noqa: E402
+from tastebud.retrieval.offline import TastebudScorer, load_split, run_cold_users  # noqa: E402
+from tastebud.retrieval.profile_vectors import vectors_from_matrix  # noqa: E402
+from tastebud.retrieval.recommender import COLD_EVENTS, COLD_KEY  # noqa: E402
+from tastebud.settings import load_settings  # noqa: E402
+
+
+def setup(directory: Path):
+    settings = load_settings(home=tempfile.mkdtemp(prefix="tastebud-validation-"))
+    split = load_split({"movielens": str(directory)}, settings)
+    val = validation_split(split)
+    embedder = get_embedder(settings)
+    catalog = val.train.catalog or {}
+    item_vectors = embedder.encode([catalog[i].text_for_embedding() if i in catalog else i for i in val.train.items])
+    return settings, val, embedder, item_vectors, InterestConfig.from_settings(settings), dict(settings.blend)
+
+
+def profile_vectors(directory: Path) -> None:
+    settings, val, embedder, item_vectors, interest, blend = setup(directory)
+    scorer = TastebudScorer(blend, interest, embedder, item_vectors=item_vectors).fit(val.train)
+    users = list(scorer.profiles)
+    texts = [old_profile_text(scorer.profiles[u], h) for u in users for h in ("long_term", "short_term")]
+    encoded = embedder.encode(texts)
+    kinds = {
+        "text embedding": {u: {"long": encoded[2 * i], "short": encoded[2 * i + 1]} for i, u in enumerate(users)},
+        "item-vector mean": {u: vectors_from_matrix(scorer.profiles[u], val.train.item_index, item_vectors)
+                             for u in users},
+    }
+    # the popularity backoff off (it came later, bench/validation.py cold-users): the parts as they were compared
+    base = {**blend, "semantic_short": 0.1, COLD_KEY: 0.0}
+    only = {**{p: 0.0 for p in base}, COLD_KEY: 0.0}
+    blends = {"semantic_long alone": {**only, "semantic_long": 1.0},
+              "semantic_short alone": {**only, "semantic_short": 1.0},
+              "blend, semantic_long 0.1": {**base, "semantic_long": 0.1},
+              "blend without semantic parts": {**base, "semantic_long": 0.0, "semantic_short": 0.0}}
+    for kind, vectors in kinds.items():
+        scorer.vectors = vectors
+        for name, weights in blends.items():
+            variant = scorer.with_blend(weights, name)
+            variant._parts_cache = {}
+            print(f"{kind:18s} {name:30s} NDCG@10 {evaluate_model(variant, val, fit=False)['ndcg@10']:.4f}", flush=True)
+
+
+def cold_users(directory: Path, weights: list[float]) -> None:
+    settings, val, embedder, item_vectors, interest, blend = setup(directory)
+    print(f"halving point COLD_EVENTS = {COLD_EVENTS:g} item events; 200 sampled users, seed 0")
+    for w in weights:
+        trial = {**blend, COLD_KEY: w}
+        out = run_cold_users(val, trial, interest, embedder, item_vectors, 1, 50, 0, 200)
+        row = []
+        for level, table in out["levels"].items():
+            models = table["models"]
+            row.append(f"{level} {models['tastebud']['ndcg@10']:.4f} (pop {models['pop']['ndcg@10']:.4f})")
+        warm = evaluate_model(TastebudScorer(trial, interest, embedder, item_vectors=item_vectors), val)["ndcg@10"]
+        print(f"cold_popularity {w:g}: warm {warm:.4f}; " + "; ".join(row), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=("profile-vectors", "cold-users"))
+    ap.add_argument("directory", nargs="?", type=Path, default=ROOT / "examples" / "ml-latest-small")
+    ap.add_argument("--weights", default="0,0.3,0.6,1,2,3,5")
+    args = ap.parse_args()
+    if args.what == "profile-vectors":
+        profile_vectors(args.directory)
+    else:
+        cold_users(args.directory, [float(w) for w in args.weights.split(",")])
+
+
+if __name__ == "__main__":
+    main()
