@@ -3,6 +3,7 @@ the key store, the rate limiter, the live updater and the chat agent."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ class Services:
     limiter: TokenBuckets
     live: "LiveUpdates"
     chat: ChatService
+    checkpoints: threading.Event | None = None  # stops the WAL checkpoint thread (SQLite)
 
     @classmethod
     def start(cls, settings: Settings, parts: dict[str, Any] | None = None) -> "Services":
@@ -33,8 +35,9 @@ class Services:
         from tastebud.app import App
 
         app = App(settings, **(parts or {}))
-        live = None
+        live = checkpoints = None
         try:
+            checkpoints = app.store.checkpoint_in_background()  # not in the writers' queue
             keys = KeyStore(app.store)
             _ = app.recommendations.side  # item side (cached on disk; may not need Chroma)
             _ = app.vectors  # the Chroma client: an unreachable Chroma fails here, not per request
@@ -46,9 +49,12 @@ class Services:
         except BaseException:
             if live is not None:
                 live.stop()
+            if checkpoints is not None:
+                checkpoints.set()
             app.close()
             raise
-        return cls(app, keys, TokenBuckets(settings.api_rate_limit_per_s, settings.api_rate_burst), live, chat)
+        return cls(app, keys, TokenBuckets(settings.api_rate_limit_per_s, settings.api_rate_burst), live, chat,
+                   checkpoints)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Called after the server stopped taking requests: finish in-flight live
@@ -56,6 +62,8 @@ class Services:
         try:
             self.live.stop(timeout)
         finally:
+            if self.checkpoints is not None:
+                self.checkpoints.set()
             self.app.close()
 
     def status(self) -> dict[str, Any]:

@@ -1,24 +1,29 @@
 """Load test of `tastebud serve` from a second process on loopback.
 
     .venv/bin/python bench/serve.py [DIR] [--seconds 60] [--clients 4] [--batch 5] [--rate EVENTS_PER_S]
-                                    [--warmup 10] [--workers 1] [--narratives] [--home PATH] [--json]
+                                    [--reads 1] [--warmup 10] [--workers 1] [--narratives] [--home PATH] [--json]
 
 1. A fresh temporary TASTEBUD_HOME (or --home, reused if it already holds the
    data), set up with the CLI as an operator would: `tastebud ingest movielens
    DIR`, `tastebud refresh --all --no-narratives`, `tastebud index`, `tastebud
    keys create --role operator`.
-2. `tastebud serve` on a free loopback port, as a subprocess. Narratives are
+2. `tastebud serve` on a free loopback port, as a subprocess, waited for until
+   ready and until its live thread has warmed the interest states of the most
+   recently active users (what a long-running server holds; a restart builds
+   them in the background). Narratives are
    off unless --narratives (then the embedded LLM writes them in the
    background); chat phrasing is off (nothing here chats, and the model would
    take CPU from the server); the per-key rate limit is lifted, since every
    client here shares the one operator key.
-3. From this process, --clients threads (httpx) for --warmup seconds (default
+3. From this process, --clients threads (httpx, a new connection per request, so
+   requests spread over --workers as behind a load balancer) for --warmup seconds (default
    10: first touches of interest states and caches, not recorded) and then
    --seconds (recorded): each loops
    posting a batch of --batch events (ratings, views, clicks of random items)
    for a random user, then reading recommendations (k=10) for another random
-   user; as fast as they can (a saturating closed loop), or paced to --rate
-   events/s in all. Next to them three probe threads measure freshness, one
+   user (--reads per POST on average: 0 loads the write and background path
+   only, the probes still read); as fast as they can (a saturating closed
+   loop), or paced to --rate events/s in all. Next to them three probe threads measure freshness, one
    probe each, again and again:
    - dislike: the top recommended item of a user, disliked, then recommendations
      read until it is gone (event to updated recommendation);
@@ -92,6 +97,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=5, help="events per POST /v1/events")
     parser.add_argument("--rate", type=float, default=0.0, help="events/s of all clients together (0 = as fast as they can)")
+    parser.add_argument("--reads", type=float, default=1.0,
+                        help="recommendation reads per POST, on average (0: events only, the background path's load)")
     parser.add_argument("--narratives", action="store_true", help="let the server write narratives in the background")
     parser.add_argument("--warmup", type=float, default=10.0,
                         help="seconds of the same load before anything is recorded (interest states, caches)")
@@ -156,6 +163,20 @@ class Server:
             time.sleep(0.2)
         raise SystemExit(f"the server was not ready within {timeout:.0f} s")
 
+    def wait_warm(self, key: str, timeout: float = 600.0) -> float:
+        """Until the live thread has warmed the interest states a restarted server
+        builds ahead of events (GET /v1/status: live.warming_users), as a
+        long-running server is before the load that matters."""
+        import httpx
+
+        start = time.perf_counter()
+        while time.perf_counter() - start < timeout:
+            r = httpx.get(f"{self.base_url}/v1/status", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+            if r.status_code == 200 and not r.json().get("live", {}).get("live", {}).get("warming_users"):
+                return time.perf_counter() - start
+            time.sleep(0.5)
+        raise SystemExit(f"the server was still warming after {timeout:.0f} s")
+
     def stop(self, timeout: float = 60.0) -> int:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -168,8 +189,10 @@ class Server:
 
 
 class Load:
-    def __init__(self, base_url: str, key: str, users: list[str], items: list[str], batch: int, interval: float):
+    def __init__(self, base_url: str, key: str, users: list[str], items: list[str], batch: int, interval: float,
+                 reads: float = 1.0):
         self.base_url, self.key, self.users, self.items, self.batch = base_url, key, users, items, batch
+        self.reads = reads  # recommendation reads per POST, on average
         self.interval = interval  # seconds between one client's POSTs (0 = no pause)
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -195,7 +218,11 @@ class Load:
     def client(self):
         import httpx
 
-        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.key}"}, timeout=60)
+        # a connection per request: a kept-alive connection stays with the worker that
+        # accepted it, so with --workers a few connections would load the workers unevenly;
+        # this way the kernel spreads requests as a load balancer in front of them would
+        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.key}"}, timeout=60,
+                            limits=httpx.Limits(max_keepalive_connections=0))
 
     def error(self, kind: str, detail: str) -> None:
         with self.lock:
@@ -249,6 +276,7 @@ class Load:
     def run_client(self, index: int) -> None:
         rng = random.Random(index)
         next_at = time.perf_counter() + rng.random() * self.interval  # clients out of step
+        owed = 0.0  # reads owed: --reads per POST on average
         with self.client() as http:
             while not self.stop.is_set():
                 if self.interval and self.stop.wait(max(0.0, next_at - time.perf_counter())):
@@ -256,7 +284,10 @@ class Load:
                 next_at += self.interval
                 user = rng.choice(self.users)
                 self.post(http, [self.event(rng, user, f"c{index}") for _ in range(self.batch)])
-                self.recommend(http, rng.choice(self.users))
+                owed += self.reads
+                while owed >= 1.0:
+                    owed -= 1.0
+                    self.recommend(http, rng.choice(self.users))
 
     # ---- freshness probes -------------------------------------------------------------
     def probes(self) -> list:
@@ -342,7 +373,8 @@ def movie_ids(data: str) -> list[str]:
 def run(args, home: Path, say) -> dict:
     result: dict = {"data": args.data, "home": str(home) if args.home else "temporary", "seconds": args.seconds,
                     "clients": args.clients, "batch": args.batch, "rate": args.rate or "unpaced",
-                    "narratives": args.narratives, "warmup_s": args.warmup, "workers": args.workers}
+                    "narratives": args.narratives, "warmup_s": args.warmup, "workers": args.workers,
+                    "reads_per_post": args.reads}
     setup_info = setup(args, home, say)
     key = setup_info.pop("key")
     result["setup_s"] = setup_info
@@ -354,8 +386,10 @@ def run(args, home: Path, say) -> dict:
     try:
         result["server_ready_s"] = round(server.wait_ready(), 1)
         say(f"server ready on {server.base_url} in {result['server_ready_s']} s")
+        result["server_warm_s"] = round(server.wait_warm(key), 1)
+        say(f"interest states of the most recent users warmed in {result['server_warm_s']} s more")
         interval = args.batch * args.clients / args.rate if args.rate > 0 else 0.0
-        load = Load(server.base_url, key, users, items, args.batch, interval)
+        load = Load(server.base_url, key, users, items, args.batch, interval, args.reads)
         threads = [threading.Thread(target=load.run_client, args=(i,), name=f"client-{i}") for i in range(args.clients)]
         threads += [threading.Thread(target=load.run_probe, args=(probe, home / "tastebud.db", 1000 + i), name=probe.__name__)
                     for i, probe in enumerate(load.probes())]
@@ -396,9 +430,10 @@ def run(args, home: Path, say) -> dict:
     # ---- raw baselines in this process --------------------------------------------------
     result["baseline"] = baselines(home, users, items, args.batch, len(load.rec_ms))
     direct = result["baseline"]["direct_recommend_ms"]
+    recs = result["latency_ms"]["recommendations"]
     result["ratios"] = {
-        "api_rec_p50_over_direct_p50": round(result["latency_ms"]["recommendations"]["p50"] / direct["p50"], 1),
-        "api_rec_p95_over_direct_p95": round(result["latency_ms"]["recommendations"]["p95"] / direct["p95"], 1),
+        **({"api_rec_p50_over_direct_p50": round(recs["p50"] / direct["p50"], 1),
+            "api_rec_p95_over_direct_p95": round(recs["p95"] / direct["p95"], 1)} if recs["n"] else {}),
         "api_events_per_s_over_raw_sqlite": round(result["events_per_s"] / result["baseline"]["raw_sqlite_events_per_s"], 4),
     }
     report(result, say)
@@ -453,7 +488,7 @@ def baselines(home: Path, users: list[str], items: list[str], batch: int, n_recs
 def report(result: dict, say) -> None:
     lat, fresh, base = result["latency_ms"], result["freshness_ms"], result["baseline"]
     say(f"\n{result['clients']} clients for {result['seconds']:.0f} s, {result['batch']} events per POST, "
-        f"rate {result['rate']}, narratives {'on' if result['narratives'] else 'off'}, "
+        f"rate {result['rate']}, {result['reads_per_post']:g} recommendation reads per POST, narratives {'on' if result['narratives'] else 'off'}, "
         f"{result['workers']} worker(s), recorded after {result['warmup_s']:.0f} s of warm-up")
     say(f"server ready in {result['server_ready_s']} s, graceful shutdown in {result['server_shutdown_s']} s")
     say(f"events accepted: {result['events_accepted']:,} ({result['events_per_s']} events/s)")

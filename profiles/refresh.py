@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from tastebud.profiles.erasure import erase_profile_rows
 from tastebud.profiles.events import Event
 from tastebud.profiles.incremental import IncrementalProfiles
-from tastebud.profiles.interest import InterestConfig, build_interest_profile
+from tastebud.profiles.interest import InterestConfig, InterestProfile, build_interest_profile
 from tastebud.profiles.migrations import events, profile_heads
 from tastebud.profiles.narrative import NarrativeWriter, template_narrative
 from tastebud.profiles.narrative_queue import NarrativeQueue
@@ -155,6 +155,10 @@ class Refresher:
             if items is None:
                 items = self.store.items_by_id({e.item_id for e in evs if e.item_id})
             profile = build_interest_profile(user_id, evs, items, self.config, last_seq)
+        return self._computed(profile, last_seq)
+
+    @staticmethod
+    def _computed(profile: InterestProfile, last_seq: int) -> tuple[dict[str, Any], int]:
         data = profile.computed()
         data["computed_hash"] = profile_content_hash(data)
         return data, last_seq
@@ -200,8 +204,12 @@ class Refresher:
                         report: RefreshReport, renarrate: AbstractSet[str] = frozenset()) -> None:
         for offset in range(0, len(users), self.chunk_size):
             chunk = users[offset : offset + self.chunk_size]
-            read = self._events_of(chunk) if self.incremental is None or items is None else {}
-            computed = [self.compute(u, items, read.get(u)) for u in chunk]
+            if self.incremental is not None and items is not None:
+                held = self.incremental.profile_many(self.store, chunk, items, self.config)
+                computed = [self._computed(*held[u]) for u in chunk]
+            else:
+                read = self._events_of(chunk)
+                computed = [self.compute(u, items, read.get(u)) for u in chunk]
             latest = self.repo.latest_many(chunk)
             previous = [latest[u] for u in chunk]
             to_write: list[int] = []
@@ -244,8 +252,7 @@ class Refresher:
                             report.narrative_errors[data["user_id"]] = errors[-1]
                     finals[i] = (data, computed[i][1], result.source)
             saved = []
-            for data, seq, source in finals:
-                version, created = self.repo.save(data, seq, source)
+            for (data, _seq, _source), (version, created) in zip(finals, self.repo.save_many(finals)):
                 data["version"] = version
                 report.users += 1
                 report.versions[data["user_id"]] = version

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AbstractSet, Any, Iterable, Iterator, Mapping, Sequence
@@ -73,6 +74,11 @@ class EventStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open event store at {url}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
         self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time, and a writer that finds the lock taken sleeps
+        # in growing steps (up to 100 ms) however soon it is free; this process's
+        # writers queue here instead and are woken at once.
+        self._writers = threading.RLock() if self.dialect == "sqlite" else None
+        self.checkpoints = 0  # passes of checkpoint_in_background's thread
 
     @classmethod
     def from_settings(cls, settings: Any) -> "EventStore":
@@ -82,10 +88,35 @@ class EventStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def checkpoint_in_background(self, every_s: float = 1.0) -> threading.Event | None:
+        """For a long-running process with many writers (the server). SQLite's automatic
+        checkpoint runs in the writer that commits, inside this process's writer queue,
+        and stalls every writer behind it while it copies the WAL (over a second for the
+        64 MB `wal_autocheckpoint` allows). Here connections stop checkpointing on commit
+        and a daemon thread checkpoints every `every_s` instead, PASSIVE (it never waits
+        for a reader or a writer). Returns the event that stops it; None for other databases."""
+        if self.dialect != "sqlite":
+            return None
+        event.listen(self.engine, "connect", _no_autocheckpoint)  # after the pragmas: it wins
+        self.engine.dispose()  # connections pooled so far checkpoint on commit
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(every_s):
+                try:
+                    with self.engine.connect() as conn:
+                        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                    self.checkpoints += 1
+                except Exception as exc:  # noqa: BLE001 - the next pass tries again
+                    log.warning("WAL checkpoint failed: %s", exc)
+
+        threading.Thread(target=run, name="tastebud-wal-checkpoint", daemon=True).start()
+        return stop
+
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         try:
-            with self.engine.begin() as conn:
+            with self._writers or nullcontext(), self.engine.begin() as conn:
                 yield conn
         except OperationalError as exc:
             raise StoreError(f"event store error: {exc.orig}") from exc
@@ -361,6 +392,13 @@ class EventStore:
         with self.engine.connect() as conn:
             return sorted(conn.execute(select(events.c.user_id).where(events.c.ts >= since_ts).distinct()).scalars())
 
+    def recent_users(self, limit: int) -> list[str]:
+        """The `limit` users with the newest events, newest first."""
+        last = func.max(events.c.seq)
+        query = select(events.c.user_id).group_by(events.c.user_id).order_by(last.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
     def lagging_users(self, user_ids: Sequence[str] | None = None) -> list[str]:
         """Users with events newer than their latest profile version (or none);
         only among `user_ids` when given."""
@@ -459,6 +497,7 @@ def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 # default auto-checkpoint (1,000 pages, 4 MiB) made batched ingestion checkpoint, with two
 # fsyncs, at almost every batch commit (then 5,000 rows); 16,384 pages (64 MiB) checkpoints a few times per
 # 100k events, and journal_size_limit shrinks the WAL file back afterwards.
+SQLITE_POOL = 16
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -466,6 +505,12 @@ SQLITE_PRAGMAS = (
     "PRAGMA wal_autocheckpoint=16384",
     "PRAGMA journal_size_limit=67108864",
 )
+
+
+def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA wal_autocheckpoint=0")
+    cur.close()
 
 
 def _make_engine(url: str) -> Engine:
@@ -476,7 +521,10 @@ def _make_engine(url: str) -> Engine:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot open event store at {url}: {exc.strerror}: {exc.filename}") from exc
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # a pool as large as a server's request threads: a connection opened past the
+        # pool is closed after use, and its pragmas (WAL takes a lock) run on every open
+        pool = {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL} if path and path != ":memory:" and "///" in url else {}
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every test

@@ -183,51 +183,98 @@ class ProfileRepository:
                     raise
         raise AssertionError("unreachable")
 
+    def save_many(self, entries: Sequence[tuple[dict[str, Any], int, str]]) -> list[tuple[int, bool]]:
+        """save() for several users in one transaction: one write lock and one commit
+        for a batch, which is what lets the live updater keep up. A race on any of
+        them rolls the lot back, and each is then saved on its own."""
+        if len(entries) > 1:
+            # hashes and JSON before the transaction: the write lock is held only for the statements
+            prepared = [_prepared(data) for data, _, _ in entries]
+            try:
+                with self.store.transaction() as conn:
+                    heads = self._heads(conn, [data["user_id"] for data, _, _ in entries])
+                    return [self._save_in(conn, *entry, known=heads.get(entry[0]["user_id"], (None, None)),
+                                          prepared=ready) for entry, ready in zip(entries, prepared)]
+            except (IntegrityError, _HeadMoved):
+                pass
+        return [self.save(*entry) for entry in entries]
+
+    @staticmethod
+    def _heads(conn: Any, users: Sequence[str]) -> dict[str, tuple[Any, str | None]]:
+        """{user: (head row, content hash of the head's version)} in one query."""
+        query = (select(profile_heads, profile_versions.c.content_hash)
+                 .select_from(profile_heads.outerjoin(profile_versions, and_(
+                     profile_versions.c.user_id == profile_heads.c.user_id,
+                     profile_versions.c.version == profile_heads.c.version)))
+                 .where(profile_heads.c.user_id.in_(list(users))))
+        return {r["user_id"]: (r, r["content_hash"]) for r in conn.execute(query).mappings()}
+
     def _save_once(self, data: dict[str, Any], last_event_seq: int, narrative_source: str) -> tuple[int, bool]:
-        user_id = data["user_id"]
-        digest = profile_content_hash(data)
-        now = int(time.time() * 1000)
         with self.store.transaction() as conn:
+            return self._save_in(conn, data, last_event_seq, narrative_source)
+
+    def _save_in(self, conn: Any, data: dict[str, Any], last_event_seq: int, narrative_source: str,
+                 known: tuple[Any, str | None] | None = None,
+                 prepared: tuple[str, str] | None = None) -> tuple[int, bool]:
+        """known: the head row and its version's content hash, read by the caller (save_many);
+        prepared: the data's content hash and JSON (`_prepared`)."""
+        user_id = data["user_id"]
+        digest, data_json = prepared or _prepared(data)
+        now = int(time.time() * 1000)
+        if known is not None:
+            head, current = known
+        else:
             head = conn.execute(select(profile_heads).where(profile_heads.c.user_id == user_id)).mappings().first()
-            if head is not None and head["last_event_seq"] > last_event_seq:
-                return head["version"], False  # another writer already saved a newer profile
-            if head is not None:
-                current = conn.execute(  # None when the head points at a missing version: save a new one
-                    select(profile_versions.c.content_hash).where(
-                        profile_versions.c.user_id == user_id, profile_versions.c.version == head["version"]
-                    )
-                ).scalar()
-                if current == digest:
-                    moved = conn.execute(
-                        update(profile_heads)
-                        .where(profile_heads.c.user_id == user_id, profile_heads.c.version == head["version"],
-                               profile_heads.c.last_event_seq <= last_event_seq)
-                        .values(last_event_seq=last_event_seq, updated_at=now)
-                    ).rowcount == 0
-                    if moved:  # another writer changed the head since we read it: look again
-                        raise _HeadMoved(user_id)
-                    return head["version"], False
-            version = (head["version"] if head else 0) + 1
-            since_seq = head["last_event_seq"] if head else 0
-            triggers = list(conn.execute(
-                select(events.c.event_id)
-                .where(events.c.user_id == user_id, events.c.seq > since_seq, events.c.seq <= last_event_seq)
-                .order_by(events.c.seq.desc()).limit(50)
-            ).scalars())
-            stored = {**data, "version": version, "generated_at": now, "last_event_seq": last_event_seq,
-                      "content_hash": digest}
-            conn.execute(profile_versions.insert().values(
-                user_id=user_id, version=version, content_hash=digest, last_event_seq=last_event_seq,
-                created_at=now, narrative_source=narrative_source,
-                data=json.dumps(stored, ensure_ascii=False, separators=(",", ":")),
-                trigger_event_ids=json.dumps(triggers),
-            ))
-            values = dict(version=version, last_event_seq=last_event_seq, narrative_source=narrative_source, updated_at=now)
-            if head is None:
-                conn.execute(profile_heads.insert().values(user_id=user_id, **values))
-            else:
-                conn.execute(update(profile_heads).where(profile_heads.c.user_id == user_id).values(**values))
-            return version, True
+            current = None if head is None else conn.execute(
+                select(profile_versions.c.content_hash).where(
+                    profile_versions.c.user_id == user_id, profile_versions.c.version == head["version"]
+                )
+            ).scalar()  # None when the head points at a missing version: save a new one
+        if head is not None and head["last_event_seq"] > last_event_seq:
+            return head["version"], False  # another writer already saved a newer profile
+        if head is not None:
+            if current == digest:
+                moved = conn.execute(
+                    update(profile_heads)
+                    .where(profile_heads.c.user_id == user_id, profile_heads.c.version == head["version"],
+                           profile_heads.c.last_event_seq <= last_event_seq)
+                    .values(last_event_seq=last_event_seq, updated_at=now)
+                ).rowcount == 0
+                if moved:  # another writer changed the head since we read it: look again
+                    raise _HeadMoved(user_id)
+                return head["version"], False
+        version = (head["version"] if head else 0) + 1
+        since_seq = head["last_event_seq"] if head else 0
+        triggers = list(conn.execute(
+            select(events.c.event_id)
+            .where(events.c.user_id == user_id, events.c.seq > since_seq, events.c.seq <= last_event_seq)
+            .order_by(events.c.seq.desc()).limit(50)
+        ).scalars())
+        stamp = {"version": version, "generated_at": now, "last_event_seq": last_event_seq, "content_hash": digest}
+        conn.execute(profile_versions.insert().values(
+            user_id=user_id, version=version, content_hash=digest, last_event_seq=last_event_seq,
+            created_at=now, narrative_source=narrative_source,
+            data=_stamped(data, data_json, stamp),
+            trigger_event_ids=json.dumps(triggers),
+        ))
+        values = dict(version=version, last_event_seq=last_event_seq, narrative_source=narrative_source, updated_at=now)
+        if head is None:
+            conn.execute(profile_heads.insert().values(user_id=user_id, **values))
+        else:
+            conn.execute(update(profile_heads).where(profile_heads.c.user_id == user_id).values(**values))
+        return version, True
+
+
+def _prepared(data: dict[str, Any]) -> tuple[str, str]:
+    """The profile's content hash and its JSON, as stored (compact, UTF-8 as is)."""
+    return profile_content_hash(data), json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _stamped(data: dict[str, Any], data_json: str, stamp: dict[str, Any]) -> str:
+    """The JSON of {**data, **stamp}, from the data's JSON when no key repeats."""
+    if not data or stamp.keys() & data.keys():
+        return json.dumps({**data, **stamp}, ensure_ascii=False, separators=(",", ":"))
+    return data_json[:-1] + "," + json.dumps(stamp, ensure_ascii=False, separators=(",", ":"))[1:]
 
 
 def _weights(profile: dict[str, Any] | None, horizon: str) -> dict[str, float]:

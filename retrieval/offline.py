@@ -309,6 +309,9 @@ def _variants(scorer: TastebudScorer, blend: Mapping[str, float], which: Sequenc
             out.append(scorer.with_blend(dict(blend), "tastebud"))
         elif name == "no_semantic":
             out.append(scorer.with_blend({**blend, "semantic_long": 0.0, "semantic_short": 0.0}, "tastebud no_semantic"))
+        elif name == "semantic_only":
+            out.append(scorer.with_blend({p: (blend.get(p, 0.0) if p in ("semantic_long", "semantic_short") else 0.0)
+                                          for p in blend}, "tastebud semantic only"))
         elif name == "content_only":
             out.append(scorer.with_blend({**blend, "co_occurrence": 0.0, "popularity": 0.0}, "tastebud content only"))
         elif name == "no_content":
@@ -347,10 +350,11 @@ def run_cold_items(split: Split, blend: Mapping[str, float], interest: Any, embe
     runs = [run_model(m, cold) for m in baselines]
     scorer = TastebudScorer(blend, interest, embedder, "tastebud", item_vectors)
     scorer.fit(cold.train)
-    variants = _variants(scorer, blend, ("tastebud", "no_semantic", "no_content", "content_only"))
+    variants = _variants(scorer, blend, ("tastebud", "no_semantic", "no_content", "content_only", "semantic_only"))
     runs += [run_model(v, cold, fit=False) for v in variants]
     p = bp.plan(len(cold.eval_users), resamples, p_seed)
-    compare = COMPARE + (("tastebud", "tastebud no_semantic no_tags"), ("tastebud content only", "pop"))
+    compare = COMPARE + (("tastebud", "tastebud no_semantic no_tags"), ("tastebud content only", "pop"),
+                         ("tastebud semantic only", "pop"), ("tastebud semantic only", "ease"))
     out = _table(runs, p, compare)
     # the same users, ranking only the held-out items: which new item to show to whom
     cols = [cold.train.item_index[i] for i in held]

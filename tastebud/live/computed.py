@@ -20,6 +20,7 @@ from collections import Counter, deque
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tastebud.live.support import Shared, now_ms, percentiles
+from tastebud.profiles.interest import InterestConfig
 from tastebud.timefmt import iso_or_none
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tastebud.live")
 
-LIVE_BATCH = 8  # users per computed refresh: small, so a read waiting on one of them is not kept long
+LIVE_BATCH = 16  # users per computed refresh (one transaction): small, so a read waiting on one of them is not kept long
+WARM_CHUNK = 16  # users per warm-up step; a marked user waits for at most one step
 LAG_WINDOW = 2000  # recent lags kept for the percentiles in stats()
 RETENTION_CHECK_S = 60.0  # with retention_days set, events past it are looked for this often
 
@@ -44,6 +46,7 @@ class ComputedRefresh:
         self._lag_ms: deque[float] = deque(maxlen=LAG_WINDOW)
         self._last_at: int | None = None
         self._retention_at = 0.0  # monotonic s of the next retention pass
+        self._to_warm: deque[str] = deque()  # users whose interest states are built ahead of their next event
 
     # ------------------------------------------------------------------ callers
     def mark(self, users: Sequence[str]) -> None:
@@ -121,7 +124,8 @@ class ComputedRefresh:
             "new_versions": counts.get("live_new_versions", 0),
             "batches": counts.get("live_batches", 0),
             "ensure_fresh_refreshes": counts.get("ensure_fresh_refreshes", 0),  # of refreshed_users
-            "interest_states": dict(self.shared.interest_states.counts),  # built (first touch or repair), updated
+            "interest_states": dict(self.shared.interest_states.counts),  # built (first touch or repair), updated, warmed
+            "warming_users": len(self._to_warm),  # still to be warmed ahead of their next event
             "admin_refreshed_users": counts.get("admin_refreshed_users", 0),
             "last_refresh_at": iso_or_none(self._last_at),
             "lag_ms": lag,  # event accepted -> profile and its vectors saved, by the live thread
@@ -130,9 +134,12 @@ class ComputedRefresh:
     # ------------------------------------------------------------------ the thread
     def loop(self) -> None:
         """Takes up users whose events outran their profile (a crash, another
-        process), then batches of marked users until stopped and flushed."""
+        process), then batches of marked users until stopped and flushed; while
+        none are marked, warms the interest states of the most recently active users."""
+        store = self.shared.services.store
         try:
-            stale = self.shared.services.store.lagging_users()
+            stale = store.lagging_users()
+            self._to_warm.extend(store.recent_users(self.shared.interest_states.max_users))
         except Exception as exc:
             self.shared.book.error("live", exc)
             stale = []
@@ -145,24 +152,40 @@ class ComputedRefresh:
                 self.expire()
             except Exception as exc:
                 self.shared.book.error("retention", exc)
+            batch: dict[str, float] = {}
             with self._cond:
-                while not self._dirty and not stopping.is_set():
+                while not self._dirty and not self._to_warm and not stopping.is_set():
                     wait = self._retention_wait()
                     if not self._cond.wait(wait) and wait is not None and self._retention_wait() <= 0.05:
                         break  # time for a retention pass
-                if not self._dirty:
-                    if stopping.is_set():
-                        return  # stopping, and everything is flushed
-                    continue
-                users = list(itertools.islice(self._dirty, LIVE_BATCH))
-                batch = {user: self._dirty.pop(user) for user in users}
-                self._busy = len(batch)
+                if self._dirty:
+                    users = list(itertools.islice(self._dirty, LIVE_BATCH))
+                    batch = {user: self._dirty.pop(user) for user in users}
+                    self._busy = len(batch)
+                elif stopping.is_set():
+                    return  # stopping, and everything is flushed
+            if not batch:
+                self._warm_some()
+                continue
             try:
                 self._refresh_batch(batch)
             finally:
                 with self._cond:
                     self._busy = 0
                     self._cond.notify_all()
+
+    def _warm_some(self) -> None:
+        """One chunk of the warm list: marked users wait at most this long."""
+        chunk = [self._to_warm.popleft() for _ in range(min(WARM_CHUNK, len(self._to_warm)))]
+        if not chunk:
+            return
+        try:
+            with self.shared.locks.hold(chunk):
+                self.shared.interest_states.warm(self.shared.services.store, chunk, self.shared.catalog.get(),
+                                                 InterestConfig.from_settings(self.shared.settings))
+        except Exception as exc:  # noqa: BLE001 - warming is an optimisation: the users are built on first touch
+            self.shared.book.error("warm", exc)
+            self._to_warm.clear()
 
     def flush(self) -> None:
         """Without the thread (never started): refresh the marked users here."""
@@ -200,8 +223,7 @@ class ComputedRefresh:
     def _refresh_batch(self, batch: dict[str, float]) -> None:
         """batch: user -> when their events were first accepted."""
         try:
-            self.refresh_lagging(list(batch))
-            self._note_lag(batch)
+            self._note_lag(batch, self.refresh_lagging(list(batch)))
             return
         except Exception as exc:
             if len(batch) == 1:
@@ -210,12 +232,14 @@ class ComputedRefresh:
             log.warning("live updates: a batch of %d users failed (%s); retrying one by one", len(batch), exc)
         for user, since in batch.items():  # one bad user must not hold back the others
             try:
-                self.refresh_lagging([user])
-                self._note_lag({user: since})
+                self._note_lag({user: since}, self.refresh_lagging([user]))
             except Exception as exc:
                 self.shared.book.error("live", exc, user)
 
-    def _note_lag(self, batch: dict[str, float]) -> None:
+    def _note_lag(self, batch: dict[str, float], report: "RefreshReport | None") -> None:
+        """The lag of the users this thread refreshed (profile and vectors saved); a user
+        another writer had already brought up to date is not this thread's to count."""
         done = time.monotonic()
+        refreshed = report.versions if report is not None else {}
         with self._cond:
-            self._lag_ms.extend((done - since) * 1000 for since in batch.values())
+            self._lag_ms.extend((done - since) * 1000 for user, since in batch.items() if user in refreshed)

@@ -78,3 +78,44 @@ def test_live_versions_equal_a_full_refresh(home, embedder):
     finally:
         live.stop(timeout=60)
         restarted.close()
+
+
+def test_warmed_states_take_only_new_events_and_stay_exact(home, embedder):
+    import time
+
+    from tastebud.app import App
+    from tastebud.profiles.incremental import IncrementalProfiles
+    from tastebud.settings import load_settings
+
+    app = App(load_settings(home=home), embedder=embedder)
+    try:
+        app.store.upsert_items([item("a", ["Crime"], ["heist"]), item("b", ["Comedy"]), item("c", ["Drama"])])
+        app.store.write_batch([rating("u", "a", 5.0, 1), rating("u", "b", 2.0, 2)])
+        app.store.write_batch([rating("w", "b", 4.0, 1), rating("x", "c", 4.0, 1)])
+        app.store.write_batch([rating("w", "c", 3.0, 3)])
+        assert app.store.recent_users(2) == ["w", "x"]
+
+        config, catalog = InterestConfig.from_settings(app.settings), app.store.items_by_id()
+        states = IncrementalProfiles(max_users=2)
+        assert states.warm(app.store, ["u", "nobody"], catalog, config) == 1  # no events: nothing to hold
+        assert states.warm(app.store, ["u", "w", "x"], catalog, config) == 1  # u is held; room for one more
+        app.store.write_batch([rating("u", "c", 4.5, 20), rating("w", "a", 1.0, 21)])
+        refresher = Refresher(app.store, config)
+        refresher.incremental = states
+        for user in ("u", "w"):
+            assert refresher.compute(user, catalog)[0]["computed_hash"] == full_hash(app, user)
+        assert states.counts == {"built": 0, "updated": 2, "rebuilt": 0, "warmed": 2}
+
+        Refresher(app.store, config).refresh(["u", "w", "x"], narratives=False)  # nothing lags its events
+        live = LiveUpdates(app, narratives=False)  # a started updater warms the most recent users itself
+        live.start()
+        try:
+            deadline = time.monotonic() + 60
+            while live.stats()["live"]["interest_states"]["warmed"] < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert live.stats()["live"]["interest_states"]["warmed"] == 3
+            assert live.stats()["live"]["warming_users"] == 0
+        finally:
+            live.stop(timeout=60)
+    finally:
+        app.close()

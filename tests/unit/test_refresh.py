@@ -3,7 +3,7 @@ import pytest
 from tastebud.profiles.interest import InterestConfig
 from tastebud.profiles.refresh import Refresher, in_shard, parse_shard
 from tastebud.profiles.store import EventStore
-from tastebud.profiles.versions import ProfileRepository, profile_content_hash
+from tastebud.profiles.versions import ProfileRepository, _HeadMoved, profile_content_hash
 from tastebud.errors import InputError, NotFoundError
 from tastebud.settings import DEFAULT_EVENT_WEIGHTS
 from tests.profile_helpers import item, load, rating
@@ -117,3 +117,51 @@ def test_latest_many_reads_what_latest_reads_for_a_chunk(store):
     assert got["u1"] == repo.latest("u1") and got["u1"]["version"] == 2
     assert got["u0"] == repo.latest("u0") and got["u0"]["version"] == 1  # the fallback read
     assert got["u2"] is None  # never refreshed
+
+
+class RacedOnce(ProfileRepository):
+    """Another writer moves the head of the second user in the first batch transaction."""
+
+    raced = False
+    one_by_one = 0  # saves outside the batch transaction
+
+    def save(self, *args):
+        self.one_by_one += 1
+        return super().save(*args)
+
+    def _save_in(self, conn, data, last_event_seq, narrative_source, **given):
+        if data["user_id"] == "u1" and not self.raced:
+            self.raced = True
+            raise _HeadMoved("u1")
+        return super()._save_in(conn, data, last_event_seq, narrative_source, **given)
+
+
+def test_save_many_is_one_transaction_that_falls_back_to_one_user_at_a_time(store):
+    seed(store, 3)
+    refresher = Refresher(store, CONFIG)
+    entries = [(refresher.compute(u)[0], refresher.compute(u)[1], "stale") for u in ("u0", "u1", "u2")]
+    repo = RacedOnce(store)
+    assert repo.save_many(entries) == [(1, True), (1, True), (1, True)]
+    assert repo.raced
+    # the batch was rolled back whole before the fallback: u0 has one version, not two
+    assert [v["version"] for v in repo.history("u0")] == [1]
+    assert repo.one_by_one == 3
+    assert repo.save_many(entries) == [(1, False)] * 3  # unchanged content: no new versions
+    older = (entries[2][0], entries[2][1] - 1, "stale")
+    assert repo.save_many([entries[0], older]) == [(1, False), (1, False)]  # behind the head: not saved
+    assert repo.one_by_one == 3  # both in one transaction, with the heads read for the batch
+
+
+def test_stored_json_is_the_merge_of_data_and_stamp():
+    import json
+
+    from tastebud.profiles.versions import _prepared, _stamped
+
+    def unique_keys(pairs):
+        assert len(pairs) == len(dict(pairs)), f"a key twice: {pairs}"
+        return dict(pairs)
+
+    stamp = {"version": 3, "content_hash": "h"}
+    for data in ({"user_id": "u", "tags": ["x"]}, {"user_id": "u", "version": 1}, {}):
+        stored = _stamped(data, _prepared(data)[1], stamp)
+        assert json.loads(stored, object_pairs_hook=unique_keys) == {**data, **stamp}

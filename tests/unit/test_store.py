@@ -91,3 +91,22 @@ def test_unreachable_store_is_a_store_error(tmp_path):
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(StoreError, match="cannot open event store"):
         EventStore(f"sqlite:///{tmp_path / 'file' / 'db.sqlite'}")
+
+
+def test_a_server_checkpoints_in_its_own_thread_not_in_the_writers(store):
+    import time
+
+    stop = store.checkpoint_in_background(every_s=0.05)
+    try:
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        store.write_batch([ev(f"c{n}") for n in range(50)])
+        deadline = time.monotonic() + 10
+        while store.checkpoints < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.checkpoints >= 2
+        with store.engine.connect() as conn:  # nothing left in the WAL that is not in the database
+            busy, frames, done = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        assert (busy, frames) == (0, done)
+    finally:
+        stop.set()
