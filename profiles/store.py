@@ -492,12 +492,13 @@ def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield seq[start : start + size]
 
 
+SQLITE_POOL = 16  # connections kept: as many as a server's request threads (see _make_engine)
+
 # Every SQLite connection of the store gets these (the ingest bench gives its raw baseline the same).
 # WAL lets readers run during ingestion; NORMAL syncs at checkpoints, not at every commit. The
 # default auto-checkpoint (1,000 pages, 4 MiB) made batched ingestion checkpoint, with two
 # fsyncs, at almost every batch commit (then 5,000 rows); 16,384 pages (64 MiB) checkpoints a few times per
 # 100k events, and journal_size_limit shrinks the WAL file back afterwards.
-SQLITE_POOL = 16
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",

@@ -232,17 +232,16 @@ class ProfileRepository:
             ).scalar()  # None when the head points at a missing version: save a new one
         if head is not None and head["last_event_seq"] > last_event_seq:
             return head["version"], False  # another writer already saved a newer profile
-        if head is not None:
-            if current == digest:
-                moved = conn.execute(
-                    update(profile_heads)
-                    .where(profile_heads.c.user_id == user_id, profile_heads.c.version == head["version"],
-                           profile_heads.c.last_event_seq <= last_event_seq)
-                    .values(last_event_seq=last_event_seq, updated_at=now)
-                ).rowcount == 0
-                if moved:  # another writer changed the head since we read it: look again
-                    raise _HeadMoved(user_id)
-                return head["version"], False
+        if head is not None and current == digest:
+            moved = conn.execute(
+                update(profile_heads)
+                .where(profile_heads.c.user_id == user_id, profile_heads.c.version == head["version"],
+                       profile_heads.c.last_event_seq <= last_event_seq)
+                .values(last_event_seq=last_event_seq, updated_at=now)
+            ).rowcount == 0
+            if moved:  # another writer changed the head since we read it: look again
+                raise _HeadMoved(user_id)
+            return head["version"], False
         version = (head["version"] if head else 0) + 1
         since_seq = head["last_event_seq"] if head else 0
         triggers = list(conn.execute(
