@@ -3,6 +3,7 @@ the key store, the rate limiter, the live updater and the chat agent."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -10,11 +11,15 @@ from typing import TYPE_CHECKING, Any
 from tastebud.api.chat import ChatService
 from tastebud.api.keys import KeyStore
 from tastebud.api.limits import TokenBuckets
+from tastebud.retrieval.memo import RecordMemo
 from tastebud.settings import Settings
 
 if TYPE_CHECKING:
     from tastebud.live import LiveUpdates
     from tastebud.app import App
+
+
+ITEM_MEMO_S = 30.0  # how long the server trusts an item vector it read (another process may re-index it)
 
 
 @dataclass
@@ -32,6 +37,7 @@ class Services:
         and fail at startup, not per request, when a store is unreachable.
         `parts`: injected into the composition root (a test's embedder or LLM)."""
         from tastebud.live import LiveUpdates
+        from tastebud.live.support import freeze_heap
         from tastebud.app import App
 
         app = App(settings, **(parts or {}))
@@ -40,12 +46,18 @@ class Services:
             checkpoints = app.store.checkpoint_in_background()  # not in the writers' queue
             keys = KeyStore(app.store)
             _ = app.recommendations.side  # item side (cached on disk; may not need Chroma)
-            _ = app.vectors  # the Chroma client: an unreachable Chroma fails here, not per request
+            # the Chroma client: an unreachable Chroma fails here, not per request; the live
+            # path reads the same item vectors again and again (retrieval/memo.py)
+            app.vectors.items.memo = RecordMemo(ITEM_MEMO_S)
             _ = app.embedder
-            live = LiveUpdates(app, narratives=settings.serve_narratives)
+            sys.setswitchinterval(settings.serve_switch_interval_ms / 1000)  # see the setting
+            freeze = freeze_heap if settings.serve_freeze_gc else None
+            live = LiveUpdates(app, narratives=settings.serve_narratives, on_warmed=freeze)
             live.start()
             chat = ChatService(app)
             chat.warm_up()
+            if freeze is not None:  # and again once the live thread has warmed the interest states
+                freeze()
         except BaseException:
             if live is not None:
                 live.stop()

@@ -29,6 +29,7 @@ import numpy as np
 
 from tastebud.errors import ConfigError, StoreError
 from tastebud.retrieval.embedder import known_dim
+from tastebud.retrieval.memo import RecordMemo
 
 if TYPE_CHECKING:
     from tastebud.profiles.events import Item
@@ -135,6 +136,7 @@ class VectorCollection:
         self.embedder = embedder
         self.batch_size = max(1, batch_size)
         self.encode_seconds = 0.0  # spent in embedder.encode by sync (a lazy model's loading included)
+        self.memo: RecordMemo | None = None  # get_hashed's recent answers, in a long-running process (retrieval/memo.py)
 
     @property
     def name(self) -> str:
@@ -144,12 +146,18 @@ class VectorCollection:
         return self._call("count", self.collection.count)
 
     def _call(self, what: str, fn, *args, **kwargs):
+        writes = self.memo is not None and what in ("upsert", "update", "delete")
+        if writes:
+            self.memo.drop(kwargs.get("ids"))  # type: ignore[union-attr]
         try:
             return fn(*args, **kwargs)
         except (ValueError, TypeError):
             raise
         except Exception as exc:
             raise StoreError(f"Chroma {what} on {self.collection.name!r} failed: {exc.__class__.__name__}: {exc}") from exc
+        finally:
+            if writes:  # and again: a read that began during the write is not kept either
+                self.memo.drop(kwargs.get("ids"))  # type: ignore[union-attr]
 
     def _batches(self, seq: Sequence[Any]) -> Iterable[Sequence[Any]]:
         for start in range(0, len(seq), self.batch_size):
@@ -291,12 +299,19 @@ class VectorCollection:
 
     def get_hashed(self, ids: Sequence[str]) -> dict[str, tuple[str, np.ndarray]]:
         """{id: (content_hash, vector)} for the ids stored; the hash says what the vector encodes."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
         found: dict[str, tuple[str, np.ndarray]] = {}
-        for chunk in self._batches(list(dict.fromkeys(str(i) for i in ids))):
+        token = 0
+        if self.memo is not None:
+            found, wanted, token = self.memo.lookup(wanted)
+        read: dict[str, tuple[str, np.ndarray]] = {}
+        for chunk in self._batches(wanted):
             got = self._call("get", self.collection.get, ids=list(chunk), include=["embeddings", "metadatas"])
             for rid, vec, meta in zip(got["ids"], got["embeddings"], got["metadatas"]):
-                found[rid] = (str((meta or {}).get("content_hash", "")), np.asarray(vec, dtype=np.float32))
-        return found
+                read[rid] = (str((meta or {}).get("content_hash", "")), np.asarray(vec, dtype=np.float32))
+        if self.memo is not None and read:
+            self.memo.keep(read, token)
+        return {**found, **read}
 
     def get_vectors(self, ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
         """(found ids in the order asked, (n × dim) float32); ids not stored are left out."""

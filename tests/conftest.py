@@ -3,6 +3,7 @@ real SQLite; the embedding model and the embedded LLM are loaded once per sessio
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -14,6 +15,17 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 ROOT = Path(__file__).resolve().parents[1]
 ML_SMALL = ROOT / "examples" / "ml-latest-small"
+
+
+@pytest.fixture(autouse=True)
+def _thawed_after_each_test():
+    """A test that starts the API's services freezes the heap as a server worker does
+    (tastebud/live/support.py freeze_heap); this process is not a server, so what it
+    froze is handed back to the collector afterwards."""
+    yield
+    gc.callbacks[:] = [cb for cb in gc.callbacks if getattr(cb, "__name__", "") != "_freeze_survivors"]
+    if gc.get_freeze_count():
+        gc.unfreeze()
 
 
 @pytest.fixture

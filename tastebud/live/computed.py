@@ -35,9 +35,12 @@ RETENTION_CHECK_S = 60.0  # with retention_days set, events past it are looked f
 
 
 class ComputedRefresh:
-    def __init__(self, shared: Shared, request_narratives: Callable[[Sequence[str]], None] | None) -> None:
+    def __init__(self, shared: Shared, request_narratives: Callable[[Sequence[str]], None] | None,
+                 on_warmed: Callable[[], None] | None = None) -> None:
         """request_narratives: queues narratives for users about to be refreshed
-        (None: this process queues none from events)."""
+        (None: this process queues none from events); on_warmed: called in this
+        thread when the warm list has been worked off (the server freezes its heap)."""
+        self.on_warmed = on_warmed
         self.shared = shared
         self.request_narratives = request_narratives
         self._cond = threading.Condition()
@@ -186,6 +189,8 @@ class ComputedRefresh:
         except Exception as exc:  # noqa: BLE001 - warming is an optimisation: the users are built on first touch
             self.shared.book.error("warm", exc)
             self._to_warm.clear()
+        if not self._to_warm and self.on_warmed is not None:
+            self.on_warmed()
 
     def flush(self) -> None:
         """Without the thread (never started): refresh the marked users here."""

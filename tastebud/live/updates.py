@@ -35,15 +35,17 @@ log = logging.getLogger("tastebud.live")
 
 
 class LiveUpdates:
-    def __init__(self, services: "LiveServices", *, narratives: bool = True) -> None:
+    def __init__(self, services: "LiveServices", *, narratives: bool = True,
+                 on_warmed: Callable[[], None] | None = None) -> None:
         """narratives: run the narrative worker in this process (the server
         passes `settings.serve_narratives`); without it no requests are queued
-        from events, though an admin refresh may still queue them."""
+        from events, though an admin refresh may still queue them. on_warmed: see
+        ComputedRefresh."""
         self.services = services
         self.narratives = narratives
         self._shared = Shared(services)
         self._narratives = NarrativeWorker(self._shared)
-        self._computed = ComputedRefresh(self._shared, self._narratives.request if narratives else None)
+        self._computed = ComputedRefresh(self._shared, self._narratives.request if narratives else None, on_warmed)
         self._item_side = ItemSideWorker(self._shared)
         self._started = False
         self._threads: list[threading.Thread] = []

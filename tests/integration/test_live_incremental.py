@@ -80,8 +80,10 @@ def test_live_versions_equal_a_full_refresh(home, embedder):
         restarted.close()
 
 
-def test_warmed_states_take_only_new_events_and_stay_exact(home, embedder):
+def test_warmed_states_take_only_new_events_and_stay_exact(home, embedder, monkeypatch):
     import time
+
+    from tastebud.live import computed
 
     from tastebud.app import App
     from tastebud.profiles.incremental import IncrementalProfiles
@@ -107,14 +109,18 @@ def test_warmed_states_take_only_new_events_and_stay_exact(home, embedder):
         assert states.counts == {"built": 0, "updated": 2, "rebuilt": 0, "warmed": 2}
 
         Refresher(app.store, config).refresh(["u", "w", "x"], narratives=False)  # nothing lags its events
-        live = LiveUpdates(app, narratives=False)  # a started updater warms the most recent users itself
+        monkeypatch.setattr(computed, "WARM_CHUNK", 2)  # three users: two warming steps
+        warmed_calls: list[int] = []  # the server freezes its heap then (tastebud/live/support.py freeze_heap)
+        live = LiveUpdates(app, narratives=False, on_warmed=lambda: warmed_calls.append(
+            live.stats()["live"]["interest_states"]["warmed"]))  # a started updater warms the most recent users itself
         live.start()
         try:
             deadline = time.monotonic() + 60
-            while live.stats()["live"]["interest_states"]["warmed"] < 3 and time.monotonic() < deadline:
+            while not warmed_calls and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert live.stats()["live"]["interest_states"]["warmed"] == 3
             assert live.stats()["live"]["warming_users"] == 0
+            assert warmed_calls == [3]  # once, after the last of them
         finally:
             live.stop(timeout=60)
     finally:

@@ -131,3 +131,42 @@ def test_bad_input(vectors):
         vectors.items.sync(["a"], ["x"], [{"content_hash": "forged"}])
     with pytest.raises(ValueError):
         vectors.items.query(np.ones(5), k=1)
+
+
+def test_a_remembered_read_is_dropped_by_a_write_and_expires(settings, vectors):
+    """The server's item-vector memo (retrieval/memo.py): repeated reads come from
+    memory, this process's writes are seen at once, and the memo empties in time."""
+    from tastebud.retrieval.memo import RecordMemo
+
+    vectors.sync_items(ITEMS)
+    vectors.items.memo = memo = RecordMemo(seconds=3600)
+    first = vectors.items.get_hashed(["1", "3", "nope"])
+    assert set(first) == {"1", "3"} and (memo.hits, memo.misses) == (0, 3)
+    again = vectors.items.get_hashed(["3", "1"])
+    assert (memo.hits, memo.misses) == (2, 3)  # from memory
+    assert again["3"][0] == first["3"][0] and np.array_equal(again["3"][1], first["3"][1])
+
+    changed = Item("3", "Alien", categories=("Horror", "Sci-Fi"), tags=("space", "monster", "ridley scott"))
+    vectors.sync_items([changed])  # a write through this store drops what it touches
+    after = vectors.items.get_hashed(["1", "3"])
+    assert after["3"][0] == vector_content_hash(changed.text_for_embedding(), vectors.embedder.name) != first["3"][0]
+    assert (memo.hits, memo.misses) == (3, 4)  # "1" still remembered, "3" read again
+
+    other = VectorStore.from_settings(settings, vectors.embedder)  # another process re-indexes "1"
+    other.sync_items([Item("1", "Heat", categories=("Action",), tags=("heist",))])
+    assert vectors.items.get_hashed(["1"])["1"][0] == first["1"][0]  # not seen until the memo's time is up
+    memo._until = 0.0
+    assert vectors.items.get_hashed(["1"])["1"][0] != first["1"][0]
+
+
+def test_a_read_that_overlapped_a_write_is_not_remembered():
+    from tastebud.retrieval.memo import RecordMemo
+
+    memo = RecordMemo(seconds=3600)
+    _, missing, token = memo.lookup(["a"])
+    memo.drop(["a"])  # a write of "a" while "a" was being read: the read may hold the old value
+    memo.keep({"a": "old"}, token)
+    assert memo.lookup(["a"])[0] == {}
+    _, _, token = memo.lookup(["a"])
+    memo.keep({"a": "new"}, token)
+    assert memo.lookup(["a"])[0] == {"a": "new"}

@@ -91,3 +91,26 @@ def test_a_model_that_hangs_gets_the_template_after_the_timeout_and_no_second_ca
     assert "the model did not answer" in result.violations
     assert any("no answer within 0.2 s" in v for v in result.violations)
     assert calls == [1] and result.attempts == 1
+
+
+def test_a_server_freezes_its_heap_and_then_the_survivors_of_every_full_collection():
+    """In a fresh interpreter, as a `serve` worker: what it holds at the freeze and what
+    survives each later full collection leave the cyclic GC's sight, so no full
+    collection scans the whole heap again (tastebud/live/support.py freeze_heap)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc\n"
+        "from tastebud.live.support import freeze_heap\n"
+        "held = [[i] for i in range(2000)]\n"
+        "freeze_heap()\n"
+        "at_freeze = gc.get_freeze_count()\n"
+        "later = [[i] for i in range(5000)]\n"
+        "gc.collect()\n"
+        "print(at_freeze, gc.get_freeze_count())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    at_freeze, after = int(out[0]), int(out[1])
+    assert at_freeze >= 2000
+    assert after >= at_freeze + 5000
