@@ -1,7 +1,8 @@
 """What a collection's records held a moment ago, for a process that reads the
 same ones again and again: the server's live path averages the item vectors its
-users cite, hundreds per batch, and reading them from Chroma was the larger half
-of the time it spent there (py-spy over `tastebud serve` at 300 events/s).
+users cite, hundreds per batch, and Chroma's reads, these among them, took more of
+its samples than its writes (py-spy over `tastebud serve` at 300 events/s).
+Vectors are kept read-only: every caller shares them.
 
 This process's writes drop what they touch at once (and a read that raced with
 one is not kept); another process's re-indexed record is seen within `seconds`.

@@ -308,7 +308,9 @@ class VectorCollection:
         for chunk in self._batches(wanted):
             got = self._call("get", self.collection.get, ids=list(chunk), include=["embeddings", "metadatas"])
             for rid, vec, meta in zip(got["ids"], got["embeddings"], got["metadatas"]):
-                read[rid] = (str((meta or {}).get("content_hash", "")), np.asarray(vec, dtype=np.float32))
+                vector = np.asarray(vec, dtype=np.float32)
+                vector.setflags(write=False)  # may be remembered and handed to the next caller too
+                read[rid] = (str((meta or {}).get("content_hash", "")), vector)
         if self.memo is not None and read:
             self.memo.keep(read, token)
         return {**found, **read}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,12 @@ ML_SMALL = ROOT / "examples" / "ml-latest-small"
 
 @pytest.fixture(autouse=True)
 def _thawed_after_each_test():
-    """A test that starts the API's services freezes the heap as a server worker does
-    (tastebud/live/support.py freeze_heap); this process is not a server, so what it
-    froze is handed back to the collector afterwards."""
+    """A test that starts the API's services freezes the heap and shortens the switch
+    interval as a server worker does (api/services.py); this process is not a server,
+    so both are handed back afterwards."""
+    switch_interval = sys.getswitchinterval()
     yield
+    sys.setswitchinterval(switch_interval)
     gc.callbacks[:] = [cb for cb in gc.callbacks if getattr(cb, "__name__", "") != "_freeze_survivors"]
     if gc.get_freeze_count():
         gc.unfreeze()

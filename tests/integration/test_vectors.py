@@ -163,7 +163,7 @@ def test_a_read_that_overlapped_a_write_is_not_remembered():
     from tastebud.retrieval.memo import RecordMemo
 
     memo = RecordMemo(seconds=3600)
-    _, missing, token = memo.lookup(["a"])
+    _, _, token = memo.lookup(["a"])
     memo.drop(["a"])  # a write of "a" while "a" was being read: the read may hold the old value
     memo.keep({"a": "old"}, token)
     assert memo.lookup(["a"])[0] == {}
