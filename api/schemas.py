@@ -257,6 +257,7 @@ class Status(_Open):
     live: dict[str, Any] = Field(..., description="live updates, narrative queue and item side")
     vectors: dict[str, Any]
     chat: dict[str, Any] = Field(..., description="llm: off | starting | ready | unavailable")
+    process: dict[str, Any] = Field(..., description="the answering worker: pid, rss_bytes, gc (frozen objects, collections)")
 
 
 class Health(BaseModel):

@@ -79,7 +79,10 @@ class Services:
             self.app.close()
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"store": self.app.store.status(), "live": self.live.stats()}
+        from tastebud.live.support import process_stats
+
+        out: dict[str, Any] = {"store": self.app.store.status(), "live": self.live.stats(),
+                               "process": process_stats()}  # of the worker that answered
         try:
             out["vectors"] = {"items": self.app.vectors.items.count(), "profiles": self.app.vectors.profiles.count()}
         except Exception as exc:  # noqa: BLE001 - a down Chroma server is status, not a failure

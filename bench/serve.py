@@ -103,6 +103,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=10.0,
                         help="seconds of the same load before anything is recorded (interest states, caches)")
     parser.add_argument("--workers", type=int, default=1, help="`tastebud serve --workers`")
+    parser.add_argument("--status-every", type=float, default=0.0,
+                        help="seconds between GET /v1/status samples of the answering worker's memory and frozen "
+                             "heap during the recorded window (0: none); a soak run's record")
     parser.add_argument("--home", default=None, help="use (and keep) this home instead of a temporary one")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -207,6 +210,7 @@ class Load:
         self.error_samples: list[str] = []
         self.dislike_ms: list[float] = []
         self.background_ms: list[float] = []
+        self.background_at: list[float] = []  # when each background probe was posted (perf_counter s)
         self.ryw_ms: list[float] = []
         self.versions_changed = 0
         self.n = 0
@@ -216,6 +220,7 @@ class Load:
         """Forget what was measured so far (the end of the warm-up)."""
         with self.lock:
             self.post_ms, self.rec_ms, self.dislike_ms, self.background_ms, self.ryw_ms = [], [], [], [], []
+            self.background_at = []
             self.accepted, self.versions_changed = 0, 0
             self.errors, self.error_samples = {}, []
 
@@ -345,6 +350,7 @@ class Load:
             if covered >= seq:
                 with self.lock:
                     self.background_ms.append((time.perf_counter() - t) * 1000)
+                    self.background_at.append(t)
                     self.versions_changed += new_version != version
                 return
             time.sleep(0.005)
@@ -403,10 +409,17 @@ def run(args, home: Path, say) -> dict:
             load.stop.wait(args.warmup)
             load.reset()
         started = time.perf_counter()
+        samples: list[dict] = []
+        if args.status_every > 0:
+            sampler = threading.Thread(target=sample_status, args=(server.base_url, key, args.status_every, load.stop,
+                                                                   started, samples), name="status-sampler")
+            threads.append(sampler)
+            sampler.start()
         load.stop.wait(args.seconds)
         load.stop.set()
         for t in threads:
             t.join()
+        result["status_samples"] = samples
         elapsed = time.perf_counter() - started
         import httpx
 
@@ -427,6 +440,7 @@ def run(args, home: Path, say) -> dict:
     result["freshness_ms"] = {
         "event_to_updated_recommendation": summary(load.dislike_ms),
         "event_to_new_profile_version_background": {**summary(load.background_ms), "version_changed": load.versions_changed},
+        "background_by_minute": by_minute(load.background_at, load.background_ms, started),
         "event_to_profile_read_your_writes": summary(load.ryw_ms),
     }
     result["errors"] = {"total": sum(load.errors.values()), **load.errors, "samples": load.error_samples}
@@ -442,6 +456,32 @@ def run(args, home: Path, say) -> dict:
     }
     report(result, say)
     return result
+
+
+def by_minute(at: list[float], ms: list[float], started: float) -> list[dict]:
+    """The background probes of each minute of the recorded window: does the lag drift?"""
+    minutes: dict[int, list[float]] = {}
+    for t, value in zip(at, ms):
+        if t < started:
+            continue  # posted in the warm-up, answered after it
+        minutes.setdefault(int((t - started) // 60), []).append(value)
+    return [{"minute": m, **summary(v)} for m, v in sorted(minutes.items())]
+
+
+def sample_status(base_url: str, key: str, every: float, stop: threading.Event, started: float, out: list) -> None:
+    """Every `every` s: the answering worker's pid, memory and frozen heap (GET /v1/status)."""
+    import httpx
+
+    while not stop.wait(every):
+        try:
+            r = httpx.get(f"{base_url}/v1/status", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+            process = r.json()["process"]
+        except Exception as exc:  # noqa: BLE001 - a missed sample is a gap in the record, not a failure
+            out.append({"t_s": round(time.perf_counter() - started, 1), "error": str(exc)})
+            continue
+        out.append({"t_s": round(time.perf_counter() - started, 1), "pid": process["pid"],
+                    "rss_mb": round(process["rss_bytes"] / 1e6, 1) if process["rss_bytes"] else None,
+                    "frozen": process["gc"]["frozen"], "collections": process["gc"]["collections_by_generation"]})
 
 
 def baselines(home: Path, users: list[str], items: list[str], batch: int, n_recs: int) -> dict:
@@ -501,6 +541,8 @@ def report(result: dict, say) -> None:
                     ("event -> new profile version (background)", fresh["event_to_new_profile_version_background"]),
                     ("event -> profile read (read-your-writes)", fresh["event_to_profile_read_your_writes"])):
         say(f"  {name:<44} n={s['n']:<6} p50 {s['p50']} ms, p95 {s['p95']} ms, p99 {s['p99']} ms, max {s['max']} ms")
+    for m in fresh.get("background_by_minute", []):
+        say(f"  background, minute {m['minute']}: n={m['n']} p50 {m['p50']} ms, p95 {m['p95']} ms, max {m['max']} ms")
     say(f"errors: {result['errors']['total']}" + (f" {result['errors']}" if result["errors"]["total"] else ""))
     say(f"baseline: direct RecommendationService.recommend p50 {base['direct_recommend_ms']['p50']} ms, "
         f"p95 {base['direct_recommend_ms']['p95']} ms; raw sqlite3 inserts ({base['raw_sqlite_batch']} per commit) "
@@ -509,6 +551,15 @@ def report(result: dict, say) -> None:
     live = result.get("server_live_stats") or {}
     if isinstance(live, dict) and "live" in live:
         say(f"server side: event accepted -> profile and vectors saved by the live thread {live['live'].get('lag_ms')}")
+    by_pid: dict = {}
+    for sample in result.get("status_samples") or []:
+        if "pid" in sample:
+            by_pid.setdefault(sample["pid"], []).append(sample)
+    for pid, samples in by_pid.items():
+        first, last = samples[0], samples[-1]
+        say(f"worker {pid}: rss {first['rss_mb']} -> {last['rss_mb']} MB, frozen objects {first['frozen']:,} -> "
+            f"{last['frozen']:,}, full collections {first['collections'][2]} -> {last['collections'][2]} "
+            f"({first['t_s']} -> {last['t_s']} s, {len(samples)} samples)")
     say(f"server live stats at the end: {json.dumps(live)}")
 
 

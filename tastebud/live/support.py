@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -127,6 +128,23 @@ def freeze_heap() -> None:
     gc.freeze()
     if _freeze_survivors not in gc.callbacks:
         gc.callbacks.append(_freeze_survivors)
+
+
+def process_stats() -> dict[str, Any]:
+    """What a long run of a server worker is watched for: its memory, and what the
+    frozen heap holds (freeze_heap never frees cycles among frozen objects, so a
+    soak run watches both grow or level off)."""
+    rss = None
+    try:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass  # not Linux: leave it out rather than guess
+    generations = gc.get_stats()
+    return {"pid": os.getpid(), "rss_bytes": rss,
+            "gc": {"frozen": gc.get_freeze_count(), "tracked_by_generation": list(gc.get_count()),
+                   "collections_by_generation": [g["collections"] for g in generations],
+                   "freezes_survivors": _freeze_survivors in gc.callbacks}}
 
 
 def _freeze_survivors(phase: str, info: dict[str, int]) -> None:

@@ -141,6 +141,19 @@ def test_wrong_secret_and_revoked_key_are_401(server):
         assert r.headers["www-authenticate"] == "Bearer"
 
 
+def test_status_shows_the_workers_memory_and_its_frozen_heap(server):
+    """What a soak run watches (bench/serve.py --status-every): the worker froze its
+    heap at start-up (serve_freeze_gc) and freezes the survivors of full collections."""
+    with server.client(server.keys["operator"]) as c:
+        r = c.get("/v1/status")
+    assert r.status_code == 200, r.text
+    process = r.json()["process"]
+    assert process["pid"] == server.proc.pid  # one worker: uvicorn serves in the `tastebud serve` process
+    assert process["rss_bytes"] > 50_000_000  # the item side and the catalog alone
+    assert process["gc"]["frozen"] > 100_000 and process["gc"]["freezes_survivors"] is True
+    assert len(process["gc"]["collections_by_generation"]) == 3
+
+
 def test_keys_cli_shows_the_key_once_lists_no_secret_and_revokes(server):
     done = cli(server.home, "keys", "create", "--role", "user", "--user", "u1", "--name", "phone app")
     key = done.stdout.splitlines()[-1]

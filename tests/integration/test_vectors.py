@@ -170,3 +170,31 @@ def test_a_read_that_overlapped_a_write_is_not_remembered():
     _, _, token = memo.lookup(["a"])
     memo.keep({"a": "new"}, token)
     assert memo.lookup(["a"])[0] == {"a": "new"}
+
+
+def test_a_read_that_starts_and_ends_inside_a_write_is_not_remembered(vectors):
+    """A read taken while Chroma is still writing may hold the old vector; the drop
+    after the write (VectorCollection._call) removes what it kept."""
+    from tastebud.retrieval.memo import RecordMemo
+
+    vectors.sync_items(ITEMS)
+    col = vectors.items
+    col.memo = memo = RecordMemo(seconds=3600)
+    old_hash = col.get_hashed(["3"])["3"][0]
+    memo.drop(None)
+    changed = Item("3", "Alien", categories=("Horror",), tags=("space",))
+    seen_inside: list[str] = []
+    real_upsert = col.collection.upsert
+
+    def upsert_with_a_read_inside(**kwargs):
+        seen_inside.append(col.get_hashed(["3"])["3"][0])  # another thread's read, before the write lands
+        return real_upsert(**kwargs)
+
+    col.collection.upsert = upsert_with_a_read_inside
+    try:
+        vectors.sync_items([changed])
+    finally:
+        col.collection.upsert = real_upsert
+    assert seen_inside == [old_hash]
+    assert memo.lookup(["3"])[0] == {}  # what that read kept is gone
+    assert col.get_hashed(["3"])["3"][0] == vector_content_hash(changed.text_for_embedding(), vectors.embedder.name)
