@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/validation.py profile-vectors [DIR]
     .venv/bin/python bench/validation.py cold-users [DIR] [--weights 0,0.3,0.6,1,2,3,5]
+    .venv/bin/python bench/validation.py new-items [DIR] [--weights 0,1,2]
 
 DIR (default examples/ml-latest-small) is split by the warm protocol; `validation_split`
 then applies the same protocol to the train part alone, and everything below is scored
@@ -33,8 +34,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from _harness import old_profile_text  # noqa: E402  (bench/ is on sys.path)
 from tastebud.profiles.interest import InterestConfig  # noqa: E402
 from tastebud.retrieval.embedder import get_embedder  # noqa: E402
-from tastebud.retrieval.evaluation import evaluate_model, validation_split  # noqa: E402
-from tastebud.retrieval.offline import TastebudScorer, load_split, run_cold_users  # noqa: E402
+from tastebud.retrieval.evaluation import evaluate_model, run_model, validation_split  # noqa: E402
+from tastebud.retrieval.offline import TastebudScorer, cold_item_split, load_split, run_cold_users  # noqa: E402
 from tastebud.retrieval.profile_vectors import vectors_from_matrix  # noqa: E402
 from tastebud.retrieval.recommender import COLD_EVENTS, COLD_KEY  # noqa: E402
 from tastebud.settings import load_settings  # noqa: E402
@@ -90,16 +91,32 @@ def cold_users(directory: Path, weights: list[float]) -> None:
         print(f"cold_popularity {w:g}: warm {warm:.4f}; " + "; ".join(row), flush=True)
 
 
+def new_items(directory: Path, places: list[int]) -> None:
+    settings, val, embedder, item_vectors, interest, blend = setup(directory)
+    cold, _held = cold_item_split(val, 0.1, 0, 2)
+    print(f"cold items on the validation split: {cold.stats}")
+    warm_scorer = TastebudScorer(blend, interest, embedder, item_vectors=item_vectors).fit(val.train)
+    cold_scorer = TastebudScorer(blend, interest, embedder, item_vectors=item_vectors).fit(cold.train)
+    for n in places:
+        trial = {**blend, "new_items": n}
+        warm = evaluate_model(warm_scorer.with_blend(trial, f"new_items {n}"), val, fit=False)
+        got = run_model(cold_scorer.with_blend(trial, f"new_items {n}"), cold, fit=False).summary()
+        print(f"new_items {n}: warm NDCG@10 {warm['ndcg@10']:.4f}; cold items, every item a candidate: "
+              f"HR@10 {got['hr@10']:.4f}, Recall@10 {got['recall@10']:.4f}, NDCG@10 {got['ndcg@10']:.4f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=("profile-vectors", "cold-users"))
+    ap.add_argument("what", choices=("profile-vectors", "cold-users", "new-items"))
     ap.add_argument("directory", nargs="?", type=Path, default=ROOT / "examples" / "ml-latest-small")
-    ap.add_argument("--weights", default="0,0.3,0.6,1,2,3,5")
+    ap.add_argument("--weights", default=None, help="cold-users: 0,0.3,0.6,1,2,3,5; new-items: 0,1,2")
     args = ap.parse_args()
     if args.what == "profile-vectors":
         profile_vectors(args.directory)
+    elif args.what == "new-items":
+        new_items(args.directory, [int(w) for w in (args.weights or "0,1,2").split(",")])
     else:
-        cold_users(args.directory, [float(w) for w in args.weights.split(",")])
+        cold_users(args.directory, [float(w) for w in (args.weights or "0,0.3,0.6,1,2,3,5").split(",")])
 
 
 if __name__ == "__main__":

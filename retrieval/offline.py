@@ -50,6 +50,7 @@ class TastebudScorer:
         self.embedder = embedder
         self.item_vectors = item_vectors
         self.recommender: Recommender | None = None
+        self.k = 10  # the protocol's cut-off: the new-item places are the last of the top k
 
     def fit(self, train: TrainData) -> "TastebudScorer":
         catalog = train.catalog or {}
@@ -109,9 +110,25 @@ class TastebudScorer:
         out = np.zeros((len(user_ids), len(self.train.items)), dtype=np.float64)
         for row, user in enumerate(user_ids):
             parts = self._parts(user)
-            total = self.recommender.total(parts, self.recommender.blend_for(int(parts["_history"])))
-            out[row] = np.where(parts["_blocked"], -np.inf, total)
+            blend = self.recommender.blend_for(int(parts["_history"]))
+            out[row] = np.where(parts["_blocked"], -np.inf, self.recommender.total(parts, blend))
+            if self.recommender.new_items and self.vectors.get(user):
+                self._give_new_items_their_places(out[row], parts, blend)
         return out
+
+    def _give_new_items_their_places(self, total: np.ndarray, parts: dict[str, np.ndarray], blend: dict[str, float]) -> None:
+        """As Recommender.recommend does: the picked never-interacted items take the
+        last places of the top k (scored just above the first item they displace)."""
+        k = self.k
+        finite = np.flatnonzero(np.isfinite(total))
+        if finite.size <= k:
+            return  # every rankable item is in the top k already
+        order = finite[np.argsort(-total[finite], kind="stable")[:k]].tolist()
+        picks = self.recommender.new_item_picks(total, parts, blend, order, k)
+        if picks:
+            displaced = total[order[k - len(picks)]]
+            for i, col in enumerate(picks):
+                total[col] = displaced + (len(picks) - i) * 1e-9 * max(1.0, abs(displaced))
 
 
 def fit_blend(scorer: TastebudScorer, split: Split, log: Callable[[str], None] | None = None) -> dict[str, float]:

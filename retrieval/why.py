@@ -30,12 +30,15 @@ def tag_zh(tag: Any) -> str:
 def reasons(entry: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(kind, facts) for every part that explains the logged score, biggest part
     first; penalties last. Kinds: seed, co_occurrence, tag_match, semantic
-    (horizon long/short), intent, popularity, avoided_tags, resembles_disliked, opted_out; from the
+    (horizon long/short), intent, popularity, avoided_tags, resembles_disliked, opted_out,
+    new_item (a place kept for never-interacted items); from the
     learned ranker also co_occurrence_recent, ease, popularity_recent, activity, rating_scale."""
     parts, evidence = entry["parts"], entry["evidence"]
     found: list[tuple[float, str, dict[str, Any]]] = []
     if evidence.get("opted_out"):  # said first: why nothing personal shaped the list
         found.append((100.0, "opted_out", {}))
+    if evidence.get("new_item"):  # said first: why an item nobody has rated is in the list at all
+        found.append((50.0, "new_item", {"places": int(evidence["new_item"].get("places", 1))}))
     seed = evidence.get("seed")
     if parts.get("seed", 0) > 0 and seed and seed.get("titles"):  # the user's own request leads
         found.append((parts["seed"] + 10.0, "seed", {"titles": list(seed["titles"]), "cosine": seed["cosine"],
@@ -113,6 +116,11 @@ def _en_seed(f: dict[str, Any]) -> str:
     return f"Like {_and(f['titles'])}, which you asked about: " + " and ".join(how) + "."
 
 
+def _en_new(places: int) -> str:
+    held = "the place" if places == 1 else f"one of the {places} places"
+    return f"New: nobody has interacted with it yet, so it holds {held} kept for new items, chosen by closeness to your taste profile."
+
+
 _EN: dict[str, Callable[[dict[str, Any]], str]] = {
     "seed": _en_seed,
     "co_occurrence": _en_co,
@@ -128,6 +136,7 @@ _EN: dict[str, Callable[[dict[str, Any]], str]] = {
     "activity": lambda f: f"Ranked with your activity in mind ({f.get('events', 0):,} events).",
     "rating_scale": lambda f: f"Ranked with how you rate in mind (your mean rating {f['value']:.2f}).",
     "opted_out": lambda f: "You opted out of profiling, so this list is by popularity only (minus what you have seen).",
+    "new_item": lambda f: _en_new(f["places"]),
     "avoided_tags": lambda f: "Held back a little because it has " + _and(f["tags"]) + ", which you tend to avoid.",
     "resembles_disliked": lambda f: "Held back a little because it resembles something you disliked.",
 }
@@ -174,6 +183,11 @@ def _zh_avoided(f: dict[str, Any]) -> str:
     return f"排名稍微靠后，因为它带有{_gap(said)}{said}，而你通常会避开这些。"
 
 
+def _zh_new(places: int) -> str:
+    held = "位置" if places == 1 else f" {places} 个位置之一"
+    return f"新作品：还没有人与它互动过，所以它占了为新作品保留的{held}，按与你口味画像的接近程度选出。"
+
+
 _ZH: dict[str, Callable[[dict[str, Any]], str]] = {
     "seed": _zh_seed,
     "co_occurrence": _zh_co,
@@ -188,6 +202,7 @@ _ZH: dict[str, Callable[[dict[str, Any]], str]] = {
     "activity": lambda f: f"排序考虑了你的活跃程度（{f.get('events', 0):,} 个事件）。",
     "rating_scale": lambda f: f"排序考虑了你的评分习惯（你的平均评分 {f['value']:.2f}）。",
     "opted_out": lambda f: "你已选择不做画像分析，所以这份列表只按热度排序（已去掉你看过的）。",
+    "new_item": lambda f: _zh_new(f["places"]),
     "avoided_tags": _zh_avoided,
     "resembles_disliked": lambda f: "排名稍微靠后，因为它与你不喜欢的作品相似。",
 }

@@ -332,3 +332,66 @@ def test_popularity_weight_grows_as_history_shrinks_and_the_log_holds_it():
         assert sum(item.parts.values()) == pytest.approx(item.score)  # the log still sums to the score
     for item in rec.recommend(UserContext("u", history, None, seeds=("i2",)), k=3):  # an explicit request leads
         assert item.parts["popularity"] == pytest.approx(0.1 * float(rec.side.popularity[rec.side.index[item.item_id]]))
+
+
+# ------------------------------------------------------------------ places for new items
+def _new_item_world(new_vector):
+    """i0-i5 rated by others, i6 and i7 by nobody; the profile vector points at e3."""
+    events = [ev(u, f"i{k}", value=4.0 + (k + j) % 2, n=10 * j + k)
+              for j, u in enumerate(("a", "b", "c")) for k in range(6) if (k + j) % 3]
+    events += [ev("u", "i0", value=5.0, n=100), ev("u", "i1", value=4.0, n=101)]
+    vecs = np.array([[1, 0, 0, 0], [0.9, 0.1, 0, 0], [0.7, 0.7, 0, 0.1], [0, 1, 0, 0.2],
+                     [0.5, 0.5, 0.5, 0.3], [0, 0, 1, 0.1], [0, 0, 0, -1], new_vector], dtype=np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    side = side_for(events, vectors=vecs)
+    profile_vector = np.array([0, 0, 0, 1], dtype=np.float32)
+    ctx = R.UserContext("u", [e for e in events if e.user_id == "u"], None, {"long": profile_vector, "short": profile_vector})
+    return side, ctx
+
+
+BLEND = {"semantic_long": 0.1, "semantic_short": 0.1, "co_occurrence": 0.35, "popularity": 0.1, "tag_match": 0.1}
+
+
+def test_a_never_rated_item_closest_to_the_profile_takes_the_last_place_when_asked_and_says_so():
+    from tastebud.retrieval.why import render_why, render_why_zh
+
+    side, ctx = _new_item_world([0, 0, 0, 1])  # i7: exactly the profile's direction
+    assert side.pop_counts[side.index["i7"]] == 0 and side.pop_counts[side.index["i6"]] == 0
+    plain = [r.item_id for r in Recommender(side, BLEND).recommend(ctx, k=3)]
+    assert "i7" not in plain  # off by default: co-occurrence and popularity cannot reach it
+    got = Recommender(side, {**BLEND, "new_items": 1}).recommend(ctx, k=3)
+    assert [r.item_id for r in got] == plain[:2] + ["i7"] and got[2].rank == 3
+    assert got[2].evidence["new_item"] == {"positive_interactions": 0, "places": 1}
+    assert all("new_item" not in r.evidence for r in got[:2])
+    assert got[2].score == pytest.approx(sum(got[2].parts.values()))  # still its own score, logged as parts
+    entry = {"parts": got[2].parts, "evidence": got[2].evidence}
+    assert render_why(entry)[0].startswith("New: nobody has interacted with it yet, so it holds the place kept")
+    assert render_why_zh(entry)[0].startswith("新作品：还没有人与它互动过")
+    seeded = Recommender(side, {**BLEND, "new_items": 1}).recommend(R.UserContext(**{**ctx.__dict__, "seeds": ("i3",)}), k=3)
+    assert "i7" not in [r.item_id for r in seeded]  # "something like X" asks for X's neighbours
+
+
+def test_a_new_item_less_close_to_the_profile_than_the_chosen_ones_gets_no_place():
+    side, ctx = _new_item_world([1, 0, 0, 0.05])  # i7 points away from the profile
+    got = [r.item_id for r in Recommender(side, {**BLEND, "new_items": 1}).recommend(ctx, k=3)]
+    assert got == [r.item_id for r in Recommender(side, BLEND).recommend(ctx, k=3)]
+
+
+def test_the_offline_scorer_gives_new_items_the_places_recommend_gives_them():
+    """`eval` ranks by scores, not through recommend(): the same items must end in the same places."""
+    from tastebud.retrieval.offline import TastebudScorer
+
+    side, ctx = _new_item_world([0, 0, 0, 1])
+    rec = Recommender(side, {**BLEND, "new_items": 1})
+    served = [r.item_id for r in rec.recommend(ctx, k=3)]
+    assert served[-1] == "i7"
+    scorer = TastebudScorer({**BLEND, "new_items": 1}, interest=None)
+    scorer.recommender, scorer.k = rec, 3
+    parts, _ = rec.parts(ctx)
+    mask, near = rec.blocked(ctx)
+    if near is not None:
+        parts["dislike_similarity"] = near
+    blend = rec.blend_for(R.history_length(ctx.events))
+    total = np.where(mask, -np.inf, rec.total(parts, blend))
+    scorer._give_new_items_their_places(total, parts, blend)
+    assert [side.items[c] for c in np.argsort(-total, kind="stable")[:3]] == served
