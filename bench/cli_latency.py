@@ -4,7 +4,8 @@
 
 1. A demo home (--home, reused if it already holds the data; else a fresh
    temporary one): `ingest movielens DIR`, `refresh --all --no-narratives`,
-   `index`, as scripts/demo.sh does (not timed; several minutes on 2 cores),
+   `index` and `train-ranker` (--no-ranker: not), as scripts/demo.sh does (not timed;
+   several minutes on 2 cores),
    then one `recommend USER -k 10` so the log holds a list and the item-side
    cache exists; its top item is the one `why` asks about.
 2. Each command once untimed (warms the OS file cache and the item-side cache:
@@ -13,7 +14,8 @@
    sentence_transformers, transformers and chromadb it imported.
 3. --runs rounds; in each, every command as a new process, in turn (so other
    load on the machine hits them all alike): `why USER ITEM`, `profile show USER`,
-   `recommend USER -k 10`, `status`, `quarantine list`; next to two baselines
+   `recommend USER -k 10` (with the ranker, and with TASTEBUD_RANKER=off), `status`,
+   `quarantine list`; next to two baselines
    in the same rounds: a raw interpreter start (`python -c "import sqlite3"`) and
    `tastebud --help` (the CLI's own floor: Typer, settings, command modules);
    and, for scale, `recommend USER -k 10 --intent ...`, which must load the
@@ -55,6 +57,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7, help="timed rounds (each command once per round)")
     parser.add_argument("--user", default="1")
     parser.add_argument("--no-intent", action="store_true", help="skip the model-loading comparison")
+    parser.add_argument("--no-ranker", action="store_true", help="do not train the learned ranker on a new home")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     run_in_home(args, "tastebud-bench-cli-", run)
@@ -86,13 +89,15 @@ def timed(cmd: list[str]) -> float:
 
 def heavy_imports(cmd: list[str]) -> list[str]:
     """Which HEAVY top-level packages the process imported (from -X importtime)."""
-    done = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True)
+    env = cmd[:2] if cmd[0] == "env" else []  # ["env", "NAME=value"]: a setting for this command only
+    cmd = cmd[len(env):]
+    done = subprocess.run([*env, cmd[0], "-X", "importtime", *cmd[1:]], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     seen = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     return [m for m in HEAVY if m in seen]
 
 
-def build_home(args, say) -> None:
+def build_home(args, home: Path, say) -> None:
     status = json.loads(call(tastebud("status", "--json"), say))
     if not status.get("events"):
         t = time.perf_counter()
@@ -100,10 +105,14 @@ def build_home(args, say) -> None:
         call(tastebud("refresh", "--all", "--no-narratives"), say)
         call(tastebud("index"), say)
         say(f"demo home built in {time.perf_counter() - t:.0f} s (ingest, refresh --all --no-narratives, index)")
+    if not args.no_ranker and not (home / "models" / "ranker" / "ranker.json").is_file():
+        t = time.perf_counter()
+        call(tastebud("train-ranker"), say)
+        say(f"ranker trained in {time.perf_counter() - t:.0f} s, as scripts/demo.sh does")
 
 
 def run(args, home: Path, say) -> dict:
-    build_home(args, say)
+    build_home(args, home, say)
     user = args.user
     rec = json.loads(call(tastebud("recommend", user, "-k", "10", "--json"), say))
     item = rec["items"][0]["item_id"]
@@ -113,6 +122,8 @@ def run(args, home: Path, say) -> dict:
         f"why {user} {item}": tastebud("why", user, item),
         f"profile show {user}": tastebud("profile", "show", user),
         f"recommend {user} -k 10": tastebud("recommend", user, "-k", "10"),
+        f"recommend {user} -k 10, the blend (ranker off)": ["env", "TASTEBUD_RANKER=off",
+                                                            *tastebud("recommend", user, "-k", "10")],
         "status": tastebud("status"),
         "quarantine list": tastebud("quarantine", "list"),
     }

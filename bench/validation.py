@@ -16,7 +16,8 @@ profile-vectors: NDCG@10 of the semantic parts alone and of the default blend (w
 cold-users: the cold-user protocol (200 sampled users at 1 / 3 / 5 events and stated
 preferences only) on the validation split, for each weight of the short-history
 popularity backoff (`cold_popularity` in the blend; halving point COLD_EVENTS), with
-the warm validation NDCG@10 next to it.
+the warm validation NDCG@10 next to it; --ranker adds the learned ranker, trained on the
+validation split's own training part without the sampled users.
 """
 
 from __future__ import annotations
@@ -77,16 +78,17 @@ def profile_vectors(directory: Path) -> None:
             print(f"{kind:18s} {name:30s} NDCG@10 {evaluate_model(variant, val, fit=False)['ndcg@10']:.4f}", flush=True)
 
 
-def cold_users(directory: Path, weights: list[float]) -> None:
+def cold_users(directory: Path, weights: list[float], ranker: bool = False) -> None:
     settings, val, embedder, item_vectors, interest, blend = setup(directory)
     print(f"halving point COLD_EVENTS = {COLD_EVENTS:g} item events; 200 sampled users, seed 0")
     for w in weights:
         trial = {**blend, COLD_KEY: w}
-        out = run_cold_users(val, trial, interest, embedder, item_vectors, 1, 50, 0, 200)
+        out = run_cold_users(val, trial, interest, embedder, item_vectors, 1, 50, 0, 200, ranker=ranker)
         row = []
         for level, table in out["levels"].items():
             models = table["models"]
-            row.append(f"{level} {models['tastebud']['ndcg@10']:.4f} (pop {models['pop']['ndcg@10']:.4f})")
+            ranked = f", ranker {models['ranker']['ndcg@10']:.4f}" if "ranker" in models else ""
+            row.append(f"{level} {models['tastebud']['ndcg@10']:.4f}{ranked} (pop {models['pop']['ndcg@10']:.4f})")
         warm = evaluate_model(TastebudScorer(trial, interest, embedder, item_vectors=item_vectors), val)["ndcg@10"]
         print(f"cold_popularity {w:g}: warm {warm:.4f}; " + "; ".join(row), flush=True)
 
@@ -110,13 +112,14 @@ def main() -> None:
     ap.add_argument("what", choices=("profile-vectors", "cold-users", "new-items"))
     ap.add_argument("directory", nargs="?", type=Path, default=ROOT / "examples" / "ml-latest-small")
     ap.add_argument("--weights", default=None, help="cold-users: 0,0.3,0.6,1,2,3,5; new-items: 0,1,2")
+    ap.add_argument("--ranker", action="store_true", help="cold-users: also the learned ranker (trained without those users)")
     args = ap.parse_args()
     if args.what == "profile-vectors":
         profile_vectors(args.directory)
     elif args.what == "new-items":
         new_items(args.directory, [int(w) for w in (args.weights or "0,1,2").split(",")])
     else:
-        cold_users(args.directory, [float(w) for w in (args.weights or "0,0.3,0.6,1,2,3,5").split(",")])
+        cold_users(args.directory, [float(w) for w in (args.weights or "0,0.3,0.6,1,2,3,5").split(",")], args.ranker)
 
 
 if __name__ == "__main__":

@@ -190,7 +190,11 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     """Counts of users, items, events, quarantine, and profiles lagging their events."""
     from tastebud.cli.render import console, print_json
 
-    data = State.app().store.status()
+    from tastebud.retrieval.ranker_files import ranker_state
+
+    app_ = State.app()
+    data = app_.store.status()
+    data["ranker"] = ranker_state(app_.settings.ranker_path)
     if as_json:
         print_json(data)
         return
@@ -209,4 +213,12 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     table.add_row("profiles", f"{data['profiles']:,}")
     table.add_row("profiles lagging", f"{data['profiles_stale']:,}")
     table.add_row("narratives stale", f"{data['narratives_stale']:,}")
+    ranker = data["ranker"]
+    said = {"off": "off (setting ranker=off): the blend", "none": "not trained: the blend (tastebud train-ranker)",
+            "stale": "from an older version: the blend until tastebud train-ranker"}.get(ranker["state"])
+    if said is None:
+        facts = ([f"trained {ranker['trained_at']}"] if ranker.get("trained_at") else []) + \
+            ([f"on {ranker['trained_on_events']:,} events"] if "trained_on_events" in ranker else [])
+        said = "in use" + (f" ({' '.join(facts)})" if facts else "")
+    table.add_row("ranker", said)
     console.print(table)

@@ -353,7 +353,8 @@ class _OnlyItems:
         return out
 
 
-COMPARE = (("tastebud", "ease"), ("tastebud", "pop"), ("tastebud", "itemknn"), ("tastebud", "tastebud no_semantic"))
+COMPARE = (("tastebud", "ease"), ("tastebud", "pop"), ("tastebud", "itemknn"), ("tastebud", "tastebud no_semantic"),
+           ("ranker", "pop"))
 
 
 def run_cold_items(split: Split, blend: Mapping[str, float], interest: Any, embedder: Any, item_vectors: Any,
@@ -385,7 +386,9 @@ def run_cold_items(split: Split, blend: Mapping[str, float], interest: Any, embe
 
 def run_cold_users(split: Split, blend: Mapping[str, float], interest: Any, embedder: Any, item_vectors: Any,
                    p_seed: int, resamples: int, seed: int, sample: int | None = 200, lengths: Sequence[int] = (1, 3, 5),
-                   say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+                   say: Callable[[str], None] = lambda _m: None, ranker: bool = False) -> dict[str, Any]:
+    """ranker: also the learned ranker, trained (on a validation split) and with its sources fitted
+    on the training part without the sampled users, as the baselines are."""
     from tastebud.retrieval.baselines import default_baselines
 
     users = sample_users(split.eval_users, sample, seed)
@@ -399,6 +402,7 @@ def run_cold_users(split: Split, blend: Mapping[str, float], interest: Any, embe
         m.fit(fit_train)
     scorer = TastebudScorer(blend, interest, embedder, "tastebud", item_vectors, profile_users=users)
     scorer.fit(fit_train)
+    ranked = _cold_user_ranker(fit_train, split, blend, interest, embedder, scorer, say) if ranker else None
     catalog = split.train.catalog or {}
     histories: dict[str, Callable[[str], list]] = {f"first {n}": (lambda u, n=n: list(full[u][:n])) for n in lengths}
     histories["stated only"] = lambda u: stated_preferences_from(full[u], catalog)
@@ -421,6 +425,8 @@ def run_cold_users(split: Split, blend: Mapping[str, float], interest: Any, embe
             runs.append(run_model(m, level, fit=False))
         scorer.refold(level_train, users)
         runs += [run_model(v, level, fit=False) for v in _variants(scorer, blend, ("tastebud", "no_semantic"))]
+        if ranked is not None:
+            runs.append(run_model(ranked, level, fit=False))
         levels[label] = _table(runs, p, COMPARE)
         say(f"cold users, {label}: " + ", ".join(f"{r.name} {r.summary()['ndcg@10']:.4f}" for r in runs))
     likes = np.array([c[0] for c in stated_counts]) if stated_counts else np.zeros(0)
@@ -431,6 +437,20 @@ def run_cold_users(split: Split, blend: Mapping[str, float], interest: Any, embe
         "stated": {"mean_likes": round(float(likes.mean()), 2) if likes.size else 0.0,
                    "mean_dislikes": round(float(dislikes.mean()), 2) if dislikes.size else 0.0},
         "bootstrap": p.describe()}}
+
+
+def _cold_user_ranker(fit_train: TrainData, split: Split, blend: Mapping[str, float], interest: Any, embedder: Any,
+                      scorer: TastebudScorer, say: Callable[[str], None]) -> Any:
+    from tastebud.retrieval.ranker_train import RankerScorer, fit_on_validation
+
+    try:
+        model, _info = fit_on_validation(Split(fit_train, {}, {}, split.config),
+                                         lambda: TastebudScorer(blend, interest, embedder, "ranker-base", scorer.item_vectors),
+                                         say, check=False)
+    except ValueError as exc:  # too little data to learn from: the tables go on without it
+        say(f"cold users: no ranker ({exc})")
+        return None
+    return RankerScorer(scorer, model).fit(fit_train)
 
 
 def run_eval(
@@ -529,7 +549,7 @@ def run_eval(
                                               seed, cold_item_fraction, say=say)
     if "cold-users" in protocols:
         result["cold_users"] = run_cold_users(split, blend, interest, embedder, item_vectors, bootstrap_seed, resamples,
-                                              seed, cold_user_sample, say=say)
+                                              seed, cold_user_sample, say=say, ranker=ranker)
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
 

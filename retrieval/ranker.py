@@ -21,22 +21,31 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from tastebud.errors import ModelError
 from tastebud.profiles.interest import user_mean_rating
 from tastebud.retrieval.blas import single_threaded_blas
 from tastebud.retrieval.recommender import ItemSide, Recommender, UserContext, positive_weights
+from tastebud.retrieval.ranker_files import (  # noqa: F401  (ranker_dir: re-exported for callers)
+    FEATURES, META_FILE, MODEL_FILE, SOURCES_FILE, present, ranker_dir,
+)
 from tastebud.retrieval.reclog import ScoredItem
 
-FEATURES = ("co_occurrence", "co_occurrence_short", "popularity", "popularity_recent", "tag_match",
-            "semantic_long", "semantic_short", "ease", "user_events", "user_mean_rating")
 BIAS = "ranker_bias"  # the model's expected raw score: logged so the parts sum to the score
 CANDIDATES = 200  # blend top-N the ranker re-orders
 SHORT_POSITIVES = 20  # the short co-occurrence horizon: the user's last N positive items
 EASE_LAMBDA = 500.0
 EASE_KEEP = 200  # EASE weights kept per target item: a sparse B a request can slice
 RECENT_HALF_LIFE_DAYS = 180.0
+# The two features read at the user's own time (their latest event), so a user who was
+# active years ago is matched with what was new and popular then, not now.
+YEAR_DAYS = 365.0
+DAY_MS = 86_400_000.0
 # negative feedback and non-interactions are not EASE history (as TrainData.binary)
 NOT_HISTORY = frozenset({"dislike", "skip", "search", "tag"})
-MODEL_FILE, SOURCES_FILE, META_FILE = "ranker.txt", "ranker_sources.npz", "ranker.json"
+
+
+class StaleRanker(ModelError):
+    """A saved model from a version with other features: the blend serves until it is retrained."""
 
 
 def lightgbm() -> Any:
@@ -55,10 +64,6 @@ def lightgbm() -> Any:
         if "sklearn" in sys.modules and sys.modules["sklearn"] is None:
             del sys.modules["sklearn"]
     return lgb
-
-
-def ranker_dir(home: Path) -> Path:
-    return Path(home) / "models" / "ranker"
 
 
 def history_cols(events: Iterable[Any], index: Mapping[str, int]) -> list[int]:
@@ -92,11 +97,14 @@ def _prune_columns(b: np.ndarray, keep: int) -> sp.csr_matrix:
 
 @dataclass
 class RankerSources:
-    """EASE (sparse, source x target) and recency-weighted popularity over `items`."""
+    """EASE (sparse, source x target), recency-weighted popularity, and each item's
+    interaction times (sorted, item by item: times[indptr[i]:indptr[i + 1]]) over `items`."""
 
     items: list[str]
     ease: sp.csr_matrix
     popularity_recent: np.ndarray
+    times_indptr: np.ndarray
+    times: np.ndarray
 
     @classmethod
     def fit(cls, items: Sequence[str], events: Iterable[Any], lam: float = EASE_LAMBDA, keep: int = EASE_KEEP,
@@ -127,7 +135,8 @@ class RankerSources:
             np.add.at(recent, np.asarray(cols), 0.5 ** (age_days / half_life_days))
         recent = np.log1p(recent)
         top = recent.max() if recent.size else 0.0
-        return cls(list(items), b, (recent / top if top > 0 else recent).astype(np.float32))
+        indptr, times = _item_times(np.asarray(cols, np.int64), np.asarray(ts, np.float64), n)
+        return cls(list(items), b, (recent / top if top > 0 else recent).astype(np.float32), indptr, times)
 
     def reindex(self, items: Sequence[str]) -> "RankerSources":
         """The same sources over another catalog order; items unknown to them get 0."""
@@ -139,12 +148,30 @@ class RankerSources:
         move = sp.csr_matrix((np.ones(known.size, np.float32), (pos[known], known)), shape=(len(self.items), len(items)))
         pop = np.zeros(len(items), np.float32)
         pop[known] = self.popularity_recent[pos[known]]
-        return RankerSources(list(items), (move.T @ self.ease @ move).tocsr(), pop)
+        lengths = np.diff(self.times_indptr)
+        seg = [self.times[self.times_indptr[p]:self.times_indptr[p + 1]] if p >= 0 else self.times[:0] for p in pos]
+        indptr = np.concatenate([[0], np.cumsum([lengths[p] if p >= 0 else 0 for p in pos])]).astype(np.int64)
+        times = np.concatenate(seg) if seg else np.zeros(0)
+        return RankerSources(list(items), (move.T @ self.ease @ move).tocsr(), pop, indptr, times)
+
+    def item_age_days(self, cand: np.ndarray, at_ms: float) -> np.ndarray:
+        """Days from each item's first interaction to at_ms (0 if after it; NaN if never seen)."""
+        if not self.times.size:
+            return np.full(len(cand), np.nan)
+        starts, ends = self.times_indptr[cand], self.times_indptr[cand + 1]
+        first = np.where(ends > starts, self.times[np.minimum(starts, self.times.size - 1)], np.nan)
+        return np.maximum(0.0, (at_ms - first) / DAY_MS)
+
+    def interactions_before(self, cand: np.ndarray, at_ms: float, days: float = YEAR_DAYS) -> np.ndarray:
+        """Each item's interactions in the `days` up to at_ms."""
+        starts, ends = self.times_indptr[cand], self.times_indptr[cand + 1]
+        upto = _search_segments(self.times, starts, ends, at_ms, right=True)
+        return (upto - _search_segments(self.times, starts, ends, at_ms - days * DAY_MS, right=False)).astype(np.float64)
 
     def save(self, path: Path) -> None:
         out = {"items": np.asarray(self.items, dtype=object), "popularity_recent": self.popularity_recent,
                "ease_data": self.ease.data, "ease_indices": self.ease.indices, "ease_indptr": self.ease.indptr,
-               "ease_shape": np.asarray(self.ease.shape)}
+               "ease_shape": np.asarray(self.ease.shape), "times_indptr": self.times_indptr, "times": self.times}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
             np.savez(fh, **out)
@@ -154,7 +181,29 @@ class RankerSources:
     def load(cls, path: Path) -> "RankerSources":
         with np.load(path, allow_pickle=True) as z:
             ease = sp.csr_matrix((z["ease_data"], z["ease_indices"], z["ease_indptr"]), shape=tuple(z["ease_shape"]))
-            return cls([str(i) for i in z["items"]], ease, z["popularity_recent"])
+            return cls([str(i) for i in z["items"]], ease, z["popularity_recent"], z["times_indptr"], z["times"])
+
+
+def _search_segments(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, x: float, right: bool) -> np.ndarray:
+    """np.searchsorted(values[s:e], x) for every (s, e) at once (each segment sorted): one
+    bisection over all candidates, a few dozen vector steps instead of 2 calls per item."""
+    lo, hi = starts.astype(np.int64), ends.astype(np.int64)
+    while True:
+        open_ = lo < hi
+        if not open_.any():
+            return lo - starts
+        mid = (lo + hi) // 2
+        probe = values[np.minimum(mid, max(0, values.size - 1))] if values.size else np.zeros(mid.size)
+        go_right = open_ & ((probe <= x) if right else (probe < x))
+        lo = np.where(go_right, mid + 1, lo)
+        hi = np.where(open_ & ~go_right, mid, hi)
+
+
+def _item_times(cols: np.ndarray, ts: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((ts, cols))
+    indptr = np.zeros(n + 1, np.int64)
+    np.add.at(indptr, cols + 1, 1)
+    return np.cumsum(indptr), ts[order]
 
 
 def features(side: ItemSide, sources: RankerSources, parts: Mapping[str, np.ndarray], events: Sequence[Any],
@@ -172,13 +221,21 @@ def features(side: ItemSide, sources: RankerSources, parts: Mapping[str, np.ndar
     ease = np.asarray(sources.ease[hist][:, cand].sum(axis=0)).ravel() if hist else np.zeros(len(cand))
     mean = user_mean_rating(events)
     n_events = interaction_count(events)
+    at = user_time(events)
     cols = {"co_occurrence_short": short, "popularity_recent": sources.popularity_recent[cand], "ease": ease,
             "user_events": np.full(len(cand), np.log1p(n_events)),
-            "user_mean_rating": np.full(len(cand), np.nan if mean is None else mean)}
+            "user_mean_rating": np.full(len(cand), np.nan if mean is None else mean),
+            "item_age_days": sources.item_age_days(cand, at) if at is not None else np.full(len(cand), np.nan),
+            "popularity_year": sources.interactions_before(cand, at) if at is not None else np.full(len(cand), np.nan)}
     out = np.empty((len(cand), len(FEATURES)), np.float64)
     for j, name in enumerate(FEATURES):
         out[:, j] = cols[name] if name in cols else parts[name][cand]
     return out
+
+
+def user_time(events: Sequence[Any]) -> float | None:
+    """The user's own "now": their latest event (a user back after years is read at that time)."""
+    return float(max(e.ts for e in events)) if events else None
 
 
 def candidates(total: np.ndarray, n: int = CANDIDATES) -> np.ndarray:
@@ -195,6 +252,12 @@ class RankerModel:
     def __init__(self, booster: Any, sources: RankerSources | None = None, meta: Mapping[str, Any] | None = None):
         self.booster, self.sources, self.meta = booster, sources, dict(meta or {})
         self.n_candidates = int(self.meta.get("candidates", CANDIDATES))
+        # the shortest history among the users it learned from: shorter ones are outside
+        # what it knows, and the blend (with its popularity backoff) serves them
+        self.min_history = int(self.meta.get("min_history", 1))
+
+    def serves(self, events: Sequence[Any]) -> bool:
+        return interaction_count(events) >= max(1, self.min_history)
 
     def score(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.predict(x, raw_score=True, num_threads=1), np.float64)
@@ -217,19 +280,20 @@ class RankerModel:
         lgb = lightgbm()
         meta = json.loads((folder / META_FILE).read_text())
         if list(meta.get("features", [])) != list(FEATURES):
-            raise ValueError(f"{folder}: trained on features {meta.get('features')}, this version uses {FEATURES}")
+            raise StaleRanker(f"the ranker in {folder} was trained on other features than this version uses; "
+                              "rerun `tastebud train-ranker` (until then recommendations use the blend)")
         booster = lgb.Booster(model_str=(folder / MODEL_FILE).read_text())
         return cls(booster, RankerSources.load(folder / SOURCES_FILE), meta)
 
     @staticmethod
     def present(folder: Path) -> bool:
-        return all((folder / f).is_file() for f in (MODEL_FILE, SOURCES_FILE, META_FILE))
+        return present(folder)
 
 
 class RankedRecommender:
     """The blend's Recommender with the ranker re-ordering its candidates. Requests the
-    ranker was not trained for (cold start, opted out, seeds, intent, diversity) and
-    an item side the sources do not cover go to the blend, unchanged."""
+    ranker was not trained for (histories shorter than any it learned from, opted out,
+    seeds, intent, diversity) go to the blend, unchanged."""
 
     def __init__(self, base: Recommender, model: RankerModel):
         self.base, self.model, self.side = base, model, base.side
@@ -237,7 +301,7 @@ class RankedRecommender:
 
     def recommend(self, ctx: UserContext, k: int = 10, category: str | None = None, exclude: Iterable[str] = (),
                   diversify: float | None = None) -> list[ScoredItem]:
-        if ctx.opted_out or not ctx.events or ctx.seeds or ctx.intent_vector is not None or diversify:
+        if ctx.opted_out or not self.model.serves(ctx.events) or ctx.seeds or ctx.intent_vector is not None or diversify:
             return self.base.recommend(ctx, k, category, exclude, diversify)
         with single_threaded_blas():
             return self._recommend(ctx, k, category, exclude)

@@ -14,7 +14,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from tastebud.retrieval.evaluation import Split, TrainData, run_model, validation_split
-from tastebud.retrieval.ranker import CANDIDATES, FEATURES, RankerModel, RankerSources, candidates, features
+from tastebud.timefmt import iso_or_none
+from tastebud.retrieval.ranker import (
+    CANDIDATES, FEATURES, RankerModel, RankerSources, candidates, features, interaction_count,
+)
 
 # Chosen on validation only (2-fold over validation users, NDCG@10 mean; blend 0.1209): lambdarank
 # (31 leaves 0.106 one fold; 7 leaves, 200 in a leaf 0.114) overfits the ~3k positives; rank_xendcg,
@@ -58,6 +61,9 @@ class RankerScorer:
     def score(self, user_ids: Sequence[str]) -> np.ndarray:
         out = np.full((len(user_ids), len(self.base.train.items)), -np.inf)
         for row, user in enumerate(user_ids):
+            if not self.model.serves(self.base.train.events.get(user, [])):  # as served: the blend, backoff and all
+                out[row] = self.base.score([user])[0]
+                continue
             cand, x, total = self.user_rows(user)
             out[row] = total - 1e6  # below every candidate, in blend order
             if cand.size:
@@ -70,7 +76,7 @@ def training_rows(scorer: RankerScorer, relevant: Mapping[str, Sequence[str]], u
     """(X, labels, group sizes, stats) for users with a relevant candidate."""
     xs, ys, groups = [], [], []
     index = scorer.base.train.item_index
-    recall = []
+    recall, histories = [], []
     for user in users:
         rel = {index[i] for i in relevant.get(user, ()) if i in index}
         cand, x, _ = scorer.user_rows(user)
@@ -78,12 +84,14 @@ def training_rows(scorer: RankerScorer, relevant: Mapping[str, Sequence[str]], u
         recall.append(y.sum() / max(1, len(rel)))
         if y.sum() == 0:
             continue
+        histories.append(interaction_count(scorer.base.train.events.get(user, [])))
         xs.append(x)
         ys.append(y)
         groups.append(cand.size)
     stats = {"users": len(users), "users_with_positive_candidate": len(groups),
              "rows": int(sum(groups)), "positives": int(sum(y.sum() for y in ys)),
-             "candidate_recall": round(float(np.mean(recall)), 4) if recall else 0.0}
+             "candidate_recall": round(float(np.mean(recall)), 4) if recall else 0.0,
+             "min_history": min(histories, default=0)}
     x = np.vstack(xs) if xs else np.zeros((0, len(FEATURES)))
     return x, (np.concatenate(ys) if ys else np.zeros(0)), groups, stats
 
@@ -149,7 +157,9 @@ def fit_on_validation(split: Split, make_base: Callable[[], Any], say: Callable[
         x, y, g = np.vstack([x, extra[0]]), np.concatenate([y, extra[1]]), g + extra[2]
     booster = train_booster(x, y, g, rounds, params)
     info["train_seconds"] = round(time.perf_counter() - t0, 1)
-    return RankerModel(booster, None, {"candidates": scorer.n, "rounds": rounds}), info
+    shortest = min([stats["min_history"]] + ([extra[3]["min_history"]] if extra is not None and extra[2] else []))
+    info["min_history"] = shortest
+    return RankerModel(booster, None, {"candidates": scorer.n, "rounds": rounds, "min_history": shortest}), info
 
 
 def ranker_run(split: Split, base: Any, make_base: Callable[[], Any], say: Callable[[str], None] = lambda _m: None):
@@ -174,7 +184,8 @@ def train_for_store(store: Any, make_base: Callable[[], Any], semantic: bool,
     everything = Split(train_data_from(events, whole.train.items, catalog), {}, {}, whole.config)
     model, info = fit_on_validation(everything, make_base, say, check=False)
     model.sources = RankerSources.fit(sorted(catalog), store.all_events())
-    model.meta.update({"trained_on_events": int(everything.stats.get("train_interactions") or
+    model.meta.update({"trained_at": iso_or_none(int(time.time() * 1000)),
+                       "trained_on_events": int(everything.stats.get("train_interactions") or
                                                 sum(len(v) for v in events.values())),
                        "training": info["training"], "semantic": semantic})
     return model, info

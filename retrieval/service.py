@@ -3,6 +3,8 @@ deterministic "why" rendering support staff and the agent rely on."""
 
 from __future__ import annotations
 
+import logging
+
 import hashlib
 import os
 import threading
@@ -21,6 +23,8 @@ from tastebud.retrieval.recommender import (INTERACTION_COLUMNS, RECOMMENDER_PAR
                                             interaction_matrix_from_rows)
 from tastebud.errors import InputError, NotFoundError
 from tastebud.retrieval.why import CATEGORY_ZH, EVENT_TYPE_ZH, render_why, render_why_zh, tag_zh  # noqa: F401  (re-exported)
+
+logger = logging.getLogger(__name__)
 
 
 ITEM_SIDE_FORMAT = 2  # bump when ItemSide's contents or their computation change
@@ -260,12 +264,17 @@ class RecommendationService:
 
     def _ranked(self, base: Recommender) -> Any:
         """The blend, re-ranked by the trained model when one is present (caller holds the lock)."""
-        from tastebud.retrieval.ranker import RankedRecommender, RankerModel
+        from tastebud.retrieval.ranker import RankedRecommender, RankerModel, StaleRanker
 
         if self.ranker_dir is None or not RankerModel.present(self.ranker_dir):
             return base
         if self._ranker_model is None:
-            self._ranker_model = RankerModel.load(self.ranker_dir)
+            try:
+                self._ranker_model = RankerModel.load(self.ranker_dir)
+            except StaleRanker as exc:  # an upgraded home: serve, and say once what to do
+                logger.warning("%s", exc)
+                self.ranker_dir = None
+                return base
         return RankedRecommender(base, self._ranker_model)
 
     def refresh_side(self) -> ItemSide:

@@ -32,7 +32,8 @@ def reasons(entry: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     first; penalties last. Kinds: seed, co_occurrence, tag_match, semantic
     (horizon long/short), intent, popularity, avoided_tags, resembles_disliked, opted_out,
     new_item (a place kept for never-interacted items); from the
-    learned ranker also co_occurrence_recent, ease, popularity_recent, activity, rating_scale."""
+    learned ranker also co_occurrence_recent, ease, popularity_recent, activity, rating_scale,
+    item_age, popularity_year."""
     parts, evidence = entry["parts"], entry["evidence"]
     found: list[tuple[float, str, dict[str, Any]]] = []
     if evidence.get("opted_out"):  # said first: why nothing personal shaped the list
@@ -77,7 +78,8 @@ def _ranker_reasons(parts: Mapping[str, Any], evidence: Mapping[str, Any]) -> li
     if parts.get("co_occurrence_short", 0) > 0 and recent:
         out.append((parts["co_occurrence_short"], "co_occurrence_recent", {"items": recent}))
     for part, kind in (("ease", "ease"), ("popularity_recent", "popularity_recent"), ("user_events", "activity"),
-                       ("user_mean_rating", "rating_scale")):
+                       ("user_mean_rating", "rating_scale"), ("item_age_days", "item_age"),
+                       ("popularity_year", "popularity_year")):
         if parts.get(part, 0) > 0 and feats.get(part) is not None:
             out.append((parts[part], kind, {"value": feats[part], **(evidence.get("ranker_user") or {})}))
     return out
@@ -135,6 +137,9 @@ _EN: dict[str, Callable[[dict[str, Any]], str]] = {
     "popularity_recent": lambda f: f"Popular lately (recent-popularity score {f['value']:.2f}).",
     "activity": lambda f: f"Ranked with your activity in mind ({f.get('events', 0):,} events).",
     "rating_scale": lambda f: f"Ranked with how you rate in mind (your mean rating {f['value']:.2f}).",
+    "item_age": lambda f: f"Ranked with its age in mind: first rated {round(f['value']):,} days before your latest activity.",
+    "popularity_year": lambda f: (f"Popular around your time: {round(f['value']):,} interactions in the year "
+                                  "before your latest activity."),
     "opted_out": lambda f: "You opted out of profiling, so this list is by popularity only (minus what you have seen).",
     "new_item": lambda f: _en_new(f["places"]),
     "avoided_tags": lambda f: "Held back a little because it has " + _and(f["tags"]) + ", which you tend to avoid.",
@@ -201,6 +206,8 @@ _ZH: dict[str, Callable[[dict[str, Any]], str]] = {
     "popularity_recent": lambda f: f"最近很受欢迎（近期热度得分 {f['value']:.2f}）。",
     "activity": lambda f: f"排序考虑了你的活跃程度（{f.get('events', 0):,} 个事件）。",
     "rating_scale": lambda f: f"排序考虑了你的评分习惯（你的平均评分 {f['value']:.2f}）。",
+    "item_age": lambda f: f"排序考虑了作品的新旧：在你最近一次活动的 {round(f['value']):,} 天前已有人首次评价它。",
+    "popularity_year": lambda f: f"在你活跃的时期很受欢迎：你最近一次活动前的一年里有 {round(f['value']):,} 次互动。",
     "opted_out": lambda f: "你已选择不做画像分析，所以这份列表只按热度排序（已去掉你看过的）。",
     "new_item": lambda f: _zh_new(f["places"]),
     "avoided_tags": _zh_avoided,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults, end to end on MovieLens ml-latest-small:
 # ingest -> item vectors -> computed profiles for everyone -> LLM narratives for
-# a few users -> a profile -> recommendations -> why. Safe to rerun: every step
-# is idempotent and skips unchanged work.
+# a few users -> a profile -> the learned ranker -> recommendations -> why. Safe
+# to rerun: every step is idempotent (the ranker is retrained on the events there are).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False
@@ -27,15 +27,18 @@ tb refresh --user "$DEMO_USER" --user 414 --user 610
 step "5. the living profile of user $DEMO_USER"
 tb profile show "$DEMO_USER"
 
-step "6. recommendations for user $DEMO_USER"
+step "6. train the learned ranker (LightGBM on a validation split of the events; about a minute)"
+tb train-ranker
+
+step "7. recommendations for user $DEMO_USER"
 tb recommend "$DEMO_USER" -k 5
 TOP=$(tb recommend "$DEMO_USER" -k 1 --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["item_id"])')
 
-step "7. why was item $TOP recommended to user $DEMO_USER?"
+step "8. why was item $TOP recommended to user $DEMO_USER?"
 tb why "$DEMO_USER" "$TOP"
 
 if tb ask --help >/dev/null 2>&1; then
-  step "8. ask the agent (embedded model)"
+  step "9. ask the agent (embedded model)"
   tb ask --user "$DEMO_USER" "why was item $TOP recommended to me?"
   printf '\nChat yourself:  TASTEBUD_HOME=%s .venv/bin/tastebud chat --user %s\n' "$TASTEBUD_HOME" "$DEMO_USER"
 fi

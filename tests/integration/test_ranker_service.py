@@ -11,7 +11,7 @@ from tests.agent_helpers import make_app
 pytestmark = pytest.mark.integration
 
 
-def test_trained_ranker_is_used_and_its_log_explains_the_score(app, home, embedder):
+def test_trained_ranker_is_used_and_its_log_explains_the_score(app, home, embedder, caplog):
     from tastebud.retrieval.ranker import BIAS, FEATURES, RankerModel, ranker_dir
     from tastebud.retrieval.ranker_train import train_for_store
 
@@ -47,3 +47,24 @@ def test_trained_ranker_is_used_and_its_log_explains_the_score(app, home, embedd
         assert BIAS not in off.recommendations.recommend(user, 5).items[0].parts
     finally:
         off.close()
+
+    # a home upgraded in place keeps a model trained on an older feature list: the blend
+    # serves (nothing fails) and the log says to retrain, once
+    import json
+    import logging
+
+    from tastebud.retrieval.ranker import META_FILE
+
+    meta_file = ranker_dir(home) / META_FILE
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "features": meta["features"][:-2]}))
+    stale = make_app(home, embedder)
+    try:
+        with caplog.at_level(logging.WARNING, logger="tastebud.retrieval.service"):
+            first = stale.recommendations.recommend(user, 5)
+            again = stale.recommendations.recommend(user, 5)
+        assert first.items and BIAS not in first.items[0].parts and BIAS not in again.items[0].parts
+        assert [r.message for r in caplog.records].count(
+            next(r.message for r in caplog.records if "train-ranker" in r.message)) == 1
+    finally:
+        stale.close()

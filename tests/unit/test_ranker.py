@@ -20,6 +20,7 @@ CATS = ("Comedy", "Drama", "Horror", "Sci-Fi")
 BACKED_BY = {"co_occurrence": ("co_occurrence",), "co_occurrence_recent": ("co_occurrence_short",),
              "tag_match": ("tag_match",), "popularity": ("popularity",), "popularity_recent": ("popularity_recent",),
              "ease": ("ease",), "activity": ("user_events",), "rating_scale": ("user_mean_rating",),
+             "item_age": ("item_age_days",), "popularity_year": ("popularity_year",),
              "semantic": ("semantic_long", "semantic_short")}
 
 
@@ -120,3 +121,113 @@ def test_saved_model_scores_the_same_and_cold_users_get_the_blend(ranked, tmp_pa
     assert [(i.item_id, round(i.score, 9)) for i in a] == [(i.item_id, round(i.score, 9)) for i in b]
     cold = again.recommend(UserContext("new", [], None, {}), k=3)
     assert cold and BIAS not in cold[0].parts  # the blend's popularity list, as before
+
+
+DAY = 86_400_000
+
+
+def test_item_age_and_the_year_before_are_read_at_the_users_own_time(tmp_path):
+    def ev(n, item, day):
+        return Event(f"t{n}", "someone", item, "rating", T0 + day * DAY, 4.0)
+
+    events = [ev(0, "a", 0), ev(1, "a", 10), ev(2, "a", 400), ev(3, "b", 500), ev(4, "a", 420)]
+    sources = RankerSources.fit(["a", "b", "c"], events)
+    at = T0 + 410 * DAY
+    cand = np.array([0, 1, 2])
+    age = sources.item_age_days(cand, at)
+    assert age[0] == 410 and age[1] == 0 and np.isnan(age[2])  # b first seen after: as new; c never: unknown
+    assert sources.interactions_before(cand, at).tolist() == [1, 0, 0]  # day 400 only: 10 is 400 days back
+    assert sources.interactions_before(cand, at, days=410).tolist() == [3, 0, 0]  # days 0, 10 and 400
+    moved = sources.reindex(["c", "a", "x", "b"])  # another catalog order, and an item the sources never saw
+    assert moved.interactions_before(np.array([1, 3, 2]), T0 + 501 * DAY, days=200).tolist() == [2, 1, 0]
+    assert moved.item_age_days(np.array([1]), at).tolist() == [410]
+    sources.save(tmp_path / "s.npz")
+    again = RankerSources.load(tmp_path / "s.npz")
+    assert again.interactions_before(cand, at, days=410).tolist() == [3, 0, 0]
+    x = features(ItemSide.build(["a", "b", "c"], {}, interaction_matrix(events, {"a": 0, "b": 1, "c": 2})),
+                 sources, {f: np.zeros(3) for f in FEATURES}, [ev(9, "b", 410)], cand)
+    assert x[:, FEATURES.index("item_age_days")][:2].tolist() == [410, 0]
+    assert x[:, FEATURES.index("popularity_year")].tolist() == [1, 0, 0]
+
+
+def test_a_model_trained_on_other_features_is_refused_by_name(ranked, tmp_path):
+    import json
+
+    from tastebud.retrieval.ranker import META_FILE, StaleRanker
+
+    rec, _ = ranked
+    rec.model.save(tmp_path / "ranker")
+    meta = json.loads((tmp_path / "ranker" / META_FILE).read_text())
+    meta["features"] = meta["features"][:-2]  # as the version before item age and the year's popularity
+    (tmp_path / "ranker" / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(StaleRanker, match="train-ranker"):
+        RankerModel.load(tmp_path / "ranker")
+
+
+def test_histories_shorter_than_any_it_learned_from_get_the_blend(ranked):
+    rec, by_user = ranked
+    ctx = UserContext("u3", by_user["u3"], profile_for("u3"), {})  # 12 ratings
+    short = RankedRecommender(rec.base, RankerModel(rec.model.booster, rec.model.sources, {"candidates": 30,
+                                                                                          "min_history": 13}))
+    assert BIAS not in short.recommend(ctx, k=3)[0].parts  # the blend, with its popularity backoff
+    enough = RankedRecommender(rec.base, RankerModel(rec.model.booster, rec.model.sources, {"candidates": 30,
+                                                                                           "min_history": 12}))
+    assert BIAS in enough.recommend(ctx, k=3)[0].parts
+
+
+def test_offline_the_short_histories_are_scored_as_served_by_the_blend_with_its_backoff(ranked):
+    """eval must score what production serves: below min_history, the blend's own ranking
+    (with the popularity backoff), not the ranker's candidate order."""
+    from tastebud.profiles.interest import InterestConfig
+    from tastebud.retrieval.evaluation import train_data_from
+    from tastebud.retrieval.offline import TastebudScorer
+    from tastebud.retrieval.ranker_train import RankerScorer
+
+    rec, by_user = ranked
+    cat, _ = world()
+    events = {u: evs for u, evs in by_user.items()}
+    events["u3"] = events["u3"][:2]  # a short history
+    train = train_data_from(events, sorted(cat), cat)
+    from tastebud.settings import load_settings
+
+    base = TastebudScorer(DEFAULT_BLEND, InterestConfig.from_settings(load_settings())).fit(train)
+    model = RankerModel(rec.model.booster, None, {"candidates": 30, "min_history": 5})
+    scorer = RankerScorer(base, model, n=30).fit(train)
+    got = scorer.score(["u3", "u1"])
+    assert np.array_equal(got[0], base.score(["u3"])[0])
+    assert not np.array_equal(got[1], base.score(["u1"])[0])  # u1 (12 events) is the ranker's
+
+
+def test_the_bisection_over_all_items_at_once_equals_searchsorted_item_by_item():
+    from tastebud.retrieval.ranker import _search_segments
+
+    rng = np.random.default_rng(1)
+    segs = [np.sort(rng.integers(0, 100, rng.integers(0, 30)).astype(float)) for _ in range(300)]  # some empty
+    indptr = np.concatenate([[0], np.cumsum([len(s) for s in segs])])
+    values = np.concatenate(segs)
+    for x in (-1, 0, 17, 50.5, 99, 100):
+        for side in ("left", "right"):
+            got = _search_segments(values, indptr[:-1], indptr[1:], x, right=side == "right")
+            assert got.tolist() == [np.searchsorted(s, x, side) for s in segs], (x, side)
+
+
+def test_status_says_whether_a_ranker_serves_without_loading_it(ranked, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tastebud.retrieval.ranker_files import META_FILE, ranker_state
+
+    rec, _ = ranked
+    folder = tmp_path / "ranker"
+    assert ranker_state(None) == {"state": "off"} and ranker_state(folder) == {"state": "none"}
+    RankerModel(rec.model.booster, rec.model.sources, {"candidates": 30, "min_history": 12,
+                                                       "trained_on_events": 360}).save(folder)
+    assert ranker_state(folder) == {"state": "in use", "trained_on_events": 360, "min_history": 12}
+    meta = json.loads((folder / META_FILE).read_text())
+    (folder / META_FILE).write_text(json.dumps({**meta, "features": meta["features"][:-2]}))
+    assert ranker_state(folder)["state"] == "stale"
+    light = subprocess.run([sys.executable, "-c", "import sys; from tastebud.retrieval.ranker_files import ranker_state; "
+                            "print(sorted(m for m in ('numpy', 'lightgbm', 'scipy') if m in sys.modules))"],
+                           capture_output=True, text=True, check=True)
+    assert light.stdout.strip() == "[]"
