@@ -1,7 +1,8 @@
 """Load test of `tastebud serve` from a second process on loopback.
 
     .venv/bin/python bench/serve.py [DIR] [--seconds 60] [--clients 4] [--batch 5] [--rate EVENTS_PER_S]
-                                    [--reads 1] [--warmup 10] [--workers 1] [--narratives] [--home PATH] [--json]
+                                    [--reads 1] [--warmup 10] [--workers 1] [--narratives] [--new-users N]
+                                    [--status-every S] [--home PATH] [--json]
 
 1. A fresh temporary TASTEBUD_HOME (or --home, reused if it already holds the
    data), set up with the CLI as an operator would: `tastebud ingest movielens
@@ -106,6 +107,9 @@ def main() -> int:
     parser.add_argument("--status-every", type=float, default=0.0,
                         help="seconds between GET /v1/status samples of the answering worker's memory and frozen "
                              "heap during the recorded window (0: none); a soak run's record")
+    parser.add_argument("--new-users", type=int, default=0,
+                        help="also send events to this many users the home has never seen (bench-1 ...): with many "
+                             "users, each history grows less over a long run, as in a service with a large audience")
     parser.add_argument("--home", default=None, help="use (and keep) this home instead of a temporary one")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -388,8 +392,9 @@ def run(args, home: Path, say) -> dict:
     setup_info = setup(args, home, say)
     key = setup_info.pop("key")
     result["setup_s"] = setup_info
-    users = [str(u) for u in range(1, 611)]
+    users = [str(u) for u in range(1, 611)] + [f"bench-{i}" for i in range(1, args.new_users + 1)]
     items = movie_ids(args.data)
+    result["users"] = len(users)
 
     server = Server(home, args.narratives, args.workers)
     exit_code = None
