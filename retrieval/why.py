@@ -137,7 +137,8 @@ _EN: dict[str, Callable[[dict[str, Any]], str]] = {
     "popularity_recent": lambda f: f"Popular lately (recent-popularity score {f['value']:.2f}).",
     "activity": lambda f: f"Ranked with your activity in mind ({f.get('events', 0):,} events).",
     "rating_scale": lambda f: f"Ranked with how you rate in mind (your mean rating {f['value']:.2f}).",
-    "item_age": lambda f: f"Ranked with its age in mind: first rated {round(f['value']):,} days before your latest activity.",
+    "item_age": lambda f: (f"Ranked with its age in mind: people first interacted with it {round(f['value']):,} days "
+                           "before your latest activity."),
     "popularity_year": lambda f: (f"Popular around your time: {round(f['value']):,} interactions in the year "
                                   "before your latest activity."),
     "opted_out": lambda f: "You opted out of profiling, so this list is by popularity only (minus what you have seen).",
@@ -206,7 +207,7 @@ _ZH: dict[str, Callable[[dict[str, Any]], str]] = {
     "popularity_recent": lambda f: f"最近很受欢迎（近期热度得分 {f['value']:.2f}）。",
     "activity": lambda f: f"排序考虑了你的活跃程度（{f.get('events', 0):,} 个事件）。",
     "rating_scale": lambda f: f"排序考虑了你的评分习惯（你的平均评分 {f['value']:.2f}）。",
-    "item_age": lambda f: f"排序考虑了作品的新旧：在你最近一次活动的 {round(f['value']):,} 天前已有人首次评价它。",
+    "item_age": lambda f: f"排序考虑了作品的新旧：在你最近一次活动的 {round(f['value']):,} 天前已有人首次与它互动。",
     "popularity_year": lambda f: f"在你活跃的时期很受欢迎：你最近一次活动前的一年里有 {round(f['value']):,} 次互动。",
     "opted_out": lambda f: "你已选择不做画像分析，所以这份列表只按热度排序（已去掉你看过的）。",
     "new_item": lambda f: _zh_new(f["places"]),
