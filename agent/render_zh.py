@@ -41,7 +41,7 @@ PART_ZH = {
     # the learned ranker's parts (retrieval/ranker.py)
     "co_occurrence_short": "近期共同喜好", "popularity_recent": "近期热度", "ease": "相似历史用户的评分",
     "user_events": "你的活跃程度", "user_mean_rating": "你的评分习惯", "ranker_bias": "模型基线",
-    "item_age_days": "作品新旧", "popularity_year": "你活跃时期的热度",
+    "item_age_days": "作品新旧", "popularity_share_year": "你活跃时期的热度",
 }
 
 

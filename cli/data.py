@@ -215,7 +215,8 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     table.add_row("narratives stale", f"{data['narratives_stale']:,}")
     ranker = data["ranker"]
     said = {"off": "off (setting ranker=off): the blend", "none": "not trained: the blend (tastebud train-ranker)",
-            "stale": "from an older version: the blend until tastebud train-ranker"}.get(ranker["state"])
+            "stale": "from an older version: the blend until tastebud train-ranker",
+            "unreadable": "its files are unreadable: the blend until tastebud train-ranker"}.get(ranker["state"])
     if said is None:
         facts = ([f"trained {ranker['trained_at']}"] if ranker.get("trained_at") else []) + \
             ([f"on {ranker['trained_on_events']:,} events"] if "trained_on_events" in ranker else [])

@@ -354,7 +354,7 @@ class _OnlyItems:
 
 
 COMPARE = (("tastebud", "ease"), ("tastebud", "pop"), ("tastebud", "itemknn"), ("tastebud", "tastebud no_semantic"),
-           ("ranker", "pop"))
+           ("ranker", "pop"), ("ranker", "tastebud"))
 
 
 def run_cold_items(split: Split, blend: Mapping[str, float], interest: Any, embedder: Any, item_vectors: Any,

@@ -143,7 +143,7 @@ class RankerSources:
         if list(items) == self.items:
             return self
         old = {iid: i for i, iid in enumerate(self.items)}
-        pos = np.array([old.get(i, -1) for i in items])
+        pos = np.array([old.get(i, -1) for i in items], dtype=np.int64)
         known = np.flatnonzero(pos >= 0)
         move = sp.csr_matrix((np.ones(known.size, np.float32), (pos[known], known)), shape=(len(self.items), len(items)))
         pop = np.zeros(len(items), np.float32)
@@ -167,6 +167,23 @@ class RankerSources:
         starts, ends = self.times_indptr[cand], self.times_indptr[cand + 1]
         upto = _search_segments(self.times, starts, ends, at_ms, right=True)
         return (upto - _search_segments(self.times, starts, ends, at_ms - days * DAY_MS, right=False)).astype(np.float64)
+
+    def share_before(self, cand: np.ndarray, at_ms: float, days: float = YEAR_DAYS) -> np.ndarray:
+        """interactions_before as a share of all interactions in that window: the same scale
+        whether the sources hold a training cut of the events or all of them."""
+        every = self.sorted_times
+        total = np.searchsorted(every, at_ms, "right") - np.searchsorted(every, at_ms - days * DAY_MS, "left")
+        return self.interactions_before(cand, at_ms, days) / total if total else np.zeros(len(cand))
+
+    @property
+    def end(self) -> float:
+        return float(self.sorted_times[-1]) if self.times.size else float("nan")
+
+    @property
+    def sorted_times(self) -> np.ndarray:
+        if getattr(self, "_sorted", None) is None or self._sorted.size != self.times.size:
+            self._sorted = np.sort(self.times)
+        return self._sorted
 
     def save(self, path: Path) -> None:
         out = {"items": np.asarray(self.items, dtype=object), "popularity_recent": self.popularity_recent,
@@ -222,11 +239,13 @@ def features(side: ItemSide, sources: RankerSources, parts: Mapping[str, np.ndar
     mean = user_mean_rating(events)
     n_events = interaction_count(events)
     at = user_time(events)
+    if at is not None and sources.times.size:  # as far as the sources know: a model trained a month ago
+        at = min(at, float(sources.end))     # reads today's user at its own last day, not in an empty window
     cols = {"co_occurrence_short": short, "popularity_recent": sources.popularity_recent[cand], "ease": ease,
             "user_events": np.full(len(cand), np.log1p(n_events)),
             "user_mean_rating": np.full(len(cand), np.nan if mean is None else mean),
             "item_age_days": sources.item_age_days(cand, at) if at is not None else np.full(len(cand), np.nan),
-            "popularity_year": sources.interactions_before(cand, at) if at is not None else np.full(len(cand), np.nan)}
+            "popularity_share_year": sources.share_before(cand, at) if at is not None else np.full(len(cand), np.nan)}
     out = np.empty((len(cand), len(FEATURES)), np.float64)
     for j, name in enumerate(FEATURES):
         out[:, j] = cols[name] if name in cols else parts[name][cand]
@@ -234,8 +253,10 @@ def features(side: ItemSide, sources: RankerSources, parts: Mapping[str, np.ndar
 
 
 def user_time(events: Sequence[Any]) -> float | None:
-    """The user's own "now": their latest event (a user back after years is read at that time)."""
-    return float(max(e.ts for e in events)) if events else None
+    """The user's own "now": their latest item event (searches and tags not counted, as
+    the offline protocol drops them), so a user back after years is read at that time."""
+    times = [e.ts for e in events if e.item_id is not None and e.type not in ("search", "tag")]
+    return float(max(times)) if times else None
 
 
 def candidates(total: np.ndarray, n: int = CANDIDATES) -> np.ndarray:
@@ -273,15 +294,21 @@ class RankerModel:
         tmp = folder / f".{MODEL_FILE}.{os.getpid()}.tmp"
         tmp.write_text(self.booster.model_to_string())
         os.replace(tmp, folder / MODEL_FILE)
-        (folder / META_FILE).write_text(json.dumps({**self.meta, "features": list(FEATURES)}, indent=2) + "\n")
+        tmp = folder / f".{META_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({**self.meta, "features": list(FEATURES)}, indent=2) + "\n")
+        os.replace(tmp, folder / META_FILE)
 
     @classmethod
     def load(cls, folder: Path) -> "RankerModel":
         lgb = lightgbm()
-        meta = json.loads((folder / META_FILE).read_text())
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+        except ValueError as exc:
+            raise StaleRanker(f"the ranker in {folder} has an unreadable {META_FILE} ({exc}); rerun `tastebud "
+                              "train-ranker` (until then recommendations use the blend)") from exc
         if list(meta.get("features", [])) != list(FEATURES):
             raise StaleRanker(f"the ranker in {folder} was trained on other features than this version uses; "
-                              "rerun `tastebud train-ranker` (until then recommendations use the blend)")
+                              "rerun `tastebud train-ranker` and restart long-running servers (until then recommendations use the blend)")
         booster = lgb.Booster(model_str=(folder / MODEL_FILE).read_text())
         return cls(booster, RankerSources.load(folder / SOURCES_FILE), meta)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 FEATURES = ("co_occurrence", "co_occurrence_short", "popularity", "popularity_recent", "tag_match",
             "semantic_long", "semantic_short", "ease", "user_events", "user_mean_rating",
-            "item_age_days", "popularity_year")
+            "item_age_days", "popularity_share_year")
 MODEL_FILE, SOURCES_FILE, META_FILE = "ranker.txt", "ranker_sources.npz", "ranker.json"
 
 
@@ -22,7 +22,7 @@ def present(folder: Path) -> bool:
 
 
 def ranker_state(folder: Path | None) -> dict[str, Any]:
-    """{"state": off | none | stale | in use, and what the model says of its training}:
+    """{"state": off | none | unreadable | stale | in use, and what the model says of its training}:
     "stale" is a model from a version with other features, which the blend replaces
     until `tastebud train-ranker` is rerun."""
     if folder is None:
@@ -32,6 +32,6 @@ def ranker_state(folder: Path | None) -> dict[str, Any]:
     try:
         meta = json.loads((folder / META_FILE).read_text())
     except (OSError, ValueError):
-        return {"state": "stale"}
+        return {"state": "unreadable"}
     state = "in use" if list(meta.get("features", [])) == list(FEATURES) else "stale"
     return {"state": state, **{k: meta[k] for k in ("trained_at", "trained_on_events", "min_history") if k in meta}}

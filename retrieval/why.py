@@ -33,7 +33,7 @@ def reasons(entry: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     (horizon long/short), intent, popularity, avoided_tags, resembles_disliked, opted_out,
     new_item (a place kept for never-interacted items); from the
     learned ranker also co_occurrence_recent, ease, popularity_recent, activity, rating_scale,
-    item_age, popularity_year."""
+    item_age, popularity_share_year."""
     parts, evidence = entry["parts"], entry["evidence"]
     found: list[tuple[float, str, dict[str, Any]]] = []
     if evidence.get("opted_out"):  # said first: why nothing personal shaped the list
@@ -69,6 +69,10 @@ def reasons(entry: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(kind, facts) for _, kind, facts in found]
 
 
+# an age clipped to 0 (first seen after the user's time) or no interactions in the year: nothing to say
+_SAID_ONLY_ABOVE_0 = frozenset({"item_age_days", "popularity_share_year"})
+
+
 def _ranker_reasons(parts: Mapping[str, Any], evidence: Mapping[str, Any]) -> list[tuple[float, str, dict[str, Any]]]:
     """The learned ranker's own features (retrieval/ranker.py), each said only when its
     logged contribution raised the score; the facts are the logged feature values."""
@@ -79,8 +83,9 @@ def _ranker_reasons(parts: Mapping[str, Any], evidence: Mapping[str, Any]) -> li
         out.append((parts["co_occurrence_short"], "co_occurrence_recent", {"items": recent}))
     for part, kind in (("ease", "ease"), ("popularity_recent", "popularity_recent"), ("user_events", "activity"),
                        ("user_mean_rating", "rating_scale"), ("item_age_days", "item_age"),
-                       ("popularity_year", "popularity_year")):
-        if parts.get(part, 0) > 0 and feats.get(part) is not None:
+                       ("popularity_share_year", "popularity_share_year")):
+        value = feats.get(part)
+        if parts.get(part, 0) > 0 and value is not None and (value > 0 or part not in _SAID_ONLY_ABOVE_0):
             out.append((parts[part], kind, {"value": feats[part], **(evidence.get("ranker_user") or {})}))
     return out
 
@@ -94,6 +99,11 @@ def _no_reason(entry: Mapping[str, Any], zh: bool) -> list[str]:
 
 
 # ------------------------------------------------------------------ English
+
+def _share(value: Any) -> str:
+    """A share as a percentage with two significant digits (0.0012 -> 0.12%)."""
+    return f"{float(value) * 100:.2g}%"
+
 
 def _stars(value: Any) -> str:
     v = float(value)
@@ -139,8 +149,8 @@ _EN: dict[str, Callable[[dict[str, Any]], str]] = {
     "rating_scale": lambda f: f"Ranked with how you rate in mind (your mean rating {f['value']:.2f}).",
     "item_age": lambda f: (f"Ranked with its age in mind: people first interacted with it {round(f['value']):,} days "
                            "before your latest activity."),
-    "popularity_year": lambda f: (f"Popular around your time: {round(f['value']):,} interactions in the year "
-                                  "before your latest activity."),
+    "popularity_share_year": lambda f: (f"Popular around your time: {_share(f['value'])} of all interactions in the year "
+                                  "before your latest activity were with it."),
     "opted_out": lambda f: "You opted out of profiling, so this list is by popularity only (minus what you have seen).",
     "new_item": lambda f: _en_new(f["places"]),
     "avoided_tags": lambda f: "Held back a little because it has " + _and(f["tags"]) + ", which you tend to avoid.",
@@ -208,7 +218,7 @@ _ZH: dict[str, Callable[[dict[str, Any]], str]] = {
     "activity": lambda f: f"排序考虑了你的活跃程度（{f.get('events', 0):,} 个事件）。",
     "rating_scale": lambda f: f"排序考虑了你的评分习惯（你的平均评分 {f['value']:.2f}）。",
     "item_age": lambda f: f"排序考虑了作品的新旧：在你最近一次活动的 {round(f['value']):,} 天前已有人首次与它互动。",
-    "popularity_year": lambda f: f"在你活跃的时期很受欢迎：你最近一次活动前的一年里有 {round(f['value']):,} 次互动。",
+    "popularity_share_year": lambda f: f"在你活跃的时期很受欢迎：你最近一次活动前的一年里，所有互动中有 {_share(f['value'])} 与它有关。",
     "opted_out": lambda f: "你已选择不做画像分析，所以这份列表只按热度排序（已去掉你看过的）。",
     "new_item": lambda f: _zh_new(f["places"]),
     "avoided_tags": _zh_avoided,

@@ -20,7 +20,7 @@ CATS = ("Comedy", "Drama", "Horror", "Sci-Fi")
 BACKED_BY = {"co_occurrence": ("co_occurrence",), "co_occurrence_recent": ("co_occurrence_short",),
              "tag_match": ("tag_match",), "popularity": ("popularity",), "popularity_recent": ("popularity_recent",),
              "ease": ("ease",), "activity": ("user_events",), "rating_scale": ("user_mean_rating",),
-             "item_age": ("item_age_days",), "popularity_year": ("popularity_year",),
+             "item_age": ("item_age_days",), "popularity_share_year": ("popularity_share_year",),
              "semantic": ("semantic_long", "semantic_short")}
 
 
@@ -147,7 +147,7 @@ def test_item_age_and_the_year_before_are_read_at_the_users_own_time(tmp_path):
     x = features(ItemSide.build(["a", "b", "c"], {}, interaction_matrix(events, {"a": 0, "b": 1, "c": 2})),
                  sources, {f: np.zeros(3) for f in FEATURES}, [ev(9, "b", 410)], cand)
     assert x[:, FEATURES.index("item_age_days")][:2].tolist() == [410, 0]
-    assert x[:, FEATURES.index("popularity_year")].tolist() == [1, 0, 0]
+    assert x[:, FEATURES.index("popularity_share_year")].tolist() == [1, 0, 0]
 
 
 def test_a_model_trained_on_other_features_is_refused_by_name(ranked, tmp_path):
@@ -231,3 +231,35 @@ def test_status_says_whether_a_ranker_serves_without_loading_it(ranked, tmp_path
                             "print(sorted(m for m in ('numpy', 'lightgbm', 'scipy') if m in sys.modules))"],
                            capture_output=True, text=True, check=True)
     assert light.stdout.strip() == "[]"
+
+
+def test_the_years_popularity_is_a_share_read_at_the_last_item_event_the_sources_know():
+    from tastebud.retrieval.ranker import user_time
+
+    def ev(n, item, day, type_="rating"):
+        return Event(f"s{n}", "someone", item, type_, T0 + day * DAY, 4.0 if type_ == "rating" else None)
+
+    events = [ev(0, "a", 0), ev(1, "a", 400), ev(2, "a", 420), ev(3, "b", 500)]
+    sources = RankerSources.fit(["a", "b", "c"], events)
+    cand = np.array([0, 1, 2])
+    assert sources.share_before(cand, T0 + 501 * DAY, days=200).tolist() == pytest.approx([2 / 3, 1 / 3, 0])
+    # the same shares from a source holding every event twice (a bigger cut of the same stream)
+    doubled = RankerSources.fit(["a", "b", "c"], events + [Event(e.event_id + "x", "other", e.item_id, e.type, e.ts,
+                                                                 e.value) for e in events])
+    assert doubled.share_before(cand, T0 + 501 * DAY, days=200).tolist() == pytest.approx([2 / 3, 1 / 3, 0])
+    # a search or a tag later on does not move the user's time; an item event after the sources end is read at it
+    mine = [ev(5, "a", 410), ev(6, None, 800, "search"), ev(7, "b", 900, "tag")]
+    assert user_time(mine) == T0 + 410 * DAY
+    side = ItemSide.build(["a", "b", "c"], {}, interaction_matrix(events, {"a": 0, "b": 1, "c": 2}))
+    late = features(side, sources, {f: np.zeros(3) for f in FEATURES}, [ev(8, "a", 2000)], cand)
+    assert late[:, FEATURES.index("item_age_days")].tolist()[:2] == [500, 0]  # at day 500, the sources' last
+    assert late[:, FEATURES.index("popularity_share_year")].tolist() == pytest.approx([2 / 3, 1 / 3, 0])
+
+
+def test_no_time_sentence_without_a_number_to_say():
+    from tastebud.retrieval.why import reasons
+
+    parts = {"item_age_days": 0.2, "popularity_share_year": 0.1, "ranker_bias": 0.0}
+    said = lambda feats: [k for k, _ in reasons({"parts": parts, "evidence": {"ranker": {"features": feats}}})]  # noqa: E731
+    assert said({"item_age_days": 0.0, "popularity_share_year": 0.0}) == []  # first seen after the user's time; none that year
+    assert sorted(said({"item_age_days": 12.0, "popularity_share_year": 0.004})) == ["item_age", "popularity_share_year"]
