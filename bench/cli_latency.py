@@ -40,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from _harness import run_in_home  # noqa: E402  (bench/ is on sys.path as the script's folder)
+from tastebud.retrieval.ranker_files import ranker_dir, ranker_state  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -105,7 +106,7 @@ def build_home(args, home: Path, say) -> None:
         call(tastebud("refresh", "--all", "--no-narratives"), say)
         call(tastebud("index"), say)
         say(f"demo home built in {time.perf_counter() - t:.0f} s (ingest, refresh --all --no-narratives, index)")
-    if not args.no_ranker and not (home / "models" / "ranker" / "ranker.json").is_file():
+    if not args.no_ranker and ranker_state(ranker_dir(home))["state"] != "in use":  # none yet, or an older one
         t = time.perf_counter()
         call(tastebud("train-ranker"), say)
         say(f"ranker trained in {time.perf_counter() - t:.0f} s, as scripts/demo.sh does")

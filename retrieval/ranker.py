@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable, Mapping, Sequence
@@ -26,7 +26,7 @@ from tastebud.profiles.interest import user_mean_rating
 from tastebud.retrieval.blas import single_threaded_blas
 from tastebud.retrieval.recommender import ItemSide, Recommender, UserContext, positive_weights
 from tastebud.retrieval.ranker_files import (  # noqa: F401  (ranker_dir: re-exported for callers)
-    FEATURES, META_FILE, MODEL_FILE, SOURCES_FILE, present, ranker_dir,
+    FEATURES, META_FILE, MODEL_FILE, SOURCES_FILE, present, ranker_dir, read_meta,
 )
 from tastebud.retrieval.reclog import ScoredItem
 
@@ -73,9 +73,13 @@ def history_cols(events: Iterable[Any], index: Mapping[str, int]) -> list[int]:
     return sorted(cols)
 
 
+def is_interaction(e: Any) -> bool:
+    """An item event the offline protocol counts (tags and searches are not)."""
+    return e.item_id is not None and e.type not in ("search", "tag")
+
+
 def interaction_count(events: Iterable[Any]) -> int:
-    """The user's item events that the offline protocol counts (tags and searches are not)."""
-    return sum(1 for e in events if e.item_id is not None and e.type not in ("search", "tag"))
+    return sum(1 for e in events if is_interaction(e))
 
 
 def _prune_columns(b: np.ndarray, keep: int) -> sp.csr_matrix:
@@ -105,6 +109,10 @@ class RankerSources:
     popularity_recent: np.ndarray
     times_indptr: np.ndarray
     times: np.ndarray
+    sorted_times: np.ndarray = field(init=False, repr=False)  # every interaction time: the windows' totals
+
+    def __post_init__(self) -> None:
+        self.sorted_times = np.sort(self.times)
 
     @classmethod
     def fit(cls, items: Sequence[str], events: Iterable[Any], lam: float = EASE_LAMBDA, keep: int = EASE_KEEP,
@@ -179,12 +187,6 @@ class RankerSources:
     def end(self) -> float:
         return float(self.sorted_times[-1]) if self.times.size else float("nan")
 
-    @property
-    def sorted_times(self) -> np.ndarray:
-        if getattr(self, "_sorted", None) is None or self._sorted.size != self.times.size:
-            self._sorted = np.sort(self.times)
-        return self._sorted
-
     def save(self, path: Path) -> None:
         out = {"items": np.asarray(self.items, dtype=object), "popularity_recent": self.popularity_recent,
                "ease_data": self.ease.data, "ease_indices": self.ease.indices, "ease_indptr": self.ease.indptr,
@@ -255,7 +257,7 @@ def features(side: ItemSide, sources: RankerSources, parts: Mapping[str, np.ndar
 def user_time(events: Sequence[Any]) -> float | None:
     """The user's own "now": their latest item event (searches and tags not counted, as
     the offline protocol drops them), so a user back after years is read at that time."""
-    times = [e.ts for e in events if e.item_id is not None and e.type not in ("search", "tag")]
+    times = [e.ts for e in events if is_interaction(e)]
     return float(max(times)) if times else None
 
 
@@ -300,15 +302,13 @@ class RankerModel:
 
     @classmethod
     def load(cls, folder: Path) -> "RankerModel":
+        state, meta = read_meta(folder)
+        if state != "in use":
+            said = f"has an unreadable {META_FILE}" if state == "unreadable" else \
+                "was trained on other features than this version uses"
+            raise StaleRanker(f"the ranker in {folder} {said}; rerun `tastebud train-ranker` and restart "
+                              "long-running servers (until then recommendations use the blend)")
         lgb = lightgbm()
-        try:
-            meta = json.loads((folder / META_FILE).read_text())
-        except ValueError as exc:
-            raise StaleRanker(f"the ranker in {folder} has an unreadable {META_FILE} ({exc}); rerun `tastebud "
-                              "train-ranker` (until then recommendations use the blend)") from exc
-        if list(meta.get("features", [])) != list(FEATURES):
-            raise StaleRanker(f"the ranker in {folder} was trained on other features than this version uses; "
-                              "rerun `tastebud train-ranker` and restart long-running servers (until then recommendations use the blend)")
         booster = lgb.Booster(model_str=(folder / MODEL_FILE).read_text())
         return cls(booster, RankerSources.load(folder / SOURCES_FILE), meta)
 

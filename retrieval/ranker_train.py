@@ -14,10 +14,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from tastebud.retrieval.evaluation import Split, TrainData, run_model, validation_split
-from tastebud.timefmt import iso_or_none
 from tastebud.retrieval.ranker import (
     CANDIDATES, FEATURES, RankerModel, RankerSources, candidates, features, interaction_count,
 )
+from tastebud.timefmt import iso_or_none
 
 # Chosen on validation only (2-fold over validation users, NDCG@10 mean; blend 0.1209): lambdarank
 # (31 leaves 0.106 one fold; 7 leaves, 200 in a leaf 0.114) overfits the ~3k positives; rank_xendcg,

@@ -3,9 +3,8 @@ deterministic "why" rendering support staff and the agent rely on."""
 
 from __future__ import annotations
 
-import logging
-
 import hashlib
+import logging
 import os
 import threading
 from pathlib import Path
