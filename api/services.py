@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tastebud.api.chat import ChatService
 from tastebud.api.keys import KeyStore
 from tastebud.api.limits import TokenBuckets
-from tastebud.retrieval.memo import RecordMemo
+from tastebud.retrieval.memo import ITEM_MEMO_S, RecordMemo
 from tastebud.settings import Settings
 
 if TYPE_CHECKING:
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from tastebud.app import App
 
 
-ITEM_MEMO_S = 30.0  # how long the server trusts an item vector it read (another process may re-index it)
 
 
 @dataclass
@@ -50,9 +49,10 @@ class Services:
             # path reads the same item vectors again and again (retrieval/memo.py)
             app.vectors.items.memo = RecordMemo(ITEM_MEMO_S)
             _ = app.embedder
-            sys.setswitchinterval(settings.serve_switch_interval_ms / 1000)  # see the setting
+            if settings.live_role == "all":  # a live thread here: see the setting (a `worker` has none)
+                sys.setswitchinterval(settings.serve_switch_interval_ms / 1000)
             freeze = freeze_heap if settings.serve_freeze_gc else None
-            live = LiveUpdates(app, narratives=settings.serve_narratives, on_warmed=freeze)
+            live = LiveUpdates(app, narratives=settings.serve_narratives, on_warmed=freeze, role=settings.live_role)
             live.start()
             chat = ChatService(app)
             chat.warm_up()

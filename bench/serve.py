@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/serve.py [DIR] [--seconds 60] [--clients 4] [--batch 5] [--rate EVENTS_PER_S]
                                     [--reads 1] [--warmup 10] [--workers 1] [--narratives] [--new-users N]
-                                    [--status-every S] [--home PATH] [--json]
+                                    [--status-every S] [--set NAME=VALUE] [--home PATH] [--json]
 
 1. A fresh temporary TASTEBUD_HOME (or --home, reused if it already holds the
    data), set up with the CLI as an operator would: `tastebud ingest movielens
@@ -110,6 +110,8 @@ def main() -> int:
     parser.add_argument("--new-users", type=int, default=0,
                         help="also send events to this many users the home has never seen (bench-1 ...): with many "
                              "users, each history grows less over a long run, as in a service with a large audience")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the server, as TASTEBUD_NAME (the bench clears every TASTEBUD_* of its own environment)")
     parser.add_argument("--home", default=None, help="use (and keep) this home instead of a temporary one")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -142,13 +144,14 @@ def setup(args, home: Path, say) -> dict:
 class Server:
     """`tastebud serve` as a subprocess; its log goes to a file in the home."""
 
-    def __init__(self, home: Path, narratives: bool, workers: int = 1):
+    def __init__(self, home: Path, narratives: bool, workers: int = 1, settings: dict[str, str] | None = None):
         self.port = free_port()
         self.workers = workers
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
         env.update(TASTEBUD_SERVE_NARRATIVES=str(narratives).lower(), TASTEBUD_API_CHAT_PHRASING="false",
                    TASTEBUD_API_RATE_LIMIT_PER_S="1000000", TASTEBUD_API_RATE_BURST="1000000")
+        env.update({f"TASTEBUD_{name.upper()}": value for name, value in (settings or {}).items()})
         self.log_path = home / "bench-serve.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([TASTEBUD, "serve", "--host", "127.0.0.1", "--port", str(self.port),
@@ -387,7 +390,7 @@ def movie_ids(data: str) -> list[str]:
 def run(args, home: Path, say) -> dict:
     result: dict = {"data": args.data, "home": str(home) if args.home else "temporary", "seconds": args.seconds,
                     "clients": args.clients, "batch": args.batch, "rate": args.rate or "unpaced",
-                    "narratives": args.narratives, "warmup_s": args.warmup, "workers": args.workers,
+                    "narratives": args.narratives, "warmup_s": args.warmup, "workers": args.workers, "settings": args.set,
                     "reads_per_post": args.reads}
     setup_info = setup(args, home, say)
     key = setup_info.pop("key")
@@ -396,7 +399,7 @@ def run(args, home: Path, say) -> dict:
     items = movie_ids(args.data)
     result["users"] = len(users)
 
-    server = Server(home, args.narratives, args.workers)
+    server = Server(home, args.narratives, args.workers, dict(kv.split("=", 1) for kv in args.set))
     exit_code = None
     try:
         result["server_ready_s"] = round(server.wait_ready(), 1)

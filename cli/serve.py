@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from typing import Optional
 
 import typer
@@ -24,21 +26,146 @@ def serve(
     import uvicorn
 
     settings = State.app().settings
-    # uvicorn builds the app in each worker from the environment (factory mode):
-    # hand the global flags down as the variables they stand for.
+    _export_flags()  # uvicorn builds the app in each worker from the environment (factory mode)
+    workers = workers or settings.serve_workers
+    live = None
+    if workers > 1 and settings.serve_live_processes > 0 and settings.live_role == "all":
+        os.environ["TASTEBUD_LIVE_ROLE"] = "worker"  # the workers leave the live refresh to them
+        live = LiveProcesses(settings.serve_live_processes)
+    try:
+        uvicorn.run(
+            "tastebud.api.app:create_app",
+            factory=True,
+            host=host or settings.serve_host,
+            port=settings.serve_port if port is None else port,
+            workers=workers,
+            access_log=False,  # ours is TASTEBUD_HOME/logs/access.jsonl, without query strings
+            timeout_graceful_shutdown=30,
+            log_level="info",
+        )
+    finally:
+        if live is not None:
+            live.stop()
+
+
+def _export_flags() -> None:
+    """The global flags, as the variables they stand for, for processes started from here."""
     for name, value in State.flags.items():
         if value is not None:
             os.environ[f"TASTEBUD_{name.upper()}"] = str(value)
-    uvicorn.run(
-        "tastebud.api.app:create_app",
-        factory=True,
-        host=host or settings.serve_host,
-        port=settings.serve_port if port is None else port,
-        workers=workers or settings.serve_workers,
-        access_log=False,  # ours is TASTEBUD_HOME/logs/access.jsonl, without query strings
-        timeout_graceful_shutdown=30,
-        log_level="info",
-    )
+
+
+@app.command("live")
+def live(
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: only the users of shard i of n (run one process per shard); shard 0 also builds the item side."),
+    parent: Optional[int] = typer.Option(None, "--exit-with", hidden=True, help="Stop when this process is gone (serve's)."),
+) -> None:
+    """Keep profiles, their vectors and narratives current without serving HTTP:
+    follow the event store until stopped (what `serve --workers N` runs beside its workers)."""
+    from tastebud.live.process import run_until_signalled
+    from tastebud.profiles.refresh import parse_shard
+    from tastebud.retrieval.memo import ITEM_MEMO_S, RecordMemo
+
+    part = parse_shard(shard)
+    _export_flags()  # for the item-side builder it starts
+    os.environ["TASTEBUD_LIVE_ROLE"] = "live"
+    services = State.app()
+    services.vectors.items.memo = RecordMemo(ITEM_MEMO_S)  # the live refresh reads the same item vectors again and again
+    builder = ItemSideBuilder() if part is None or part[0] == 0 else None
+    run_until_signalled(services, parent=parent, build_item_side=builder, shard=part)
+
+
+class ItemSideBuilder:
+    """Builds and publishes item sides in a process of its own, started once (its
+    imports and composition root cost more CPU than a build) and at the lowest
+    priority: its own GIL, so the live refresh is not held back, and the cores go to
+    requests first. Called from the live process's item-side thread, which waits."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        self._ctx = multiprocessing.get_context("spawn")
+        self._start()
+
+    def _start(self) -> None:
+        self._conn, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(target=_build_item_sides, args=(child,), name="tastebud-item-side", daemon=True)
+        self._proc.start()
+        child.close()
+
+    def __call__(self, seq: int) -> None:
+        if not self._proc.is_alive():
+            self._start()
+        try:
+            self._conn.send(seq)
+            ok, detail = self._conn.recv()
+        except (EOFError, OSError) as exc:  # it died mid-build: the next call starts another
+            raise RuntimeError(f"the item-side builder exited ({exc})") from None
+        if not ok:
+            raise RuntimeError(f"item-side build failed: {detail}")
+
+
+def _build_item_sides(conn) -> None:
+    from tastebud.app import App
+    from tastebud.settings import load_settings
+
+    os.nice(19)  # the lowest: it runs in the cores' idle moments
+    recommendations = App(load_settings()).recommendations
+    while True:
+        try:
+            seq = conn.recv()
+        except (EOFError, OSError):
+            return  # the live process is gone
+        try:
+            recommendations.refresh_side()
+            recommendations.publish_side(seq)
+            conn.send((True, None))
+        except Exception as exc:  # noqa: BLE001 - reported to the live process, which logs and counts it
+            conn.send((False, f"{type(exc).__name__}: {exc}"))
+
+
+class LiveProcesses:
+    """`tastebud live` as children of `serve` (n > 1: one per shard of the users),
+    each restarted when it dies (it picks up every user of its shard whose profile is
+    behind their events when it starts)."""
+
+    RESTART_AFTER_S = 1.0
+
+    def __init__(self, n: int) -> None:
+        import threading
+
+        self._stopping = threading.Event()
+        base = [sys.executable, "-c", "from tastebud.cli.main import run; run()", "live", "--exit-with", str(os.getpid())]
+        self._argvs = [base if n == 1 else [*base, "--shard", f"{i}/{n}"] for i in range(n)]
+        self.procs = [self._start(argv) for argv in self._argvs]
+        for i in range(n):
+            threading.Thread(target=self._watch, args=(i,), name=f"tastebud-live-watch-{i}", daemon=True).start()
+
+    @staticmethod
+    def _start(argv: list[str]) -> subprocess.Popen:
+        # its own session: a Ctrl-C at the terminal reaches serve, which stops it in order
+        return subprocess.Popen(argv, start_new_session=True)
+
+    def _watch(self, i: int) -> None:
+        import logging
+
+        while not self._stopping.is_set():
+            code = self.procs[i].wait()
+            if self._stopping.wait(self.RESTART_AFTER_S):
+                return
+            logging.getLogger("tastebud.live").error("live process %d exited with %s; starting it again", i, code)
+            self.procs[i] = self._start(self._argvs[i])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @keys_app.command("create")

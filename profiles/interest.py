@@ -340,11 +340,23 @@ def horizon_from(
     event_units = UnitCache(mean, config)
     values: dict[str, float] = {}
     negative_events: dict[str, int] = {}
+    scale, remainder = clock.scale, clock.remainder
     for tag, sums in tags.items():
         skip_positive = bool(unwanted) and tag.casefold() in unwanted
+        classes = sums.classes
+        if len(classes) == 1 and not skip_positive:  # most tags: one class, and fsum of one value is that value
+            ((key, entry),) = classes.items()
+            unit = units.get(key) or units.setdefault(key, event_units[key[0]] * key[1])
+            if unit == 0.0:
+                continue
+            if entry[4] != scale:
+                entry[3], entry[4] = clock.share(entry[0]), scale
+            values[tag] = unit * entry[3] * remainder
+            negative_events[tag] = entry[1] if unit < 0 else 0
+            continue
         parts: list[float] = []
         negatives = 0
-        for key, entry in sums.classes.items():
+        for key, entry in classes.items():
             unit = units.get(key)
             if unit is None:
                 unit = units[key] = event_units[key[0]] * key[1]

@@ -388,6 +388,19 @@ class EventStore:
         with self.engine.connect() as conn:
             return {u: s for u, s in conn.execute(query)}
 
+    def users_after(self, after_seq: int) -> tuple[list[str], int]:
+        """Users with events stored after `after_seq`, and the last seq among them
+        (`after_seq` if none): how a process that did not take the events follows them."""
+        # grouped here, not in SQL: with GROUP BY, SQLite scanned every event through
+        # the user index (a third of the live process's time at 300 events/s)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(events.c.user_id, events.c.seq).where(events.c.seq > after_seq)).all()
+        return sorted({u for u, _ in rows}), max((s for _, s in rows), default=after_seq)
+
+    def last_seq(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(events.c.seq))).scalar() or 0
+
     def users_with_events_since(self, since_ts: int) -> list[str]:
         with self.engine.connect() as conn:
             return sorted(conn.execute(select(events.c.user_id).where(events.c.ts >= since_ts).distinct()).scalars())

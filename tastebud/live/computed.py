@@ -54,6 +54,7 @@ class ComputedRefresh:
     # ------------------------------------------------------------------ callers
     def mark(self, users: Sequence[str]) -> None:
         now = time.monotonic()
+        users = self.shared.mine(users)
         with self._cond:
             for user in users:
                 self._dirty.setdefault(user, now)
@@ -142,7 +143,7 @@ class ComputedRefresh:
         store = self.shared.services.store
         try:
             stale = store.lagging_users()
-            self._to_warm.extend(store.recent_users(self.shared.interest_states.max_users))
+            self._to_warm.extend(self.shared.mine(store.recent_users(self.shared.interest_states.max_users)))
         except Exception as exc:
             self.shared.book.error("live", exc)
             stale = []

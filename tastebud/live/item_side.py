@@ -1,12 +1,16 @@
 """The item side (co-occurrence, popularity) moves slowly: it is rebuilt after
 `item_side_refresh_events` new events or `item_side_refresh_s` seconds,
-off-lock, and swapped in; new catalog items are embedded first."""
+off-lock, and swapped in; new catalog items are embedded first.
+
+Beside a live process (role `worker`), a worker does not build: the live process
+publishes each side it builds to the home's cache and the workers load it
+(without a disk cache, PostgreSQL, each worker builds its own as before)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from tastebud.live.support import Shared, catalog_marks
 
@@ -16,8 +20,14 @@ POLL_S = 1.0
 
 
 class ItemSideWorker:
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, role: str = "all", build_elsewhere: Callable[[int], None] | None = None) -> None:
+        """role: `live` publishes what it builds; `worker` loads what was published.
+        build_elsewhere(seq): builds and publishes the side in another process (the
+        live process: a build in its own GIL held its profile refreshes back for the
+        15-18 s it takes under load)."""
         self.shared = shared
+        self.role = role
+        self.build_elsewhere = build_elsewhere
         self.every_events = shared.settings.item_side_refresh_events
         self.every_s = shared.settings.item_side_refresh_s
         self._marks: tuple[int, int] | None = None
@@ -38,6 +48,7 @@ class ItemSideWorker:
             "age_s": round(time.time() - self._built_at, 1) if self._built_at else None,
             "events_since_rebuild": events_since_rebuild,
             "last_build_s": self._build_s,
+            "loaded_from_live_process": counts.get("item_side_loads", 0),
         }
 
     def events_since_rebuild(self) -> int | None:
@@ -48,8 +59,13 @@ class ItemSideWorker:
 
     def loop(self) -> None:
         poll = min(POLL_S, self.every_s) if self.every_s > 0 else POLL_S
+        recommendations = self.shared.services.recommendations
+        loads = self.role == "worker" and recommendations.cache_dir is not None
         while not self.shared.stopping.wait(poll):
             try:
+                if loads:
+                    self._adopt(recommendations)
+                    continue
                 marks = catalog_marks(self.shared.services.store)
                 assert self._marks is not None and self._built_at is not None
                 new_events = marks[0] - self._marks[0]
@@ -64,6 +80,13 @@ class ItemSideWorker:
                 self.shared.book.error("item_side", exc)
                 self.shared.stopping.wait(min(60.0, max(poll, 5.0)))
 
+    def _adopt(self, recommendations: Any) -> None:
+        assert self._marks is not None
+        seq = recommendations.adopt_published(self._marks[0])
+        if seq is not None:
+            self._marks, self._built_at = (seq, self._marks[1]), time.time()
+            self.shared.book.count(item_side_loads=1)
+
     def rebuild(self, marks: tuple[int, int], new_items: bool) -> None:
         from tastebud.retrieval.service import sync_item_vectors
 
@@ -71,7 +94,12 @@ class ItemSideWorker:
         start = time.perf_counter()
         if new_items:  # embedded before the swap, so the new side has their vectors
             sync_item_vectors(services.store, services.vectors)
-        services.recommendations.refresh_side()
+        if self.build_elsewhere is not None:
+            self.build_elsewhere(marks[0])
+        else:
+            services.recommendations.refresh_side()
+            if self.role == "live":
+                services.recommendations.publish_side(marks[0])
         self._marks, self._built_at = marks, time.time()
         self._build_s = round(time.perf_counter() - start, 3)
         self.shared.book.count(item_side_rebuilds=1)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from sqlalchemy import func, select
 
 from tastebud.profiles.incremental import IncrementalProfiles
+from tastebud.profiles.refresh import in_shard
 from tastebud.profiles.migrations import events, items
 from tastebud.timefmt import iso_or_none
 
@@ -185,14 +186,20 @@ class Shared:
     """What every worker of one LiveUpdates holds: the services, locks, the
     stop flag, the book and the catalog."""
 
-    def __init__(self, services: "LiveServices") -> None:
+    def __init__(self, services: "LiveServices", shard: tuple[int, int] | None = None) -> None:
+        """shard (i, n): this process refreshes only the users `in_shard` (a live process
+        of several; the others take the rest)."""
         self.services = services
+        self.shard = shard
         self.settings = services.settings
         self.locks = UserLocks()
         self.stopping = threading.Event()
         self.book = Book()
         self.catalog = Catalog(services.store)
         self.interest_states = IncrementalProfiles()  # the live refresh updates these; admin refreshes recompute
+
+    def mine(self, users: Iterable[str]) -> list[str]:
+        return [u for u in users if in_shard(u, self.shard)]
 
     def current_versions_only(self, hook: ProfileHook, lock: bool) -> ProfileHook:
         """A profile hook that skips versions older than the user's head: the live

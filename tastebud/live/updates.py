@@ -13,6 +13,14 @@ several processes (API workers, a CLI daemon) can share one database:
 Ingestion never waits for any of it: `events_accepted` only marks users. The
 workers take their services as a `LiveServices` (`ports.py`); the composition
 root `tastebud.app.App` is one.
+
+Roles (`settings.live_role`): `all` runs everything in this process. With
+several API workers, `serve` runs one `live` process (the computed refresh,
+narratives and retention, following the store: `follow.py`) and its workers as
+`worker`: they keep the item side they serve from and `ensure_fresh` for
+read-your-writes, and answer `stats()` from the file the live process writes.
+A worker's request threads and a live thread shared one GIL, and the live
+thread got about 40% of it under load (docs/design.md#serve-under-load).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from tastebud.live.computed import ComputedRefresh
+from tastebud.live.follow import StoreFollower, merge_live_stats, read_stats, stats_dir, write_stats
 from tastebud.live.item_side import ItemSideWorker
 from tastebud.live.narratives import NarrativeWorker
 from tastebud.live.support import Shared, now_ms
@@ -33,20 +42,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tastebud.live")
 
+ROLES = ("all", "worker", "live")
+STATS_STALE_S = 30.0
+
 
 class LiveUpdates:
     def __init__(self, services: "LiveServices", *, narratives: bool = True,
-                 on_warmed: Callable[[], None] | None = None) -> None:
+                 on_warmed: Callable[[], None] | None = None, role: str = "all",
+                 build_item_side: Callable[[int], None] | None = None, shard: tuple[int, int] | None = None) -> None:
         """narratives: run the narrative worker in this process (the server
-        passes `settings.serve_narratives`); without it no requests are queued
-        from events, though an admin refresh may still queue them. on_warmed: see
-        ComputedRefresh."""
+        passes `settings.serve_narratives`; never in a `worker`); without it no
+        requests are queued from events, though an admin refresh may still queue
+        them. on_warmed: see ComputedRefresh. role: all, worker or live (above).
+        build_item_side: see ItemSideWorker (the live process's). shard (i, n): a `live`
+        process of n refreshes only its users (crc32 of the id, as `refresh --shard`);
+        the first of them alone builds the item side."""
+        if role not in ROLES:
+            raise ValueError(f"unknown live role {role!r}; expected one of {ROLES}")
         self.services = services
-        self.narratives = narratives
-        self._shared = Shared(services)
+        self.role = role
+        self.narratives = narratives and role != "worker"
+        self._shared = Shared(services, shard if role == "live" else None)
         self._narratives = NarrativeWorker(self._shared)
-        self._computed = ComputedRefresh(self._shared, self._narratives.request if narratives else None, on_warmed)
-        self._item_side = ItemSideWorker(self._shared)
+        self._computed = ComputedRefresh(self._shared, self._narratives.request if self.narratives else None,
+                                         on_warmed)
+        self._item_side = ItemSideWorker(self._shared, role, build_item_side)
+        self.stats_path = stats_dir(services.settings.home) / ("live-stats.json" if shard is None or role != "live"
+                                                               else f"live-stats-{shard[0]}of{shard[1]}.json")
+        self._follower = StoreFollower(services.store, self._computed.mark, self._publish) if role == "live" else None
         self._started = False
         self._threads: list[threading.Thread] = []
 
@@ -58,10 +81,15 @@ class LiveUpdates:
             return
         self._started = True
         self._shared.catalog.get()  # read once here rather than in the first request that refreshes a user
-        workers: list[tuple[str, Callable[[], None]]] = [("tastebud-live", self._computed.loop)]
+        workers: list[tuple[str, Callable[[], None]]] = []
+        if self._follower is not None:  # from the store's end: what came before is the computed loop's catch-up
+            self._follower.start_at_end()
+            workers.append(("tastebud-follow", self._follow))
+        if self.role != "worker":
+            workers.append(("tastebud-live", self._computed.loop))
         if self.narratives:
             workers.append(("tastebud-narratives", self._narratives.loop))
-        if self._item_side.enabled:
+        if self._item_side.enabled and (self._shared.shard is None or self._shared.shard[0] == 0):
             self._item_side.mark_current()
             workers.append(("tastebud-item-side", self._item_side.loop))
         for name, target in workers:
@@ -77,7 +105,8 @@ class LiveUpdates:
         self._computed.wake()
         self._narratives.wake()
         if not self._started:
-            self._computed.flush()
+            if self.role != "worker":
+                self._computed.flush()
             return
         deadline = time.monotonic() + timeout
         for thread in self._threads:
@@ -86,6 +115,18 @@ class LiveUpdates:
         if alive:
             log.warning("live updates: %s still running after %.1f s; queued work stays in the store",
                         ", ".join(alive), timeout)
+
+    def _follow(self) -> None:
+        assert self._follower is not None
+        self._follower.loop(self._shared.stopping, lambda exc: self._shared.book.error("follow", exc))
+        self._publish()  # the last figures, as stopped
+
+    def _publish(self) -> None:
+        try:
+            shard = self._shared.shard
+            write_stats(self.stats_path, {**self.stats(), "shard": f"{shard[0]}/{shard[1]}" if shard else None})
+        except OSError as exc:
+            self._shared.book.error("follow", exc, with_traceback=False)
 
     def _run_forever(self, name: str, loop: Callable[[], None]) -> None:
         try:
@@ -97,8 +138,8 @@ class LiveUpdates:
     # ------------------------------------------------------------------ the callers' side
     def events_accepted(self, user_ids: Iterable[str]) -> None:
         """Mark users whose events were just stored; returns at once."""
-        if self._shared.stopping.is_set():
-            return  # their profiles are stale in the store: the next start or read catches up
+        if self._shared.stopping.is_set() or self.role == "worker":
+            return  # stale in the store: the live process, the next start or a read catches up
         users = [str(u) for u in dict.fromkeys(user_ids) if u]
         if users:
             self._computed.mark(users)
@@ -122,7 +163,10 @@ class LiveUpdates:
                 "seconds": seconds}
 
     def stats(self) -> dict[str, Any]:
-        """What is pending, what was done, the last error."""
+        """What is pending, what was done, the last error (a `worker`: the live
+        process's, from its file, with this worker's own refreshes for reads)."""
+        if self.role == "worker":
+            return self._stats_of_live_process()
         counts, last_error = self._shared.book.snapshot()
         queue_depth = events_since_rebuild = None
         try:
@@ -139,3 +183,22 @@ class LiveUpdates:
             "errors": counts.get("errors", 0),
             "last_error": last_error,
         }
+
+    def _stats_of_live_process(self) -> dict[str, Any]:
+        counts, last_error = self._shared.book.snapshot()
+        found = [s for p in sorted(self.stats_path.parent.glob("live-stats*.json")) if (s := read_stats(p))]
+        # a live process writes every PUBLISH_S: a file older than STATS_STALE_S is one that stopped (or a shard
+        # of an earlier layout), shown in live_processes but not counted
+        published = [s for s in found if time.time() - float(s.get("written_at") or 0) < STATS_STALE_S]
+        out: dict[str, Any] = dict(published[0]) if published else {"running": False, "live": {}, "narratives": {}}
+        if len(published) > 1:  # several live processes (shards): totals, and the worst lag of any
+            out["live"] = merge_live_stats([s.get("live", {}) for s in published])
+        out["live_processes"] = [{"pid": s.get("pid"), "shard": s.get("shard"), "current": s in published,
+                                  "written_at": iso_or_none(int(s["written_at"] * 1000)) if s.get("written_at") else None}
+                                 for s in found]
+        out.pop("pid", None), out.pop("written_at", None), out.pop("shard", None)
+        out.setdefault("live", {})["ensure_fresh_refreshes_here"] = counts.get("ensure_fresh_refreshes", 0)
+        out["item_side"] = self._item_side.stats(counts, None)
+        if counts.get("errors"):  # this worker's own (ensure_fresh, item side)
+            out["worker_errors"], out["worker_last_error"] = counts["errors"], last_error
+        return out

@@ -5,6 +5,8 @@ through the store, and profiles, their vectors and the item side follow."""
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
 import time
@@ -99,3 +101,80 @@ def test_workers_run_without_http(home, embedder):
     finally:
         live.stop(timeout=60)  # idempotent
         app.close()
+
+
+def test_a_live_process_follows_the_store_for_workers_that_only_serve(home, embedder):
+    """`serve --workers N`'s split (docs/design.md#serve-under-load): the `live` role
+    learns of events from the store alone and publishes the item sides it builds and
+    its figures; a `worker` refreshes nothing on its own, loads those sides and
+    answers stats() from the live process's file."""
+    from tastebud.app import App
+    from tastebud.settings import load_settings
+
+    settings = load_settings(home=home, item_side_refresh_events=1, item_side_refresh_s=0)
+    live_app, worker_app = App(settings, embedder=embedder), App(settings, embedder=embedder)
+    live = LiveUpdates(live_app, narratives=False, role="live")
+    worker = LiveUpdates(worker_app, narratives=True, role="worker")
+    assert worker.narratives is False  # never in a worker: the live process writes them
+    try:
+        live_app.store.upsert_items([item("a", ["Crime"]), item("b", ["Drama"]), item("c", ["Comedy"])])
+        old_side = worker_app.recommendations.side
+        worker.start()
+        live.start()
+
+        worker_app.store.write_batch([rating("u", "a", 5.0, 0)])  # the worker takes the event...
+        worker.events_accepted(["u"])  # ...and only says so; nobody listens
+        head = wait_for(lambda: live_app.profiles.head("u"), "the profile, from the live process")
+        assert head["last_event_seq"] == live_app.store.user_last_seqs(["u"])["u"]
+        wait_for(lambda: {m.get("version") for m in live_app.vectors.profiles.metadata(["u:long", "u:short"]).values()}
+                 == {head["version"]}, "the profile vectors")
+
+        # the live process built an item side with the new events and published it; the worker loaded it
+        wait_for(lambda: worker_app.recommendations.side is not old_side
+                 and worker_app.recommendations.side.popularity[worker_app.recommendations.side.index["a"]] > 0,
+                 "the published item side, in the worker")
+        stats = wait_for(lambda: (s := worker.stats())["live"].get("refreshed_users") and s, "the published stats")
+        assert [p["pid"] for p in stats["live_processes"]] == [os.getpid()] and stats["running"] is True
+        # a file a stopped live process left (here: a shard of an earlier layout) is listed, not counted
+        from tastebud.live.follow import write_stats
+
+        write_stats(live.stats_path.with_name("live-stats-1of2.json"), {"live": {"refreshed_users": 10**6}})
+        old = live.stats_path.with_name("live-stats-1of2.json")
+        stale = json.loads(old.read_text())
+        old.write_text(json.dumps({**stale, "written_at": stale["written_at"] - 120}))
+        seen = worker.stats()
+        assert [(p["pid"], p["current"]) for p in seen["live_processes"]] == [(os.getpid(), False), (os.getpid(), True)]
+        assert seen["live"]["refreshed_users"] < 10**6
+        assert stats["item_side"]["loaded_from_live_process"] >= 1 and stats["item_side"]["rebuilds"] == 0
+        assert live.stats()["item_side"]["rebuilds"] >= 1
+        assert worker.stats()["live"]["ensure_fresh_refreshes_here"] == 0
+
+        # read-your-writes still answers in the worker, whatever the live process is doing
+        worker_app.store.write_batch([rating("u", "b", 4.0, 1)])
+        worker.ensure_fresh("u")
+        assert not worker_app.store.is_lagging("u")
+        assert worker.stats()["live"]["ensure_fresh_refreshes_here"] == 1
+    finally:
+        live.stop(timeout=60)
+        worker.stop(timeout=60)
+        live_app.close()
+        worker_app.close()
+
+
+def test_the_follower_marks_users_from_the_stores_new_events_and_the_sweep_the_lagging(home):
+    from tastebud.app import App
+    from tastebud.live.follow import StoreFollower
+    from tastebud.settings import load_settings
+
+    store = App(load_settings(home=home)).store
+    marked: list[list[str]] = []
+    follower = StoreFollower(store, lambda users: marked.append(list(users)))
+    store.write_batch([rating("old", "a", 4.0, 0)])
+    follower.start_at_end()
+    assert follower.poll() == [] and marked == []  # stored before it started: the catch-up's, not the cursor's
+    store.write_batch([rating("u2", "a", 4.0, 1), rating("u1", "b", 3.0, 2), rating("u2", "c", 5.0, 3)])
+    assert follower.poll() == ["u1", "u2"]
+    assert follower.cursor == store.last_seq()
+    assert follower.poll() == []
+    assert follower.sweep() == ["old", "u1", "u2"]  # no profiles yet: every user is behind
+    assert marked == [["u1", "u2"], ["old", "u1", "u2"]]

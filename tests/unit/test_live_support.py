@@ -114,3 +114,40 @@ def test_a_server_freezes_its_heap_and_then_the_survivors_of_every_full_collecti
     at_freeze, after = int(out[0]), int(out[1])
     assert at_freeze >= 2000
     assert after >= at_freeze + 5000
+
+
+def test_the_shards_of_live_processes_add_up_and_report_the_worst_lag():
+    from tastebud.live.follow import merge_live_stats
+
+    merged = merge_live_stats([
+        {"pending_users": 3, "refreshed_users": 100, "warming_users": 0, "lag_ms": {"n": 40, "p50": 120.0, "p95": 900.5},
+         "last_refresh_at": "2026-11-29T10:00:01Z"},
+        {"pending_users": 2, "refreshed_users": 90, "warming_users": 5, "lag_ms": {"n": 30, "p50": 150.0, "p95": 400.0},
+         "last_refresh_at": "2026-11-29T10:00:03Z"},
+        {"pending_users": 0, "refreshed_users": 0, "lag_ms": {"n": 0, "p50": None, "p95": None}},  # nothing yet
+    ])
+    assert merged["pending_users"] == 5 and merged["refreshed_users"] == 190 and merged["warming_users"] == 5
+    assert merged["lag_ms"] == {"n": 70, "p50": 150.0, "p95": 900.5}
+    assert merged["last_refresh_at"] == "2026-11-29T10:00:03Z"
+
+
+def test_a_live_shard_takes_only_its_users(store):
+    from types import SimpleNamespace
+
+    from tastebud.live.computed import ComputedRefresh
+    from tastebud.live.support import Shared
+    from tastebud.profiles.refresh import in_shard
+    from tastebud.settings import Settings
+
+    services = SimpleNamespace(store=store, settings=Settings())
+    users = [f"user-{n}" for n in range(40)]
+    taken = []
+    for i in range(2):
+        computed = ComputedRefresh(Shared(services, shard=(i, 2)), None)
+        computed.mark(users)
+        taken.append(sorted(computed._dirty))
+    assert taken[0] and taken[1] and sorted(taken[0] + taken[1]) == sorted(users)  # each user once, in one shard
+    assert all(in_shard(u, (0, 2)) for u in taken[0])
+    everyone = ComputedRefresh(Shared(services), None)
+    everyone.mark(users)
+    assert sorted(everyone._dirty) == sorted(users)

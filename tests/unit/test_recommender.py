@@ -99,6 +99,52 @@ def test_near_pairs_match_brute_force():
     assert got[0, 1] > 0.99
 
 
+
+def test_a_rebuild_keeps_the_near_pairs_only_while_items_and_vectors_are_the_same():
+    rng = np.random.default_rng(1)
+    items = [f"i{n}" for n in range(6)]
+    cat = {i: Item(i, i, None, ("Drama",), ()) for i in items}
+    index = {iid: n for n, iid in enumerate(items)}
+    v = rng.normal(size=(6, 4)).astype(np.float32)
+    v[1] = v[0] + 0.01
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    first = ItemSide.build(items, cat, interaction_matrix([ev("u", "i0", value=4.0)], index), v)
+    more = interaction_matrix([ev("u", "i0", value=4.0), ev("w", "i2", value=5.0)], index)
+    again = ItemSide.build(items, cat, more, v.copy(), previous=first)
+    assert again.near is first.near and again.pop_counts[2] == 1  # the new events count, the pairs carry over
+    moved = v.copy()
+    moved[1] = -moved[0]  # an item's text changed: its vector, and so its pairs, too
+    changed = ItemSide.build(items, cat, more, moved, previous=first)
+    assert changed.near is not first.near and changed.near[0, 1] == 0 and first.near[0, 1] > 0.99
+    assert np.allclose(changed.near.toarray(), near_pairs(moved).toarray())
+
+
+def test_a_rebuild_takes_the_item_vectors_it_replaces_while_the_catalog_is_the_same(store):
+    from tastebud.retrieval.service import _build_item_side
+
+    cat = catalog()
+    store.upsert_items(list(cat.values()))
+    store.write_batch(_world())
+    asked = []
+
+    class Items:
+        def get_vectors(self, ids):
+            asked.append(len(ids))
+            return list(ids), np.stack([np.eye(16, dtype=np.float32)[int(i[1:])] for i in ids])
+
+    class Vectors:
+        items = Items()
+
+    first, complete = _build_item_side(store, Vectors(), store.items_by_id())
+    assert asked == [8] and complete
+    store.write_batch([ev("late", "i7", value=5.0, n=99)])
+    again, complete = _build_item_side(store, Vectors(), store.items_by_id(), previous=first)
+    assert asked == [8] and complete and again.vectors is first.vectors  # new events only: Chroma not read
+    assert again.pop_counts[again.index["i7"]] == first.pop_counts[first.index["i7"]] + 1
+    store.upsert_items([Item("i3", "A new title", None, ("Comedy",), ())])  # its text, so its vector, may change
+    _build_item_side(store, Vectors(), store.items_by_id(), previous=again)
+    assert asked == [8, 8]
+
 # ------------------------------------------------------------------ scoring and explanations
 def _world():
     others = []
