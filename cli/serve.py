@@ -71,7 +71,10 @@ def live(
     os.environ["TASTEBUD_LIVE_ROLE"] = "live"
     services = State.app()
     services.vectors.items.memo = RecordMemo(ITEM_MEMO_S)  # the live refresh reads the same item vectors again and again
-    builder = ItemSideBuilder() if part is None or part[0] == 0 else None
+    settings = services.settings
+    builds = (settings.item_side_refresh_events > 0 or settings.item_side_refresh_s > 0) \
+        and services.recommendations.cache_dir is not None  # without a disk cache each worker builds its own
+    builder = ItemSideBuilder() if builds and (part is None or part[0] == 0) else None
     run_until_signalled(services, parent=parent, build_item_side=builder, shard=part)
 
 
@@ -88,6 +91,8 @@ class ItemSideBuilder:
         self._start()
 
     def _start(self) -> None:
+        if getattr(self, "_conn", None) is not None:
+            self._conn.close()
         self._conn, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(target=_build_item_sides, args=(child,), name="tastebud-item-side", daemon=True)
         self._proc.start()
@@ -135,6 +140,7 @@ class LiveProcesses:
         import threading
 
         self._stopping = threading.Event()
+        self._lock = threading.Lock()  # a restart and stop() never cross: no child is left behind
         base = [sys.executable, "-c", "from tastebud.cli.main import run; run()", "live", "--exit-with", str(os.getpid())]
         self._argvs = [base if n == 1 else [*base, "--shard", f"{i}/{n}"] for i in range(n)]
         self.procs = [self._start(argv) for argv in self._argvs]
@@ -153,11 +159,19 @@ class LiveProcesses:
             code = self.procs[i].wait()
             if self._stopping.wait(self.RESTART_AFTER_S):
                 return
-            logging.getLogger("tastebud.live").error("live process %d exited with %s; starting it again", i, code)
-            self.procs[i] = self._start(self._argvs[i])
+            log = logging.getLogger("tastebud.live")
+            log.error("live process %d exited with %s; starting it again", i, code)
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                try:
+                    self.procs[i] = self._start(self._argvs[i])
+                except OSError:
+                    log.exception("live process %d could not be started; trying again", i)
 
     def stop(self, timeout: float = 30.0) -> None:
-        self._stopping.set()
+        with self._lock:
+            self._stopping.set()
         for proc in self.procs:
             proc.terminate()
         for proc in self.procs:

@@ -401,6 +401,11 @@ class EventStore:
         with self.engine.connect() as conn:
             return conn.execute(select(func.max(events.c.seq))).scalar() or 0
 
+    def event_id_at(self, seq: int) -> str | None:
+        """The event stored under `seq` (SQLite hands a seq out again once the newest rows are gone)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(events.c.event_id).where(events.c.seq == seq)).scalar()
+
     def users_with_events_since(self, since_ts: int) -> list[str]:
         with self.engine.connect() as conn:
             return sorted(conn.execute(select(events.c.user_id).where(events.c.ts >= since_ts).distinct()).scalars())

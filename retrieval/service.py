@@ -64,8 +64,8 @@ def _build_item_side(store: EventStore, vectors: Any | None, catalog: Mapping[st
     items = sorted(catalog)
     index = {iid: i for i, iid in enumerate(items)}
     digest = catalog.digest() if isinstance(catalog, LazyCatalog) else items_digest(catalog)
-    if (previous is not None and previous.catalog_digest == digest and previous.vectors_found is not None
-            and list(previous.items) == items):
+    if (previous is not None and previous.catalog_digest == digest and previous.vectors_found == len(items)
+            and list(previous.items) == items):  # every item had a vector: an index since cannot add one
         vecs, found = previous.vectors, previous.vectors_found
     else:
         vecs, found = _item_vectors_found(vectors, items)
@@ -200,7 +200,7 @@ def cached_item_side(store: EventStore, vectors: Any, cache_dir: Path | None, em
     try:
         save_item_side(side, path)
         for old in cache_dir.glob("item_side-*.npz"):
-            if old != path:
+            if old != path and not old.name.startswith(RecommendationService.PUBLISHED):  # the live process's
                 old.unlink(missing_ok=True)
     except OSError:
         pass

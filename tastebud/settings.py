@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     serve_narratives: bool = Field(True, description="rewrite narratives with the LLM in the background while serving")
     serve_switch_interval_ms: float = Field(1.0, gt=0, description="how long a worker's thread keeps the GIL while another waits (Python's default 5 ms): the live thread gives it up at every SQL call and waited that long to get it back from busy request threads")
     serve_live_processes: int = Field(1, ge=0, description="with several workers, run the live refresh (profiles, their vectors, narratives, retention) in this many `tastebud live` processes beside them, users split by shard, instead of a thread in each worker (0): a worker's requests took most of its one GIL under load")
-    live_role: Literal["all", "worker", "live"] = Field("all", description="set by `serve` and `tastebud live`, not by hand: what of the live updates this process runs (tastebud/live/updates.py)")
+    live_role: Literal["all", "worker", "live"] = Field("all", description="what of the live updates this process runs (tastebud/live/updates.py): `serve` sets it for its workers and `tastebud live` for itself; set `worker` by hand only for workers beside a `tastebud live` you run on the same home")
     serve_freeze_gc: bool = Field(True, description="once started and warmed, keep what a worker holds out of Python's cyclic GC (gc.freeze): a full collection over it stalled a worker about 1 s")
     narrative_debounce_s: float = Field(2.0, ge=0, description="seconds after a user's latest event before their narrative is rewritten (coalesces bursts)")
     narrative_queue_size: int = Field(1000, ge=1, description="narrative requests held in memory; beyond it they wait in the database")

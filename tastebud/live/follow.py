@@ -37,19 +37,28 @@ class StoreFollower:
         self.store, self.mark, self.publish = store, mark, publish
         self.poll_s, self.sweep_s = poll_s, sweep_s
         self.cursor: int | None = None
+        self._at_cursor: str | None = None  # the event stored under the cursor's seq
         self._swept_at = self._published_at = time.monotonic()
 
     def start_at_end(self) -> None:
         """Events stored before now are the start-up catch-up's (ComputedRefresh.loop)."""
         self.cursor = self.store.last_seq()
+        self._at_cursor = self.store.event_id_at(self.cursor)
 
     def poll(self) -> list[str]:
         """Mark the users with events after the cursor; returns them."""
         if self.cursor is None:
             self.start_at_end()
-        users, self.cursor = self.store.users_after(self.cursor)
+        users, cursor = self.store.users_after(self.cursor)
         if users:
+            self.cursor, self._at_cursor = cursor, self.store.event_id_at(cursor)
             self.mark(users)
+        elif self.cursor and self.store.event_id_at(self.cursor) != self._at_cursor:
+            # the newest rows are gone (a user erased) and SQLite hands their seqs out again:
+            # what is already stored under them is found by the sweep, the next ones by the cursor
+            self.cursor = self.store.last_seq()
+            self._at_cursor = self.store.event_id_at(self.cursor)
+            self.sweep()
         return users
 
     def sweep(self) -> list[str]:

@@ -35,6 +35,7 @@ from tastebud.live.follow import StoreFollower, merge_live_stats, read_stats, st
 from tastebud.live.item_side import ItemSideWorker
 from tastebud.live.narratives import NarrativeWorker
 from tastebud.live.support import Shared, now_ms
+from tastebud.profiles.narrative_queue import NarrativeQueue
 from tastebud.timefmt import iso_or_none
 
 if TYPE_CHECKING:
@@ -64,8 +65,10 @@ class LiveUpdates:
         self.narratives = narratives and role != "worker"
         self._shared = Shared(services, shard if role == "live" else None)
         self._narratives = NarrativeWorker(self._shared)
-        self._computed = ComputedRefresh(self._shared, self._narratives.request if self.narratives else None,
-                                         on_warmed)
+        request: Callable[[Sequence[str]], Any] | None = self._narratives.request if self.narratives else None
+        if role == "worker" and narratives:  # a read's refresh here queues the narrative the live process writes
+            request = NarrativeQueue(services.store).request
+        self._computed = ComputedRefresh(self._shared, request, on_warmed)
         self._item_side = ItemSideWorker(self._shared, role, build_item_side)
         self.stats_path = stats_dir(services.settings.home) / ("live-stats.json" if shard is None or role != "live"
                                                                else f"live-stats-{shard[0]}of{shard[1]}.json")
@@ -89,7 +92,9 @@ class LiveUpdates:
             workers.append(("tastebud-live", self._computed.loop))
         if self.narratives:
             workers.append(("tastebud-narratives", self._narratives.loop))
-        if self._item_side.enabled and (self._shared.shard is None or self._shared.shard[0] == 0):
+        builds = self.role != "live" or self._item_side.build_elsewhere is not None \
+            or self.services.recommendations.cache_dir is not None  # a live process's side serves no request
+        if self._item_side.enabled and builds and (self._shared.shard is None or self._shared.shard[0] == 0):
             self._item_side.mark_current()
             workers.append(("tastebud-item-side", self._item_side.loop))
         for name, target in workers:

@@ -149,10 +149,16 @@ def test_a_live_process_follows_the_store_for_workers_that_only_serve(home, embe
         assert live.stats()["item_side"]["rebuilds"] >= 1
         assert worker.stats()["live"]["ensure_fresh_refreshes_here"] == 0
 
-        # read-your-writes still answers in the worker, whatever the live process is doing
+        # read-your-writes still answers in the worker, whatever the live process is doing, and the
+        # narrative the worker cannot write is queued for the live process
+        from tastebud.profiles.narrative_queue import NarrativeQueue
+
+        queue = NarrativeQueue(worker_app.store)
+        assert queue.depth() == 0
         worker_app.store.write_batch([rating("u", "b", 4.0, 1)])
         worker.ensure_fresh("u")
         assert not worker_app.store.is_lagging("u")
+        assert queue.depth() == 1
         assert worker.stats()["live"]["ensure_fresh_refreshes_here"] == 1
     finally:
         live.stop(timeout=60)
@@ -178,3 +184,16 @@ def test_the_follower_marks_users_from_the_stores_new_events_and_the_sweep_the_l
     assert follower.poll() == []
     assert follower.sweep() == ["old", "u1", "u2"]  # no profiles yet: every user is behind
     assert marked == [["u1", "u2"], ["old", "u1", "u2"]]
+    # the newest rows erased, and a new event stored under a seq SQLite hands out again
+    from sqlalchemy import delete
+
+    from tastebud.profiles.migrations import events
+
+    with store.transaction() as conn:
+        conn.execute(delete(events).where(events.c.user_id == "u2"))
+    store.write_batch([rating("u3", "a", 4.0, 4)])
+    assert store.last_seq() == follower.cursor  # the seq the cursor already passed
+    assert follower.poll() == []
+    assert "u3" in marked[-1]  # found by the sweep the poll ran
+    store.write_batch([rating("u4", "b", 4.0, 5)])
+    assert follower.poll() == ["u4"]

@@ -145,6 +145,18 @@ def test_a_rebuild_takes_the_item_vectors_it_replaces_while_the_catalog_is_the_s
     _build_item_side(store, Vectors(), store.items_by_id(), previous=again)
     assert asked == [8, 8]
 
+    class Unindexed(Items):  # i0 has no vector yet: a `tastebud index` may add it without a catalog change
+        def get_vectors(self, ids):
+            return super().get_vectors([i for i in ids if i != "i0"])
+
+    class Partly:
+        items = Unindexed()
+
+    partial, complete = _build_item_side(store, Partly(), store.items_by_id())
+    assert asked == [8, 8, 7] and not complete
+    _build_item_side(store, Vectors(), store.items_by_id(), previous=partial)
+    assert asked == [8, 8, 7, 8]
+
 # ------------------------------------------------------------------ scoring and explanations
 def _world():
     others = []
@@ -256,6 +268,11 @@ def test_item_side_cache_round_trip_and_fingerprint(store, tmp_path):
     assert len(list(tmp_path.glob("item_side-*.npz"))) == 1  # the outdated file is gone
     next(tmp_path.glob("item_side-*.npz")).write_bytes(b"garbage")
     assert cached_item_side(store, None, tmp_path).items == first.items  # a broken cache is rebuilt
+    published = tmp_path / "item_side-published.npz"  # what a live process left for the workers
+    published.write_bytes(b"kept")
+    store.write_batch([ev("later", "i7", value=5.0, n=100)])
+    cached_item_side(store, None, tmp_path)
+    assert published.read_bytes() == b"kept"
 
 
 def test_a_fully_indexed_item_side_is_found_without_asking_the_vector_store(store, tmp_path):
