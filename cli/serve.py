@@ -110,11 +110,32 @@ class ItemSideBuilder:
             raise RuntimeError(f"item-side build failed: {detail}")
 
 
+def lowest_priority() -> None:
+    """Run only in the cores' idle moments. `nice` alone is not enough where the kernel
+    groups processes by session (autogroup, on by default): it then ranks the process
+    only against its own session (the live process), while the session as a whole
+    competes with the workers' at full weight whenever the live process waits. So: a
+    session of its own, that session's nice at 19, and the idle scheduling class."""
+    try:
+        os.setsid()
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/autogroup", "w") as fh:
+            fh.write("19")
+    except OSError:  # no autogroup here: nothing groups the process with the live one
+        pass
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
+
+
 def _build_item_sides(conn) -> None:
     from tastebud.app import App
     from tastebud.settings import load_settings
 
-    os.nice(19)  # the lowest: it runs in the cores' idle moments
+    lowest_priority()
     recommendations = App(load_settings()).recommendations
     while True:
         try:

@@ -3,8 +3,10 @@ survive concurrent writers, and narrative calls bounded by a timeout."""
 
 from __future__ import annotations
 
+import os
 import threading
 
+import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from tastebud.profiles.narrative import GroundingChecker, NarrativeWriter, template_narrative
@@ -151,3 +153,36 @@ def test_a_live_shard_takes_only_its_users(store):
     everyone = ComputedRefresh(Shared(services), None)
     everyone.mark(users)
     assert sorted(everyone._dirty) == sorted(users)
+
+
+def _priority_after_lowering(conn) -> None:
+    import os
+
+    from tastebud.cli.serve import lowest_priority
+
+    lowest_priority()
+    with open("/proc/self/autogroup") as fh:
+        group = fh.read().split()
+    conn.send((group, os.sched_getscheduler(0) == os.SCHED_IDLE, os.getsid(0) == os.getpid()))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no autogroup scheduling here")
+def test_the_item_side_builder_yields_the_cores_without_lowering_the_live_process():
+    """Where the kernel groups by session, `nice` in the live process's own session would
+    still take its share from the workers; writing the session's nice without a session
+    of its own would slow the live process down with it."""
+    import multiprocessing
+
+    with open("/proc/self/autogroup") as fh:
+        ours = fh.read()
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_priority_after_lowering, args=(child,))
+    proc.start()
+    group, idle, own_session = parent.recv()
+    proc.join(30)
+    with open("/proc/self/autogroup") as fh:
+        assert fh.read() == ours  # the caller's group keeps its weight
+    assert group[0] != ours.split()[0] and group[-1] == "19"
+    assert idle and own_session
+

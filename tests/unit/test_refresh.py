@@ -165,3 +165,18 @@ def test_stored_json_is_the_merge_of_data_and_stamp():
     for data in ({"user_id": "u", "tags": ["x"]}, {"user_id": "u", "version": 1}, {}):
         stored = _stamped(data, _prepared(data)[1], stamp)
         assert json.loads(stored, object_pairs_hook=unique_keys) == {**data, **stamp}
+
+
+def test_the_stored_json_is_what_the_content_hash_is_taken_of():
+    """One JSON pass per version: the hash must still be the hash of what a profile says."""
+    import json
+
+    from tastebud.profiles.versions import _prepared
+
+    data = {"user_id": "u", "long_term": {"tags": [{"tag": "Crime", "weight": 0.5}], "narrative": "Liebt Krimis"},
+            "drift": None}
+    digest, stored = _prepared(data)
+    assert json.loads(stored) == data
+    assert digest == profile_content_hash(data) == profile_content_hash({**data, "version": 7, "generated_at": 1})
+    assert _prepared({**data, "version": 7})[0] == digest  # a volatile field does not change what it says
+    assert _prepared({**data, "drift": {"tag": "Comedy"}})[0] != digest
