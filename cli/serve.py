@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import subprocess
 import sys
 from typing import Optional
@@ -118,13 +119,18 @@ def lowest_priority() -> None:
     session of its own, that session's nice at 19, and the idle scheduling class."""
     try:
         os.setsid()
-    except OSError:
+    except OSError:  # already a session's leader: its nice would be the caller's session's too
         pass
-    try:
-        with open("/proc/self/autogroup", "w") as fh:
-            fh.write("19")
-    except OSError:  # no autogroup here: nothing groups the process with the live one
-        pass
+    else:
+        for attempt in range(2):  # an unprivileged process may set it once per 100 ms, system-wide
+            try:
+                with open("/proc/self/autogroup", "w") as fh:
+                    fh.write("19")
+                break
+            except BlockingIOError:
+                time.sleep(0.1)
+            except OSError:  # no autogroup here: nothing groups the process with the live one
+                break
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):

@@ -373,13 +373,28 @@ class EventStore:
                 yield _row_event(r)
 
     def event_field_chunks(self, *columns: str, chunk: int = 20_000) -> Iterator[list[tuple]]:
-        """The named columns of every event, in seq order, `chunk` rows at a time from a
-        streaming cursor: a pass over the whole store (the item side) holds one chunk
-        of plain tuples, never every event, nor an Event object per row."""
-        query = select(*[events.c[name] for name in columns]).order_by(events.c.seq)
+        """The named columns of every event stored when the pass began, in seq order,
+        `chunk` rows at a time: a pass over the whole store (the item side) holds one
+        chunk of plain tuples, never every event, nor an Event object per row. Each
+        chunk is read in a short transaction of its own, so a slow reader (the
+        item-side process runs at idle priority) never keeps one snapshot open across
+        the pass: in SQLite that holds back checkpoints, and an erasure's scrub waits
+        for it."""
         with self.engine.connect() as conn:
-            for part in conn.execution_options(yield_per=chunk).execute(query).partitions():
-                yield [tuple(r) for r in part]
+            end = conn.execute(select(func.max(events.c.seq))).scalar()
+        after = None
+        while end is not None:
+            query = select(events.c.seq, *[events.c[name] for name in columns]).where(events.c.seq <= end)
+            if after is not None:
+                query = query.where(events.c.seq > after)
+            with self.engine.connect() as conn:
+                rows = conn.execute(query.order_by(events.c.seq).limit(chunk)).all()
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield [tuple(r)[1:] for r in rows]
+            if len(rows) < chunk:
+                return
 
     def user_last_seqs(self, user_ids: Sequence[str] | None = None) -> dict[str, int]:
         query = select(events.c.user_id, func.max(events.c.seq)).group_by(events.c.user_id)

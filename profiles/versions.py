@@ -272,7 +272,7 @@ def _prepared(data: dict[str, Any]) -> tuple[str, str]:
     sorted): without volatile fields the stored JSON is what the hash is taken of, so
     a version costs one JSON pass, not two (a tenth of the live refresh's time)."""
     if any(k in data for k in _VOLATILE):
-        return profile_content_hash(data), json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return profile_content_hash(data), _canonical(data)
     blob = _canonical(data)
     return hashlib.sha256(blob.encode()).hexdigest(), blob
 

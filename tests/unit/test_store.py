@@ -110,3 +110,23 @@ def test_a_server_checkpoints_in_its_own_thread_not_in_the_writers(store):
         assert (busy, frames) == (0, done)
     finally:
         stop.set()
+
+
+def test_a_pass_over_every_event_holds_no_snapshot_between_its_chunks(store):
+    """The item side reads every event at idle priority: a snapshot held across the
+    pass would hold back checkpoints (and an erasure's scrub) for as long as it is starved."""
+    import sqlite3
+
+    store.write_batch([ev(f"e{n}", user=f"u{n % 3}", item=f"i{n}") for n in range(7)])
+    chunks = store.event_field_chunks("user_id", "item_id", chunk=3)
+    first = next(chunks)
+    assert first == [("u0", "i0"), ("u1", "i1"), ("u2", "i2")]
+    store.write_batch([ev("late", item="i-late")])  # stored after the pass began: not in it
+    other = sqlite3.connect(store.engine.url.database)
+    try:  # a TRUNCATE checkpoint waits for no reader: the pass holds none between chunks
+        busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        other.close()
+    rest = [r for part in chunks for r in part]
+    assert busy == 0
+    assert first + rest == [(f"u{n % 3}", f"i{n}") for n in range(7)]
