@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from tastebud.app import App
 
 
-
-
 @dataclass
 class Services:
     app: "App"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
 import subprocess
 import sys
+import time
 from typing import Optional
 
 import typer
@@ -89,10 +89,11 @@ class ItemSideBuilder:
         import multiprocessing
 
         self._ctx = multiprocessing.get_context("spawn")
+        self._conn = None
         self._start()
 
     def _start(self) -> None:
-        if getattr(self, "_conn", None) is not None:
+        if self._conn is not None:
             self._conn.close()
         self._conn, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(target=_build_item_sides, args=(child,), name="tastebud-item-side", daemon=True)
@@ -122,7 +123,7 @@ def lowest_priority() -> None:
     except OSError:  # already a session's leader: its nice would be the caller's session's too
         pass
     else:
-        for attempt in range(2):  # an unprivileged process may set it once per 100 ms, system-wide
+        for _ in range(2):  # an unprivileged process may set it once per 100 ms, system-wide
             try:
                 with open("/proc/self/autogroup", "w") as fh:
                     fh.write("19")

@@ -380,21 +380,16 @@ class EventStore:
         item-side process runs at idle priority) never keeps one snapshot open across
         the pass: in SQLite that holds back checkpoints, and an erasure's scrub waits
         for it."""
-        with self.engine.connect() as conn:
-            end = conn.execute(select(func.max(events.c.seq))).scalar()
-        after = None
-        while end is not None:
-            query = select(events.c.seq, *[events.c[name] for name in columns]).where(events.c.seq <= end)
-            if after is not None:
-                query = query.where(events.c.seq > after)
+        end, after = self.last_seq(), 0  # seqs start at 1
+        fields = [events.c[name] for name in columns]
+        while after < end:
+            query = select(events.c.seq, *fields).where(events.c.seq > after, events.c.seq <= end)
             with self.engine.connect() as conn:
                 rows = conn.execute(query.order_by(events.c.seq).limit(chunk)).all()
             if not rows:
                 return
             after = rows[-1][0]
             yield [tuple(r)[1:] for r in rows]
-            if len(rows) < chunk:
-                return
 
     def user_last_seqs(self, user_ids: Sequence[str] | None = None) -> dict[str, int]:
         query = select(events.c.user_id, func.max(events.c.seq)).group_by(events.c.user_id)

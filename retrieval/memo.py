@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 ITEM_MEMO_S = 30.0  # how long a long-running process trusts an item vector it read (another process may re-index it)
 
+
 class RecordMemo:
     def __init__(self, seconds: float, max_records: int = 50_000):
         self.seconds = seconds

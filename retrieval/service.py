@@ -59,11 +59,9 @@ def _build_item_side(store: EventStore, vectors: Any | None, catalog: Mapping[st
     item_side_fingerprint), so while the catalog is what `previous` was built from,
     its vectors are taken as they are and Chroma is not read: the read of every item's
     vector (0.8 s of a 6.5 s build) also held the live process's vector writes back."""
-    from tastebud.profiles.catalog import LazyCatalog, items_digest
-
     items = sorted(catalog)
     index = {iid: i for i, iid in enumerate(items)}
-    digest = catalog.digest() if isinstance(catalog, LazyCatalog) else items_digest(catalog)
+    digest = _catalog_digest(catalog)
     if (previous is not None and previous.catalog_digest == digest and previous.vectors_found == len(items)
             and list(previous.items) == items):  # every item had a vector: an index since cannot add one
         vecs, found = previous.vectors, previous.vectors_found
@@ -90,17 +88,24 @@ def item_side_fingerprint(store: EventStore, catalog: Mapping[str, Any] | None, 
     other mapping of Items, or None (the store's catalog, read raw)."""
     from sqlalchemy import func, select
 
-    from tastebud.profiles.catalog import LazyCatalog, items_digest, read_catalog
+    from tastebud.profiles.catalog import read_catalog
     from tastebud.profiles.migrations import events
 
     if catalog is None:
         catalog = read_catalog(store)
-    digest = catalog.digest() if isinstance(catalog, LazyCatalog) else items_digest(catalog)
+    digest = _catalog_digest(catalog)
     with store.engine.connect() as conn:
         max_seq, n_events = conn.execute(select(func.max(events.c.seq), func.count())).one()
     h = hashlib.sha256()
     h.update(f"{ITEM_SIDE_FORMAT}|{RECOMMENDER_PARAMS}|{max_seq}|{n_events}|{digest}|{embedder_name or '-'}".encode())
     return h.hexdigest()[:24]
+
+
+def _catalog_digest(catalog: Mapping[str, Any]) -> str:
+    """A LazyCatalog's digest of its raw rows (no Item built), or the same of Items."""
+    from tastebud.profiles.catalog import LazyCatalog, items_digest
+
+    return catalog.digest() if isinstance(catalog, LazyCatalog) else items_digest(catalog)
 
 
 def _save_csr(out: dict[str, Any], name: str, m: sp.csr_matrix | None) -> None:

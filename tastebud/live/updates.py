@@ -201,7 +201,8 @@ class LiveUpdates:
         out["live_processes"] = [{"pid": s.get("pid"), "shard": s.get("shard"), "current": s in published,
                                   "written_at": iso_or_none(int(s["written_at"] * 1000)) if s.get("written_at") else None}
                                  for s in found]
-        out.pop("pid", None), out.pop("written_at", None), out.pop("shard", None)
+        for key in ("pid", "written_at", "shard"):  # one process's, said per process above
+            out.pop(key, None)
         out.setdefault("live", {})["ensure_fresh_refreshes_here"] = counts.get("ensure_fresh_refreshes", 0)
         out["item_side"] = self._item_side.stats(counts, None)
         if counts.get("errors"):  # this worker's own (ensure_fresh, item side)

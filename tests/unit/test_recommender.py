@@ -99,7 +99,6 @@ def test_near_pairs_match_brute_force():
     assert got[0, 1] > 0.99
 
 
-
 def test_a_rebuild_keeps_the_near_pairs_only_while_items_and_vectors_are_the_same():
     rng = np.random.default_rng(1)
     items = [f"i{n}" for n in range(6)]
