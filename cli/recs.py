@@ -15,7 +15,13 @@ app.add_typer(eval_app, name="eval")
 
 
 @app.command("index")
-def index(as_json: bool = typer.Option(False, "--json")) -> None:
+def index(
+    rebuild_profiles: bool = typer.Option(
+        False, "--rebuild-profiles",
+        help="Recreate the profile vectors' collection with today's graph settings (a home made before them); "
+             "stop `serve` and `live` first."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Embed catalog items into Chroma (only new or changed texts are encoded), then
     bring every profile's vectors (averages of its items' vectors) up to date."""
     from tastebud.cli.render import console, err_console, print_json
@@ -26,13 +32,20 @@ def index(as_json: bool = typer.Option(False, "--json")) -> None:
     app_ = State.app()
     with err_console.status("embedding catalog items"):
         report = sync_item_vectors(app_.store, app_.vectors)
+    rebuilt = rebuild_profiles and not app_.vectors.profile_graph_is_current()
+    if rebuilt:
+        app_.vectors.recreate_profile_collection()
     with err_console.status("profile vectors"):
         profiles = store_all_profile_vectors(app_.vectors, ProfileRepository(app_.store).current_profiles())
     if as_json:
-        print_json({**report.as_dict(), "profiles": profiles})
+        print_json({**report.as_dict(), "profiles": {**profiles, "collection_recreated": rebuilt}})
     else:
         console.print(f"items: {report.as_dict()}")
-        console.print(f"profile vectors: {profiles['written']:,} written, {profiles['unchanged']:,} unchanged")
+        console.print(f"profile vectors: {profiles['written']:,} written, {profiles['unchanged']:,} unchanged"
+                      + (" (collection recreated with today's graph)" if rebuilt else ""))
+    if not rebuilt and not app_.vectors.profile_graph_is_current():
+        err_console.print("note: the profile vectors' collection predates today's graph settings, which halve the "
+                          "cost of writing profile vectors; run `tastebud index --rebuild-profiles` with serve stopped")
 
 
 @app.command("recommend")

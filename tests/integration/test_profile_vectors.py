@@ -111,3 +111,69 @@ def test_forgetting_in_an_empty_home_does_not_fix_a_wrong_vector_size(settings):
     vec = np.ones(384, np.float32) / np.sqrt(384)
     assert vectors.store_profiles([("7", "long", "h", vec, 1)]).new == 1
     np.testing.assert_allclose(vectors.profile_vectors("7")["long"], vec, atol=1e-6)
+
+
+def test_profile_vectors_get_the_lean_graph_and_an_older_collection_is_rebuilt_whole(settings, counting_embedder):
+    """Nothing searches profile vectors by similarity, so their collection's graph is
+    built cheaply; a home made with Chroma's default graph keeps working and is rebuilt
+    on request, every vector written again and the item vectors left alone."""
+    import chromadb
+
+    from tastebud.retrieval.vectors import GRAPHS, PROFILES
+
+    old = chromadb.PersistentClient(str(settings.chroma_path))
+    old.create_collection(PROFILES, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+    vectors = VectorStore.from_settings(settings, counting_embedder)
+    vectors.sync_items(ITEMS)
+    users = [profile(n, [("1", 2.0), ("3", 1.0)], [(str(n % 4 + 1), 1.0)]) for n in range(5)]
+    store_profile_vectors(vectors, users)
+    before = {str(n): vectors.profile_vectors(str(n)) for n in range(5)}
+    assert not vectors.profile_graph_is_current()
+    items_id = vectors.items.collection.id
+
+    vectors.recreate_profile_collection()
+    assert vectors.profile_vectors("0") == {}
+    assert store_profile_vectors(vectors, users)["written"] == 10
+    assert vectors.profile_graph_is_current()
+    hnsw = VectorStore.from_settings(settings, counting_embedder).profiles.collection.configuration["hnsw"]
+    assert {k: hnsw[k] for k in GRAPHS[PROFILES]} == GRAPHS[PROFILES]  # as Chroma keeps it, read afresh
+    for user, stored in before.items():
+        after = vectors.profile_vectors(user)
+        assert set(after) == set(stored) == {"long", "short"}
+        for horizon in stored:
+            np.testing.assert_allclose(after[horizon], stored[horizon], atol=1e-6)
+    assert vectors.items.collection.id == items_id and vectors.items.collection.count() == len(ITEMS)
+
+
+def test_a_new_home_makes_its_profile_collection_with_the_lean_graph(settings, counting_embedder):
+    from tastebud.retrieval.vectors import GRAPHS, ITEMS as ITEM_COLLECTION, PROFILES
+
+    vectors = VectorStore.from_settings(settings, counting_embedder)
+    assert vectors.profile_graph_is_current()
+    assert vectors.profiles.collection.configuration["hnsw"]["max_neighbors"] == GRAPHS[PROFILES]["max_neighbors"] == 8
+    assert vectors.items.collection.configuration["hnsw"]["max_neighbors"] == 16  # items are searched: Chroma's default
+    assert GRAPHS[ITEM_COLLECTION] == {}
+
+
+def test_index_rebuild_profiles_through_the_cli(tmp_path):
+    """The operator's upgrade: `index` says the collection is old, `index --rebuild-profiles`
+    recreates it and writes every vector again, and a second rebuild finds nothing to do."""
+    import json
+
+    import chromadb
+
+    from tests.api_helpers import cli, seed_home
+
+    home = tmp_path / "home"
+    (home / "chroma").mkdir(parents=True)
+    chromadb.PersistentClient(str(home / "chroma")).create_collection(
+        "profiles", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+    seed_home(home)
+    told = cli(home, "index", "--json")
+    assert "tastebud index --rebuild-profiles" in told.stderr
+    before = json.loads(told.stdout)["profiles"]
+    rebuilt = json.loads(cli(home, "index", "--rebuild-profiles", "--json").stdout)["profiles"]
+    assert rebuilt["collection_recreated"] is True and before["written"] == 0
+    assert rebuilt["written"] == before["unchanged"] > 0 and rebuilt["unchanged"] == 0
+    again = cli(home, "index", "--rebuild-profiles", "--json")
+    assert json.loads(again.stdout)["profiles"]["collection_recreated"] is False and "rebuild" not in again.stderr
