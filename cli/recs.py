@@ -34,6 +34,12 @@ def index(
         report = sync_item_vectors(app_.store, app_.vectors)
     rebuilt = rebuild_profiles and not app_.vectors.profile_graph_is_current()
     if rebuilt:
+        from tastebud.errors import StoreError
+        from tastebud.live.follow import running_live_pids
+
+        if running := running_live_pids(app_.settings.home):
+            raise StoreError(f"a live process of this home is running (pid {', '.join(map(str, running))})",
+                             hint="stop `tastebud serve` and `tastebud live`, then rebuild")
         app_.vectors.recreate_profile_collection()
     with err_console.status("profile vectors"):
         profiles = store_all_profile_vectors(app_.vectors, ProfileRepository(app_.store).current_profiles())

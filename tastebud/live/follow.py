@@ -109,6 +109,23 @@ def write_stats(path: Path, stats: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def running_live_pids(home: Path | str, fresh_s: float = 30.0) -> list[int]:
+    """Live processes of this home that published figures lately and are still there."""
+    pids = []
+    for path in sorted(stats_dir(home).glob("live-stats*.json")):
+        stats = read_stats(path) or {}
+        pid = stats.get("pid")
+        if isinstance(pid, int) and time.time() - float(stats.get("written_at") or 0) < fresh_s:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                pass
+            pids.append(pid)
+    return pids
+
+
 def read_stats(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())

@@ -159,6 +159,7 @@ def test_index_rebuild_profiles_through_the_cli(tmp_path):
     """The operator's upgrade: `index` says the collection is old, `index --rebuild-profiles`
     recreates it and writes every vector again, and a second rebuild finds nothing to do."""
     import json
+    import os
 
     import chromadb
 
@@ -172,6 +173,12 @@ def test_index_rebuild_profiles_through_the_cli(tmp_path):
     told = cli(home, "index", "--json")
     assert "tastebud index --rebuild-profiles" in told.stderr
     before = json.loads(told.stdout)["profiles"]
+    from tastebud.live.follow import stats_dir, write_stats
+
+    write_stats(stats_dir(home) / "live-stats.json", {"live": {}})  # this test's pid: a live process that runs
+    refused = cli(home, "index", "--rebuild-profiles", check=False)
+    assert refused.returncode == 74 and f"a live process of this home is running (pid {os.getpid()})" in refused.stderr
+    (stats_dir(home) / "live-stats.json").unlink()
     rebuilt = json.loads(cli(home, "index", "--rebuild-profiles", "--json").stdout)["profiles"]
     assert rebuilt["collection_recreated"] is True and before["written"] == 0
     assert rebuilt["written"] == before["unchanged"] > 0 and rebuilt["unchanged"] == 0

@@ -189,3 +189,19 @@ def test_the_item_side_builder_yields_the_cores_without_lowering_the_live_proces
     if ours.split() or group:
         assert group[-1] == "19" and group[0] != (ours.split() or [None])[0]
 
+
+def test_running_live_pids_are_fresh_figures_of_processes_still_there(tmp_path):
+    import json
+    import subprocess
+    import time
+
+    from tastebud.live.follow import running_live_pids, stats_dir, write_stats
+
+    run = stats_dir(tmp_path)
+    write_stats(run / "live-stats-0-of-2.json", {})  # ours: fresh and alive
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (run / "live-stats-1-of-2.json").write_text(json.dumps({"pid": gone.pid, "written_at": time.time()}))
+    assert running_live_pids(tmp_path) == [os.getpid()]
+    (run / "live-stats-0-of-2.json").write_text(json.dumps({"pid": os.getpid(), "written_at": time.time() - 31}))
+    assert running_live_pids(tmp_path) == []  # a process that stopped publishing 30 s ago is not counted
