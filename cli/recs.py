@@ -30,16 +30,17 @@ def index(
     from tastebud.retrieval.service import sync_item_vectors
 
     app_ = State.app()
-    with err_console.status("embedding catalog items"):
-        report = sync_item_vectors(app_.store, app_.vectors)
     rebuilt = rebuild_profiles and not app_.vectors.profile_graph_is_current()
-    if rebuilt:
+    if rebuilt:  # a process still writing reopens the new collection, but its writes meanwhile would be lost
         from tastebud.errors import StoreError
         from tastebud.live.follow import running_live_pids
 
         if running := running_live_pids(app_.settings.home):
             raise StoreError(f"a live process of this home is running (pid {', '.join(map(str, running))})",
                              hint="stop `tastebud serve` and `tastebud live`, then rebuild")
+    with err_console.status("embedding catalog items"):
+        report = sync_item_vectors(app_.store, app_.vectors)
+    if rebuilt:
         app_.vectors.recreate_profile_collection()
     with err_console.status("profile vectors"):
         profiles = store_all_profile_vectors(app_.vectors, ProfileRepository(app_.store).current_profiles())
@@ -50,8 +51,8 @@ def index(
         console.print(f"profile vectors: {profiles['written']:,} written, {profiles['unchanged']:,} unchanged"
                       + (" (collection recreated with today's graph)" if rebuilt else ""))
     if not rebuilt and not app_.vectors.profile_graph_is_current():
-        err_console.print("note: the profile vectors' collection predates today's graph settings, which halve the "
-                          "cost of writing profile vectors; run `tastebud index --rebuild-profiles` with serve stopped")
+        err_console.print("note: the profile vectors' collection predates today's graph settings, which make "
+                          "writing profile vectors cheaper; run `tastebud index --rebuild-profiles` with serve stopped")
 
 
 @app.command("recommend")

@@ -123,7 +123,7 @@ def lowest_priority() -> None:
     except OSError:  # already a session's leader: its nice would be the caller's session's too
         pass
     else:
-        for _ in range(2):  # an unprivileged process may set it once per 100 ms, system-wide
+        for _ in range(5):  # without CAP_SYS_ADMIN it may be set once per 100 ms, system-wide
             try:
                 with open("/proc/self/autogroup", "w") as fh:
                     fh.write("19")

@@ -39,11 +39,9 @@ if TYPE_CHECKING:
 ITEMS = "items"
 PROFILES = "profiles"
 SPACE = "cosine"
-# Nothing searches profile vectors by similarity (they are read by id, and requests
-# derive them from the item side), yet Chroma keeps a graph for every collection, and
-# building it is most of a live upsert: 32 profile vectors cost 63 ms of CPU with the
-# default graph (16 neighbours, ef_construction 100) and 33 ms with this one
-# (docs/design.md#profile-vectors-graph); it still answers a similar-user search.
+# Nothing searches profile vectors by similarity, yet Chroma builds a graph for every
+# collection: 32 profile vectors cost 63 ms of CPU with the default (16 neighbours,
+# ef_construction 100), 33 ms with this one (docs/design.md#profile-vectors-graph).
 GRAPHS: dict[str, dict[str, Any]] = {ITEMS: {}, PROFILES: {"max_neighbors": 8, "ef_construction": 32}}
 HORIZONS = ("long", "short")
 RESERVED_KEYS = ("content_hash", "embedder")
@@ -137,8 +135,9 @@ def _clean_metadata(meta: Mapping[str, Any] | None) -> dict[str, Any]:
 class VectorCollection:
     """One Chroma collection whose vectors we compute and keep in step with their texts."""
 
-    def __init__(self, collection: Any, embedder: "Embedder", batch_size: int):
+    def __init__(self, collection: Any, embedder: "Embedder", batch_size: int, reopen: Any = None):
         self.collection = collection
+        self.reopen = reopen  # the collection by its name again, after `index --rebuild-profiles` elsewhere
         self.embedder = embedder
         self.batch_size = max(1, batch_size)
         self.encode_seconds = 0.0  # spent in embedder.encode by sync (a lazy model's loading included)
@@ -156,7 +155,13 @@ class VectorCollection:
         if writes:
             self.memo.drop(kwargs.get("ids"))  # type: ignore[union-attr]
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # a handle to a collection since recreated: once more on the new one
+                if not (type(exc).__name__ == "NotFoundError" and self.reopen and getattr(fn, "__self__", 0) is self.collection):
+                    raise
+                self.collection = self.reopen()
+                return getattr(self.collection, fn.__name__)(*args, **kwargs)
         except (ValueError, TypeError):
             raise
         except Exception as exc:
@@ -381,8 +386,8 @@ class VectorStore:
             max_batch = 1000
         self.batch_size = min(batch_size or max_batch, max_batch)
         self.local_path: Any = None  # the PersistentClient's directory, when local
-        self.items = VectorCollection(self._collection(ITEMS), embedder, self.batch_size)
-        self.profiles = VectorCollection(self._collection(PROFILES), embedder, self.batch_size)
+        self.items = VectorCollection(self._collection(ITEMS), embedder, self.batch_size, lambda: self._collection(ITEMS))
+        self.profiles = VectorCollection(self._collection(PROFILES), embedder, self.batch_size, lambda: self._collection(PROFILES))
 
     @classmethod
     def from_settings(cls, settings: "Settings", embedder: "Embedder | None" = None) -> "VectorStore":
@@ -469,8 +474,7 @@ class VectorStore:
         return all(hnsw.get(key) == value for key, value in GRAPHS[PROFILES].items())
 
     def recreate_profile_collection(self) -> None:
-        """An empty profiles collection with today's graph (Chroma cannot change a
-        collection's graph); the caller writes the vectors again."""
+        """An empty one with today's graph (Chroma cannot change a graph); the caller refills it."""
         self.profiles._call("delete", self.client.delete_collection, PROFILES)  # "delete": a memo forgets all
         self.profiles.collection = self._collection(PROFILES)
 

@@ -130,10 +130,15 @@ def test_profile_vectors_get_the_lean_graph_and_an_older_collection_is_rebuilt_w
     before = {str(n): vectors.profile_vectors(str(n)) for n in range(5)}
     assert not vectors.profile_graph_is_current()
     items_id = vectors.items.collection.id
+    running = VectorStore.from_settings(settings, counting_embedder)  # a process that holds the old collection
+    running.profile_vectors("0")
 
     vectors.recreate_profile_collection()
     assert vectors.profile_vectors("0") == {}
-    assert store_profile_vectors(vectors, users)["written"] == 10
+    # its next write reopens the collection by name and lands in the new one
+    store_profile_vectors(running, [users[4]])
+    assert set(vectors.profile_vectors("4")) == {"long", "short"} and running.profile_graph_is_current()
+    assert store_profile_vectors(vectors, users)["written"] == 8  # user 4's came from the other process
     assert vectors.profile_graph_is_current()
     hnsw = VectorStore.from_settings(settings, counting_embedder).profiles.collection.configuration["hnsw"]
     assert {k: hnsw[k] for k in GRAPHS[PROFILES]} == GRAPHS[PROFILES]  # as Chroma keeps it, read afresh
@@ -160,6 +165,7 @@ def test_index_rebuild_profiles_through_the_cli(tmp_path):
     recreates it and writes every vector again, and a second rebuild finds nothing to do."""
     import json
     import os
+    import time
 
     import chromadb
 
@@ -173,9 +179,11 @@ def test_index_rebuild_profiles_through_the_cli(tmp_path):
     told = cli(home, "index", "--json")
     assert "tastebud index --rebuild-profiles" in told.stderr
     before = json.loads(told.stdout)["profiles"]
-    from tastebud.live.follow import stats_dir, write_stats
+    from tastebud.live.follow import stats_dir
 
-    write_stats(stats_dir(home) / "live-stats.json", {"live": {}})  # this test's pid: a live process that runs
+    # this test's pid: a live process that runs (fresh for an hour: no race with a slow start)
+    stats_dir(home).mkdir(exist_ok=True)
+    (stats_dir(home) / "live-stats.json").write_text(json.dumps({"pid": os.getpid(), "written_at": time.time() + 3600}))
     refused = cli(home, "index", "--rebuild-profiles", check=False)
     assert refused.returncode == 74 and f"a live process of this home is running (pid {os.getpid()})" in refused.stderr
     (stats_dir(home) / "live-stats.json").unlink()
