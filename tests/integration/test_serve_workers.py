@@ -34,6 +34,8 @@ def test_several_workers_leave_profiles_to_one_live_process_that_follows_the_sto
                 s := http.get("/v1/status").json()["live"]).get("live_processes") and s["running"] and s)
             (live_pid,) = [p["pid"] for p in stats["live_processes"] if p["current"]]
             assert alive(live_pid) and live_pid != srv.proc.pid
+            # both workers up first: one that starts after the event serves a side with it and has nothing to load
+            wait_for("both workers started", lambda: srv.log().count("Application startup complete.") >= 2)
             event = {"event_id": "workers-1", "user_id": "u1", "item_id": "m9", "type": "rating", "value": 5.0,
                      "timestamp": (T0 + 99 * 3600) * 1000}
             assert http.post("/v1/events", json={"events": [event]}).json()["accepted"] == 1
@@ -45,8 +47,9 @@ def test_several_workers_leave_profiles_to_one_live_process_that_follows_the_sto
         wait_for("an item side with the event, published", lambda: pointer.exists()
                  and json.loads(pointer.read_text())["seq"] >= seq, timeout=180)
         with srv.client(key) as http:
-            side = wait_for("a worker to load it", lambda: (
-                s := http.get("/v1/status").json()["live"]["item_side"])["loaded_from_live_process"] and s)
+            side = wait_for("a worker to load it", lambda: (  # a new connection each time: either worker answers
+                s := http.get("/v1/status", headers={"Connection": "close"}).json()["live"]["item_side"]
+            )["loaded_from_live_process"] and s)
         assert side["rebuilds"] == 0  # a worker loads; only the live process's builder builds
     finally:
         code = srv.stop()
