@@ -27,6 +27,7 @@ log = logging.getLogger("tastebud.live")
 POLL_S = 0.05  # an event waits at most this long before its user is marked
 SWEEP_S = 30.0
 PUBLISH_S = 2.0
+STATS_STALE_S = 30.0  # figures older than this are a live process's that stopped
 
 
 class StoreFollower:
@@ -109,21 +110,19 @@ def write_stats(path: Path, stats: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def running_live_pids(home: Path | str, fresh_s: float = 30.0) -> list[int]:
+def published_stats(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every live process's figures found in `run_dir`, and the current ones: a live process
+    writes every PUBLISH_S, so a file older than STATS_STALE_S is one that stopped (or a
+    shard of an earlier layout)."""
+    found = [s for p in sorted(run_dir.glob("live-stats*.json")) if (s := read_stats(p))]
+    return found, [s for s in found if time.time() - float(s.get("written_at") or 0) < STATS_STALE_S]
+
+
+def running_live_pids(home: Path | str) -> list[int]:
     """Live processes of this home that published figures lately and are still there."""
-    pids = []
-    for path in sorted(stats_dir(home).glob("live-stats*.json")):
-        stats = read_stats(path) or {}
-        pid = stats.get("pid")
-        if isinstance(pid, int) and time.time() - float(stats.get("written_at") or 0) < fresh_s:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                continue
-            except PermissionError:
-                pass
-            pids.append(pid)
-    return pids
+    from tastebud.embedded.server import pid_alive
+
+    return [s["pid"] for s in published_stats(stats_dir(home))[1] if isinstance(s.get("pid"), int) and pid_alive(s["pid"])]
 
 
 def read_stats(path: Path) -> dict[str, Any] | None:

@@ -31,7 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from tastebud.live.computed import ComputedRefresh
-from tastebud.live.follow import StoreFollower, merge_live_stats, read_stats, stats_dir, write_stats
+from tastebud.live.follow import StoreFollower, merge_live_stats, published_stats, stats_dir, write_stats
 from tastebud.live.item_side import ItemSideWorker
 from tastebud.live.narratives import NarrativeWorker
 from tastebud.live.support import Shared, now_ms
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tastebud.live")
 
 ROLES = ("all", "worker", "live")
-STATS_STALE_S = 30.0
 
 
 class LiveUpdates:
@@ -191,10 +190,7 @@ class LiveUpdates:
 
     def _stats_of_live_process(self) -> dict[str, Any]:
         counts, last_error = self._shared.book.snapshot()
-        found = [s for p in sorted(self.stats_path.parent.glob("live-stats*.json")) if (s := read_stats(p))]
-        # a live process writes every PUBLISH_S: a file older than STATS_STALE_S is one that stopped (or a shard
-        # of an earlier layout), shown in live_processes but not counted
-        published = [s for s in found if time.time() - float(s.get("written_at") or 0) < STATS_STALE_S]
+        found, published = published_stats(self.stats_path.parent)  # a stopped one is listed, not counted
         out: dict[str, Any] = dict(published[0]) if published else {"running": False, "live": {}, "narratives": {}}
         if len(published) > 1:  # several live processes (shards): totals, and the worst lag of any
             out["live"] = merge_live_stats([s.get("live", {}) for s in published])
