@@ -255,6 +255,8 @@ class Facts:
                         self.seen.add(et)
                         if e.get("type") == "rating" and isinstance(e.get("value"), (int, float)):
                             self._rate(et, float(e["value"]))
+            elif k == "same_start" and isinstance(x, list):  # the user's own first items: seen, not necessarily liked
+                self.seen |= {norm(e["title"]) for e in x if isinstance(e, Mapping) and isinstance(e.get("title"), str)}
             elif k == "seed_item" and isinstance(x, Mapping) and isinstance(x.get("title"), str):
                 self.seeds.add(x["title"])
             elif k == "events" and isinstance(x, list):

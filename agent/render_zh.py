@@ -37,7 +37,7 @@ TOOL_ZH = {
 SOURCE_ZH = {"agent": "聊天助手", "cli": "命令行", "api": "API", "bench": "基准测试"}
 PART_ZH = {
     "seed": "与所问作品相似", "co_occurrence": "共同喜好", "tag_match": "标签匹配", "semantic_long": "长期口味",
-    "semantic_short": "近期口味", "intent": "符合请求", "popularity": "热度", "dislike_similarity": "与不喜欢的作品相似",
+    "semantic_short": "近期口味", "intent": "符合请求", "same_start": "起点相同的人后来喜欢", "popularity": "热度", "dislike_similarity": "与不喜欢的作品相似",
     # the learned ranker's parts (retrieval/ranker.py)
     "co_occurrence_short": "近期共同喜好", "popularity_recent": "近期热度", "ease": "相似历史用户的评分",
     "user_events": "你的活跃程度", "user_mean_rating": "你的评分习惯", "ranker_bias": "模型基线",

@@ -377,7 +377,9 @@ class Toolbox:
             "parts": {k: round(v, 3) for k, v in sorted(entry["parts"].items(), key=lambda kv: -abs(kv[1]))},
             "evidence": {"because_you_liked": liked,
                          "matching_tags": [{"tag": t["tag"], "weight": t["weight"]} for t in evidence.get("tag_match") or []],
-                         "popularity": (evidence.get("popularity") or {}).get("positive_interactions")},
+                         "popularity": (evidence.get("popularity") or {}).get("positive_interactions"),
+                         "same_start": [{"title": display_title(e["title"]), "started": e["started"], "went_on": e["went_on"]}
+                                        for e in (evidence.get("same_start") or {}).get("items") or []]},
         }
 
     def _search_items(self, query: str, k: int = 5, category: str | None = None) -> dict[str, Any]:
@@ -501,6 +503,7 @@ def _display_titles(sentences: list[str], evidence: dict[str, Any]) -> list[str]
     """The service writes catalog titles as stored ("Matrix, The (1999)"); say them as people do."""
     raws = [e.get("title") or "" for e in evidence.get("co_occurrence") or []]
     raws += list((evidence.get("seed") or {}).get("titles") or [])
+    raws += [e.get("title") or "" for e in (evidence.get("same_start") or {}).get("items") or []]
     out = []
     for sentence in sentences:
         for raw in raws:

@@ -1,7 +1,7 @@
 """Choices made on the validation split of the training part (never the test split).
 
     .venv/bin/python bench/validation.py profile-vectors [DIR]
-    .venv/bin/python bench/validation.py cold-users [DIR] [--weights 0,0.3,0.6,1,2,3,5]
+    .venv/bin/python bench/validation.py cold-users [DIR] [--weights 0,0.3,0.6,1,2,3,5] [--same-start 0,1] [--seeds 0,1,2]
     .venv/bin/python bench/validation.py new-items [DIR] [--weights 0,1,2]
 
 DIR (default examples/ml-latest-small) is split by the warm protocol; `validation_split`
@@ -15,7 +15,8 @@ profile-vectors: NDCG@10 of the semantic parts alone and of the default blend (w
 
 cold-users: the cold-user protocol (200 sampled users at 1 / 3 / 5 events and stated
 preferences only) on the validation split, for each weight of the short-history
-popularity backoff (`cold_popularity` in the blend; halving point COLD_EVENTS), with
+popularity backoff (`cold_popularity` in the blend; halving point COLD_EVENTS) and of
+the same_start part (`same_start`, retrieval/same_start.py), with
 the warm validation NDCG@10 next to it; --ranker adds the learned ranker, trained on the
 validation split's own training part without the sampled users.
 """
@@ -23,10 +24,14 @@ validation split's own training part without the sampled users.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,7 +43,7 @@ from tastebud.retrieval.embedder import get_embedder  # noqa: E402
 from tastebud.retrieval.evaluation import evaluate_model, run_model, validation_split  # noqa: E402
 from tastebud.retrieval.offline import TastebudScorer, cold_item_split, load_split, run_cold_users  # noqa: E402
 from tastebud.retrieval.profile_vectors import vectors_from_matrix  # noqa: E402
-from tastebud.retrieval.recommender import COLD_EVENTS, COLD_KEY  # noqa: E402
+from tastebud.retrieval.recommender import COLD_EVENTS, COLD_KEY, SAME_START, SAME_START_WEIGHT  # noqa: E402
 from tastebud.settings import load_settings  # noqa: E402
 
 
@@ -78,19 +83,27 @@ def profile_vectors(directory: Path) -> None:
             print(f"{kind:18s} {name:30s} NDCG@10 {evaluate_model(variant, val, fit=False)['ndcg@10']:.4f}", flush=True)
 
 
-def cold_users(directory: Path, weights: list[float], ranker: bool = False) -> None:
+def cold_users(directory: Path, weights: list[float], ranker: bool = False, same_start: Sequence[float] = (SAME_START_WEIGHT,),
+               seeds: Sequence[int] = (0,)) -> None:
     settings, val, embedder, item_vectors, interest, blend = setup(directory)
-    print(f"halving point COLD_EVENTS = {COLD_EVENTS:g} item events; 200 sampled users, seed 0")
-    for w in weights:
-        trial = {**blend, COLD_KEY: w}
-        out = run_cold_users(val, trial, interest, embedder, item_vectors, 1, 50, 0, 200, ranker=ranker)
+    print(f"halving point COLD_EVENTS = {COLD_EVENTS:g} item events; 200 sampled users, seeds {list(seeds)} "
+          "(NDCG@10 the mean over the samples)")
+    for w, ss in itertools.product(weights, same_start):
+        trial = {**blend, COLD_KEY: w, SAME_START: ss}
+        got: dict[tuple[str, str], list[float]] = {}
+        for seed in seeds:
+            out = run_cold_users(val, trial, interest, embedder, item_vectors, 1, 50, seed, 200, ranker=ranker)
+            for level, table in out["levels"].items():
+                for model in ("tastebud", "ranker", "pop"):
+                    if model in table["models"]:
+                        got.setdefault((level, model), []).append(table["models"][model]["ndcg@10"])
         row = []
-        for level, table in out["levels"].items():
-            models = table["models"]
-            ranked = f", ranker {models['ranker']['ndcg@10']:.4f}" if "ranker" in models else ""
-            row.append(f"{level} {models['tastebud']['ndcg@10']:.4f}{ranked} (pop {models['pop']['ndcg@10']:.4f})")
+        for level in dict.fromkeys(level for level, _ in got):
+            mean = {m: float(np.mean(got[(level, m)])) for m in ("tastebud", "ranker", "pop") if (level, m) in got}
+            ranked = f", ranker {mean['ranker']:.4f}" if "ranker" in mean else ""
+            row.append(f"{level} {mean['tastebud']:.4f}{ranked} (pop {mean['pop']:.4f})")
         warm = evaluate_model(TastebudScorer(trial, interest, embedder, item_vectors=item_vectors), val)["ndcg@10"]
-        print(f"cold_popularity {w:g}: warm {warm:.4f}; " + "; ".join(row), flush=True)
+        print(f"cold_popularity {w:g}, same_start {ss:g}: warm {warm:.4f}; " + "; ".join(row), flush=True)
 
 
 def new_items(directory: Path, places: list[int]) -> None:
@@ -113,13 +126,16 @@ def main() -> None:
     ap.add_argument("directory", nargs="?", type=Path, default=ROOT / "examples" / "ml-latest-small")
     ap.add_argument("--weights", default=None, help="cold-users: 0,0.3,0.6,1,2,3,5; new-items: 0,1,2")
     ap.add_argument("--ranker", action="store_true", help="cold-users: also the learned ranker (trained without those users)")
+    ap.add_argument("--same-start", default=str(SAME_START_WEIGHT), help="cold-users: weights of the same_start part, e.g. 0,1")
+    ap.add_argument("--seeds", default="0", help="cold-users: the samples' seeds, e.g. 0,1,2")
     args = ap.parse_args()
     if args.what == "profile-vectors":
         profile_vectors(args.directory)
     elif args.what == "new-items":
         new_items(args.directory, [int(w) for w in (args.weights or "0,1,2").split(",")])
     else:
-        cold_users(args.directory, [float(w) for w in (args.weights or "0,0.3,0.6,1,2,3,5").split(",")], args.ranker)
+        cold_users(args.directory, [float(w) for w in (args.weights or "0,0.3,0.6,1,2,3,5").split(",")], args.ranker,
+                   [float(w) for w in args.same_start.split(",")], [int(s) for s in args.seeds.split(",")])
 
 
 if __name__ == "__main__":

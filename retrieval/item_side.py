@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from tastebud.profiles.events import Event, Item
 from tastebud.profiles.interest import ITEM_TAG_FACTOR
+from tastebud.retrieval.same_start import START_ITEMS, START_KEEP, START_SHRINK, StartTracker, same_start_matrix
 
 NON_INTERACTIONS = frozenset({"dislike", "skip", "search"})
 SIMILAR_TO_DISLIKED = 0.75
@@ -20,7 +21,8 @@ NEIGHBOURS = 100  # neighbours each candidate item keeps
 SHRINK = 10.0  # added to the cosine denominator: damps similarities built on few co-raters
 IMPLICIT_VALUE = 4.0  # interaction value of a positive event that carries no rating
 # what a cached item side depends on besides the data (tastebud.retrieval.service keys its disk cache with it)
-RECOMMENDER_PARAMS = f"n{NEIGHBOURS}-s{SHRINK}-i{IMPLICIT_VALUE}-d{SIMILAR_TO_DISLIKED}"
+RECOMMENDER_PARAMS = (f"n{NEIGHBOURS}-s{SHRINK}-i{IMPLICIT_VALUE}-d{SIMILAR_TO_DISLIKED}"
+                      f"-st{START_ITEMS}-{START_SHRINK}-{START_KEEP}")
 
 
 @dataclass
@@ -37,6 +39,9 @@ class ItemSide:
     tag_matrix: sp.csr_matrix  # items x tags
     vectors: np.ndarray | None = None  # items x d, L2-normalised
     near: sp.csr_matrix | None = None  # items x items, cosine >= SIMILAR_TO_DISLIKED (diagonal left out)
+    # [i, j] = share of the users who started with i who went on to like j (retrieval/same_start.py)
+    same_start: sp.csr_matrix | None = None
+    started: np.ndarray | None = None  # users whose first items included each item
     # what a rebuild may carry over (retrieval.service._build_item_side); not saved with the side
     catalog_digest: str | None = None
     vectors_found: int | None = None
@@ -48,10 +53,12 @@ class ItemSide:
     def build(
         cls, items: Sequence[str], catalog: Mapping[str, Item], interactions: sp.csr_matrix,
         vectors: np.ndarray | None = None, neighbours: int = NEIGHBOURS, shrink: float = SHRINK,
-        previous: "ItemSide | None" = None,
+        previous: "ItemSide | None" = None, starts: sp.csr_matrix | None = None,
     ) -> "ItemSide":
         """interactions: users x items, the value of each positive interaction (a
         rating, or IMPLICIT_VALUE), 0 where there is none; see `interaction_matrix`.
+        starts: users x items, each user's first items (StartTracker.matrix, the same
+        rows), for the same_start part; without it the part is 0.
         previous: the side this one replaces; its near-duplicate pairs are kept when
         the items and their vectors are the same (a quarter of a rebuild for new events)."""
         index = {iid: i for i, iid in enumerate(items)}
@@ -67,8 +74,9 @@ class ItemSide:
             near = previous.near
         else:
             near = near_pairs(vectors) if vectors is not None else None
+        same_start, started = same_start_matrix(starts, interactions) if starts is not None else (None, None)
         return cls(list(items), index, catalog, popularity.astype(np.float32), counts,
-                   similarity, tag_vocab, tag_matrix, vectors, near)
+                   similarity, tag_vocab, tag_matrix, vectors, near, same_start=same_start, started=started)
 
     def title(self, item_id: str) -> str:
         item = self.catalog.get(item_id)
@@ -136,21 +144,24 @@ def interaction_value(event: Event) -> float | None:
     return IMPLICIT_VALUE
 
 
-def interaction_matrix(events: Iterable[Event], index: Mapping[str, int]) -> sp.csr_matrix:
+def interaction_matrix(events: Iterable[Event], index: Mapping[str, int], starts: StartTracker | None = None
+                       ) -> sp.csr_matrix:
     """users x items: the latest rating of each (user, item), else IMPLICIT_VALUE when
     the user has any other positive event on it; dislikes, skips, searches count not."""
-    return interaction_matrix_from_rows([[(e.user_id, e.item_id, e.type, e.value) for e in events]], index)
+    return interaction_matrix_from_rows([[(e.user_id, e.item_id, e.type, e.value, e.ts) for e in events]], index, starts)
 
 
-INTERACTION_COLUMNS = ("user_id", "item_id", "type", "value")  # what interaction_matrix_from_rows reads, in order
+INTERACTION_COLUMNS = ("user_id", "item_id", "type", "value", "ts")  # what interaction_matrix_from_rows reads, in order
 _COMPACT_AT = 1 << 18  # buffered interactions that trigger folding repeats of a (user, item) pair
 
 
-def interaction_matrix_from_rows(chunks: Iterable[Sequence[tuple]], index: Mapping[str, int]) -> sp.csr_matrix:
-    """interaction_matrix over chunks of (user_id, item_id, type, value) tuples in event
+def interaction_matrix_from_rows(chunks: Iterable[Sequence[tuple]], index: Mapping[str, int],
+                                 starts: StartTracker | None = None) -> sp.csr_matrix:
+    """interaction_matrix over chunks of (user_id, item_id, type, value, ts) tuples in event
     order (EventStore.event_field_chunks): the item side is built from a streaming
     cursor, holding numpy arrays of (user, item) pairs, not the events. Pairs are
-    folded whenever 262,144 are buffered, so memory follows the distinct pairs."""
+    folded whenever 262,144 are buffered, so memory follows the distinct pairs.
+    starts: given, it learns each user's first items (rows as the matrix's) on the way."""
     users: dict[str, int] = {}
     n_items = max(1, len(index))
     keys: list[np.ndarray] = []  # user * n_items + item
@@ -162,7 +173,7 @@ def interaction_matrix_from_rows(chunks: Iterable[Sequence[tuple]], index: Mappi
         k_out: list[int] = []
         v_out: list[float] = []
         r_out: list[bool] = []
-        for user, item, type_, value in chunk:
+        for user, item, type_, value, ts in chunk:
             if item is None or type_ in NON_INTERACTIONS:
                 continue
             col = index.get(item)
@@ -179,6 +190,8 @@ def interaction_matrix_from_rows(chunks: Iterable[Sequence[tuple]], index: Mappi
             row = users.get(user)
             if row is None:
                 row = users[user] = len(users)
+            if starts is not None:
+                starts.add(row, col, ts)
             k_out.append(row * n_items + col)
             v_out.append(value)
             r_out.append(is_rating)

@@ -18,9 +18,10 @@ from tastebud.retrieval.evaluation import (
     ModelRun, Split, TrainData, evaluate_model, run_model, split_events, train_data_from, validation_split,
 )
 from tastebud.retrieval.recommender import (
-    COLD_KEY, COLD_POPULARITY, PARTS, ItemSide, Recommender, UserContext, history_length, interaction_matrix,
+    COLD_KEY, COLD_POPULARITY, PARTS, SAME_START, ItemSide, Recommender, UserContext, history_length, interaction_matrix,
 )
 from tastebud.retrieval.blas import single_threaded_blas
+from tastebud.retrieval.same_start import StartTracker
 from tastebud.retrieval.profile_vectors import vectors_from_matrix
 
 if TYPE_CHECKING:
@@ -58,7 +59,10 @@ class TastebudScorer:
             texts = [catalog[i].text_for_embedding() if i in catalog else i for i in train.items]
             self.item_vectors = self.embedder.encode(texts)
         events = (ev for user in train.users for ev in train.events[user])
-        side = ItemSide.build(train.items, catalog, interaction_matrix(events, train.item_index), self.item_vectors)
+        starts = StartTracker()
+        interactions = interaction_matrix(events, train.item_index, starts)
+        side = ItemSide.build(train.items, catalog, interactions, self.item_vectors,
+                              starts=starts.matrix(*interactions.shape))
         self.recommender = Recommender(side, self.blend)
         self.profiles: dict[str, Any] = {}
         self.vectors: dict[str, dict[str, np.ndarray]] = {u: {} for u in train.users}
@@ -319,18 +323,21 @@ def stated_preferences_from(events: Sequence["Event"], catalog: Mapping[str, Any
 
 
 def _variants(scorer: TastebudScorer, blend: Mapping[str, float], which: Sequence[str]) -> list[TastebudScorer]:
-    """The blend and its semantic-off (and content-off) versions, sharing the fitted state."""
+    """The blend and its semantic-off (content-off, same_start-off) versions, sharing the fitted state."""
     out = []
     for name in which:
         if name == "tastebud":
             out.append(scorer.with_blend(dict(blend), "tastebud"))
         elif name == "no_semantic":
             out.append(scorer.with_blend({**blend, "semantic_long": 0.0, "semantic_short": 0.0}, "tastebud no_semantic"))
+        elif name == "no_same_start":
+            out.append(scorer.with_blend({**blend, SAME_START: 0.0}, "tastebud no_same_start"))
         elif name == "semantic_only":
-            out.append(scorer.with_blend({p: (blend.get(p, 0.0) if p in ("semantic_long", "semantic_short") else 0.0)
-                                          for p in blend}, "tastebud semantic only"))
-        elif name == "content_only":
-            out.append(scorer.with_blend({**blend, "co_occurrence": 0.0, "popularity": 0.0}, "tastebud content only"))
+            out.append(scorer.with_blend({**{p: (blend.get(p, 0.0) if p in ("semantic_long", "semantic_short") else 0.0)
+                                             for p in blend}, SAME_START: 0.0}, "tastebud semantic only"))
+        elif name == "content_only":  # no part learned from other people's interactions
+            out.append(scorer.with_blend({**blend, "co_occurrence": 0.0, "popularity": 0.0, SAME_START: 0.0},
+                                         "tastebud content only"))
         elif name == "no_content":
             out.append(scorer.with_blend({**blend, "semantic_long": 0.0, "semantic_short": 0.0, "tag_match": 0.0},
                                          "tastebud no_semantic no_tags"))
@@ -424,10 +431,11 @@ def run_cold_users(split: Split, blend: Mapping[str, float], interest: Any, embe
             m.train = level_train  # fitted without these users; scored from the given history
             runs.append(run_model(m, level, fit=False))
         scorer.refold(level_train, users)
-        runs += [run_model(v, level, fit=False) for v in _variants(scorer, blend, ("tastebud", "no_semantic"))]
+        runs += [run_model(v, level, fit=False)
+                 for v in _variants(scorer, blend, ("tastebud", "no_semantic", "no_same_start"))]
         if ranked is not None:
             runs.append(run_model(ranked, level, fit=False))
-        levels[label] = _table(runs, p, COMPARE)
+        levels[label] = _table(runs, p, COMPARE + (("tastebud", "tastebud no_same_start"),))
         say(f"cold users, {label}: " + ", ".join(f"{r.name} {r.summary()['ndcg@10']:.4f}" for r in runs))
     likes = np.array([c[0] for c in stated_counts]) if stated_counts else np.zeros(0)
     dislikes = np.array([c[1] for c in stated_counts]) if stated_counts else np.zeros(0)

@@ -17,6 +17,8 @@ Parts:
   popularity: log(1 + positive interactions) / log(1 + max).
   tag_match: the item's categories/tags dotted with the long-term tag weights,
       minus disliked-tag weights.
+  same_start: for short histories, what people went on to like after starting
+      where this user starts (retrieval/same_start.py); weighted by blend_for.
   intent: cosine with a free-text request ("something funny"), when given.
   seed: "something like X": the seed items' own neighbours, the mean of their
       co-occurrence row (what people who liked X also liked) and their content
@@ -54,6 +56,7 @@ from tastebud.retrieval.item_side import (  # noqa: F401 - the item side's names
     item_similarity, near_pairs, tag_features,
 )
 from tastebud.retrieval.reclog import ScoredItem
+from tastebud.retrieval.same_start import START_ITEMS, followed_count, start_part, user_start
 
 PARTS = ("semantic_long", "semantic_short", "co_occurrence", "popularity", "tag_match")
 CONSUMED_TYPES = frozenset({"rating", "purchase", "review", "like", "dislike", "skip", "tag"})
@@ -70,6 +73,15 @@ INTENT_WEIGHT = 0.4
 COLD_POPULARITY = 3.0
 COLD_EVENTS = 5.0
 COLD_KEY = "cold_popularity"  # the blend setting that overrides COLD_POPULARITY
+# What people went on to like after starting where this user starts (retrieval/same_start.py),
+# weighted SAME_START_WEIGHT * COLD_EVENTS / (history + COLD_EVENTS): it fades as the
+# user's own parts take over. Chosen on the validation split of ml-latest-small's training
+# part (`bench/validation.py cold-users --weights 3 --same-start 0,0.5,1,2 --seeds 0,1,2`,
+# 600 user-levels): NDCG@10 at 1 / 3 / 5 events for weight 0 / 0.5 / 1 / 2: 0.0558 / 0.0579
+# / 0.0600 / 0.0563, 0.0526 / 0.0579 / 0.0587 / 0.0603, 0.0611 / 0.0634 / 0.0648 / 0.0630
+# (Pop 0.0560 / 0.0567 / 0.0582); warm validation 0.1275 / 0.1306 / 0.1322 / 0.1329.
+SAME_START = "same_start"  # the part's name, and the blend setting that overrides SAME_START_WEIGHT
+SAME_START_WEIGHT = 1.0
 SEED_WEIGHT = 1.0
 DISLIKE_PENALTY = 0.3
 # Items nobody has interacted with yet cannot reach a top k through co-occurrence or
@@ -146,6 +158,7 @@ class Recommender:
         if cold_popularity is None:
             cold_popularity = blend.get(COLD_KEY, COLD_POPULARITY)
         self.cold_popularity, self.cold_events = float(cold_popularity), float(cold_events)
+        self.same_start_weight = float(blend.get(SAME_START, SAME_START_WEIGHT)) if side.same_start is not None else 0.0
         self.new_items = max(0, int(blend.get(NEW_ITEMS_KEY, NEW_ITEMS)))
 
     def new_item_picks(self, total: np.ndarray, parts: Mapping[str, np.ndarray], blend: Mapping[str, float],
@@ -166,12 +179,17 @@ class Recommender:
 
     def blend_for(self, history: int) -> dict[str, float]:
         """The blend for a user with `history` item events: popularity's weight grows by
-        cold_popularity * cold_events / (history + cold_events), so a short history leans
-        on what most people like and a long one on the user's own parts."""
-        if not self.cold_popularity:
+        cold_popularity * fade and same_start's is same_start_weight * fade, fade =
+        cold_events / (history + cold_events), so a short history leans on what most
+        people like and on what people who started alike went on to like, and a long
+        one on the user's own parts."""
+        if not self.cold_popularity and not self.same_start_weight:
             return self.blend
-        extra = self.cold_popularity * self.cold_events / (history + self.cold_events)
-        return {**self.blend, "popularity": self.blend["popularity"] + extra}
+        fade = self.cold_events / (history + self.cold_events)
+        out = {**self.blend, "popularity": self.blend["popularity"] + self.cold_popularity * fade}
+        if self.same_start_weight:
+            out[SAME_START] = self.same_start_weight * fade
+        return out
 
     # ---------------------------------------------------------------- scoring
     def parts(self, ctx: UserContext) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -187,6 +205,10 @@ class Recommender:
         co = np.asarray(side.similarity[cols].T @ weights).ravel() if cols else np.zeros(n, np.float32)
         parts["co_occurrence"] = co / co.max() if co.size and co.max() > 0 else np.zeros(n, np.float32)
         parts["popularity"] = side.popularity
+        start: list[int] = []
+        if side.same_start is not None:
+            start = user_start((e.item_id for e in ctx.events if interaction_value(e) is not None), side.index)
+            parts[SAME_START] = start_part(side.same_start, start)
         tag_w = np.zeros(side.tag_matrix.shape[1], dtype=np.float32)
         if ctx.profile:
             for t in ctx.profile["long_term"]["tags"]:
@@ -203,7 +225,7 @@ class Recommender:
         seed_parts = self.seed_parts(ctx.seeds)
         if seed_parts is not None:
             parts["seed"], parts["_seed_co"], parts["_seed_cos"] = seed_parts
-        return parts, {"liked": liked, "cols": cols, "weights": weights, "tag_w": tag_w}
+        return parts, {"liked": liked, "cols": cols, "weights": weights, "tag_w": tag_w, "start": start}
 
     def seed_parts(self, seeds: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(seed part, raw co-occurrence, raw cosine) for the seed items; None without seeds in the catalog."""
@@ -225,6 +247,8 @@ class Recommender:
         for p in PARTS:  # float64, in the order _explain adds them, so the logged parts sum to the score
             if blend[p]:
                 total += blend[p] * parts[p].astype(np.float64)
+        if blend.get(SAME_START) and SAME_START in parts:
+            total += blend[SAME_START] * parts[SAME_START].astype(np.float64)
         if "intent" in parts:
             total += INTENT_WEIGHT * parts["intent"].astype(np.float64)
         if "seed" in parts:
@@ -348,11 +372,24 @@ class Recommender:
             chosen.append(int(candidates.pop(best)))
         return chosen
 
+    def _same_start_evidence(self, col: int, start: Sequence[int]) -> dict[str, Any]:
+        """The user's first items that lead to this one: how many people started with
+        each and how many of them went on to like this item (the counts behind the shares)."""
+        side = self.side
+        shares = side.same_start[list(start)][:, col].toarray().ravel()
+        top = [j for j in np.argsort(-shares, kind="stable")[:3] if shares[j] > 0]
+        return {"start_items": len(start), "first_items": START_ITEMS, "items": [
+            {"item_id": side.items[start[j]], "title": side.title(side.items[start[j]]),
+             "started": int(side.started[start[j]]), "went_on": followed_count(shares[j], side.started[start[j]]),
+             "share": round(float(shares[j]), 4)} for j in top]}
+
     def _explain(self, col: int, rank: int, score: float, parts: Mapping[str, np.ndarray], why: Mapping[str, Any],
                  ctx: UserContext, blend: Mapping[str, float], pulls: np.ndarray | None) -> ScoredItem:
         side = self.side
         iid = side.items[col]
         weighted = {p: blend[p] * float(parts[p][col]) for p in PARTS if blend[p]}
+        if blend.get(SAME_START) and SAME_START in parts:
+            weighted[SAME_START] = blend[SAME_START] * float(parts[SAME_START][col])
         if "intent" in parts:
             weighted["intent"] = INTENT_WEIGHT * float(parts["intent"][col])
         if "seed" in parts:
@@ -379,6 +416,8 @@ class Recommender:
                 for t in ctx.profile["long_term"]["tags"] + ctx.profile["dislikes"]["tags"] if t["tag"] in feats
             ][:5]
         evidence["popularity"] = {"positive_interactions": int(side.pop_counts[col])}
+        if weighted.get(SAME_START, 0) > 0:
+            evidence[SAME_START] = self._same_start_evidence(col, why["start"])
         if col in why.get("new_items", ()):
             evidence["new_item"] = {"positive_interactions": 0, "places": self.new_items}
         if why.get("cold_start"):

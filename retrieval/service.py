@@ -19,6 +19,7 @@ from tastebud.profiles.store import EventStore, default_cache_dir
 from tastebud.profiles.versions import ProfileRepository
 from tastebud.retrieval.profile_vectors import vectors_from_matrix
 from tastebud.retrieval.reclog import Recommendation, RecommendationLog
+from tastebud.retrieval.same_start import StartTracker
 from tastebud.retrieval.recommender import (INTERACTION_COLUMNS, RECOMMENDER_PARAMS, ItemSide, Recommender, UserContext,
                                             interaction_matrix_from_rows)
 from tastebud.errors import InputError, NotFoundError
@@ -27,7 +28,7 @@ from tastebud.retrieval.why import CATEGORY_ZH, EVENT_TYPE_ZH, render_why, rende
 logger = logging.getLogger(__name__)
 
 
-ITEM_SIDE_FORMAT = 2  # bump when ItemSide's contents or their computation change
+ITEM_SIDE_FORMAT = 3  # bump when ItemSide's contents or their computation change
 
 
 def _item_vectors_found(vectors: Any | None, items: Sequence[str]) -> tuple[np.ndarray | None, int]:
@@ -67,8 +68,9 @@ def _build_item_side(store: EventStore, vectors: Any | None, catalog: Mapping[st
         vecs, found = previous.vectors, previous.vectors_found
     else:
         vecs, found = _item_vectors_found(vectors, items)
-    interactions = interaction_matrix_from_rows(store.event_field_chunks(*INTERACTION_COLUMNS), index)  # streamed
-    side = ItemSide.build(items, catalog, interactions, vecs, previous=previous)
+    starts = StartTracker()
+    interactions = interaction_matrix_from_rows(store.event_field_chunks(*INTERACTION_COLUMNS), index, starts)  # streamed
+    side = ItemSide.build(items, catalog, interactions, vecs, previous=previous, starts=starts.matrix(*interactions.shape))
     side.catalog_digest, side.vectors_found = digest, found
     return side, bool(items) and found == len(items)
 
@@ -130,6 +132,9 @@ def save_item_side(side: ItemSide, path: Path) -> None:
     _save_csr(out, "similarity", side.similarity)
     _save_csr(out, "tag_matrix", side.tag_matrix)
     _save_csr(out, "near", side.near)
+    _save_csr(out, "same_start", side.same_start)
+    if side.started is not None:
+        out["started"] = side.started
     if side.vectors is not None:
         out["vectors"] = side.vectors
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +151,7 @@ def load_item_side(path: Path, catalog: Mapping[str, Any]) -> ItemSide:
             items, {iid: i for i, iid in enumerate(items)}, catalog, z["popularity"], z["pop_counts"],
             _load_csr(z, "similarity"), {str(t): i for i, t in enumerate(z["tag_vocab"])}, _load_csr(z, "tag_matrix"),
             z["vectors"] if "vectors" in z else None, _load_csr(z, "near"),
+            same_start=_load_csr(z, "same_start"), started=z["started"] if "started" in z else None,
         )
 
 

@@ -30,7 +30,7 @@ def tag_zh(tag: Any) -> str:
 def reasons(entry: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(kind, facts) for every part that explains the logged score, biggest part
     first; penalties last. Kinds: seed, co_occurrence, tag_match, semantic
-    (horizon long/short), intent, popularity, avoided_tags, resembles_disliked, opted_out,
+    (horizon long/short), intent, same_start, popularity, avoided_tags, resembles_disliked, opted_out,
     new_item (a place kept for never-interacted items); from the
     learned ranker also co_occurrence_recent, ease, popularity_recent, activity, rating_scale,
     item_age, popularity_share_year."""
@@ -56,6 +56,10 @@ def reasons(entry: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             found.append((parts[key], "semantic", {"horizon": horizon, "cosine": evidence[key]["cosine"]}))
     if parts.get("intent", 0) > 0 and "intent" in evidence:
         found.append((parts["intent"], "intent", dict(evidence["intent"])))
+    started = (evidence.get("same_start") or {}).get("items") or []
+    if parts.get("same_start", 0) > 0 and started:
+        found.append((parts["same_start"], "same_start", {"items": started[:2],
+                                                          "first": evidence["same_start"].get("first_items", 10)}))
     if parts.get("popularity", 0) > 0:
         found.append((parts["popularity"], "popularity",
                       {"n": (evidence.get("popularity") or {}).get("positive_interactions", 0)}))
@@ -123,6 +127,12 @@ def _en_co(f: dict[str, Any]) -> str:
     return f"You {verb} {_and(liked)}; people who liked those also liked this."
 
 
+def _en_same_start(f: dict[str, Any]) -> str:
+    said = _and([f"{e['went_on']:,} of the {e['started']:,} whose first {f['first']} items included {e['title']}"
+                 for e in f["items"]])
+    return f"People who started where you did went on to like it: {said}."
+
+
 def _en_seed(f: dict[str, Any]) -> str:
     how = (["people who liked it also liked this"] if f["co_occurrence"] else []) + [f"content similarity {f['cosine']:.2f}"]
     return f"Like {_and(f['titles'])}, which you asked about: " + " and ".join(how) + "."
@@ -140,6 +150,7 @@ _EN: dict[str, Callable[[dict[str, Any]], str]] = {
     "semantic": lambda f: (f"Close to your {'long-term' if f['horizon'] == 'long' else 'recent'} taste profile "
                            f"(similarity {f['cosine']:.2f})."),
     "intent": lambda f: f"Fits your request \"{f['text']}\" (similarity {f['cosine']:.2f}).",
+    "same_start": _en_same_start,
     "popularity": lambda f: f"Popular: {f['n']:,} people interacted with it positively.",
     "co_occurrence_recent": lambda f: "Recently you liked " + _and([e["title"] for e in f["items"]])
                                        + "; people who liked those also liked this.",
@@ -184,6 +195,11 @@ def _zh_co(f: dict[str, Any]) -> str:
     return f"你{'评过' if rated else '喜欢过'}{_and_zh(liked)}；喜欢这些作品的人也喜欢这部。"
 
 
+def _zh_same_start(f: dict[str, Any]) -> str:
+    said = "；".join(f"最初 {f['first']} 部作品里有《{e['title']}》的 {e['started']:,} 人中，有 {e['went_on']:,} 人" for e in f["items"])
+    return f"和你起点相同的人后来喜欢上了它：{said}。"
+
+
 def _zh_seed(f: dict[str, Any]) -> str:
     how = (["喜欢它的人也喜欢这部"] if f["co_occurrence"] else []) + [f"内容相似度 {f['cosine']:.2f}"]
     return f"与你问到的{_and_zh([f'《{t}》' for t in f['titles']])}相似：" + "，".join(how) + "。"
@@ -210,6 +226,7 @@ _ZH: dict[str, Callable[[dict[str, Any]], str]] = {
     "tag_match": _zh_tags,
     "semantic": lambda f: f"与你的{'长期' if f['horizon'] == 'long' else '近期'}口味画像接近（相似度 {f['cosine']:.2f}）。",
     "intent": lambda f: f"符合你的要求“{f['text']}”（相似度 {f['cosine']:.2f}）。",
+    "same_start": _zh_same_start,
     "popularity": lambda f: f"很受欢迎：有 {f['n']:,} 人对它有正面互动。",
     "co_occurrence_recent": lambda f: "你最近喜欢过" + _and_zh(["《" + e["title"] + "》" for e in f["items"]])
                                        + "；喜欢这些作品的人也喜欢这部。",

@@ -166,6 +166,7 @@ def test_eval_events_file_with_catalog_records_its_protocol(tmp_path, home, cli)
     assert list(users["levels"]) == ["first 1", "first 3", "first 5", "stated only", "full train"]
     for level in users["levels"].values():
         # the ranker too when it was trained (the warm table has it): for short histories it serves the blend
-        assert {"pop", "itemknn", "ease", "tastebud", "tastebud no_semantic"} | (
+        assert {"pop", "itemknn", "ease", "tastebud", "tastebud no_semantic", "tastebud no_same_start"} | (
             {"ranker"} if "ranker" in out else set()) == set(level["models"])
+        assert "tastebud - tastebud no_same_start" in level["comparisons"]
         assert all(m["users"] == 10 for m in level["models"].values())

@@ -226,3 +226,20 @@ def test_service_reuses_cached_item_side(loaded, settings, embedder, monkeypatch
         assert cached.side.near is not None and cached.side.vectors is not None
     finally:
         store.close()
+
+
+def test_a_newcomer_with_one_item_gets_what_people_who_started_there_went_on_to_like(loaded, cli, store):
+    """The four even background users had Heat (m1) among their first ten items and
+    went on to like Up (m14) as their eleventh; eleven users in all started with Heat
+    (the eight, u1, u2 and the newcomer, whose events the item side holds too)."""
+    store.write_batch([rating("newbie", "m1", 5.0, 30)])
+    cli("refresh", "--user", "newbie", "--no-narratives")
+    out = recommend(cli, "newbie", "-k", "15")
+    up = next(it for it in out["items"] if it["item_id"] == "m14")
+    assert up["parts"]["same_start"] == pytest.approx(5 / 6 * 4 / (11 + 5), rel=1e-5)  # weight 1 x fade 5/(1+5)
+    assert sum(up["parts"].values()) == pytest.approx(up["score"], abs=1e-5)
+    why = json.loads(cli("why", "newbie", "m14", "--json").stdout)
+    assert why["evidence"]["same_start"]["items"][0] | {"share": 0} == {
+        "item_id": "m1", "title": "Heat", "started": 11, "went_on": 4, "share": 0}
+    assert "People who started where you did went on to like it: 4 of the 11 whose first 10 items included Heat." \
+        in why["sentences"]

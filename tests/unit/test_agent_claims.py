@@ -493,3 +493,13 @@ def test_the_model_never_speaks_as_the_user():
     assert "speaks as the user" in reasons(c, "You know about my tastes primarily in Animation.")
     assert "speaks as the user" in reasons(c, "I enjoy Finding Nemo (2003) a lot.")
     assert kept(c, "Your taste runs to Animation.")
+
+
+def test_a_first_item_behind_same_start_counts_as_seen_not_as_liked():
+    explained = {"title": "Toy Story (1995)", "sentences": [
+        "People who started where you did went on to like it: 4 of the 11 whose first 10 items included Heat (1995)."],
+        "evidence": {"because_you_liked": [], "matching_tags": [], "popularity": 7,
+                     "same_start": [{"title": "Heat (1995)", "started": 11, "went_on": 4}]}}
+    c = checker(explained)
+    assert kept(c, "You watched Heat (1995).")
+    assert not kept(c, "You loved Heat (1995).")
