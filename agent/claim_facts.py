@@ -128,6 +128,7 @@ class Facts:
     numbers: set[float] = field(default_factory=set)
     categories: dict[str, set[str]] = field(default_factory=dict)  # title -> its categories and tags (lowercase)
     co_occurrence: bool = False
+    same_start: bool = False  # what people who started alike went on to do (retrieval/same_start.py)
     popularity: bool = False
     user_words: bool = False  # the user's own words (search/review text, a request text)
     reviews: bool = False
@@ -171,6 +172,8 @@ class Facts:
         for s in trusted:
             if s.startswith("Popular:"):
                 f.popularity = True
+            if s.startswith("People who started where you did"):
+                f.same_start = True
             if s.startswith("Fits your request"):
                 f.user_words = True
         f.trusted_text = " " + " ".join(_fold(s) for s in trusted) + " "
@@ -256,6 +259,7 @@ class Facts:
                         if e.get("type") == "rating" and isinstance(e.get("value"), (int, float)):
                             self._rate(et, float(e["value"]))
             elif k == "same_start" and isinstance(x, list):  # the user's own first items: seen, not necessarily liked
+                self.same_start = self.same_start or bool(x)
                 self.seen |= {norm(e["title"]) for e in x if isinstance(e, Mapping) and isinstance(e.get("title"), str)}
             elif k == "seed_item" and isinstance(x, Mapping) and isinstance(x.get("title"), str):
                 self.seeds.add(x["title"])
@@ -268,6 +272,8 @@ class Facts:
                     self.co_occurrence = True
                 if _positive(x.get("popularity")):
                     self.popularity = True
+                if _positive(x.get("same_start")):
+                    self.same_start = True
             elif k == "popularity" and (_positive(x) or (isinstance(x, Mapping) and _positive(x.get("positive_interactions")))):
                 self.popularity = True
             elif k == "params" and isinstance(x, Mapping) and x.get("intent"):

@@ -427,7 +427,7 @@ class ClaimChecker:
         covered: list[tuple[int, int]] = []
         for m in _CO_OCCURRENCE.finditer(sentence):
             covered.append(m.span())
-            if not facts.co_occurrence:
+            if not (facts.co_occurrence or facts.same_start):
                 reasons.append(f"\"{m.group().strip()}\": the results hold no co-occurrence evidence")
         for m in _POPULARITY.finditer(sentence):
             covered.append(m.span())
@@ -516,7 +516,7 @@ class ClaimChecker:
         if m and not facts.reviews:
             reasons.append(f"\"{m.group()}\": no reviews or critics in the results")
         m = _ZH_PEOPLE.search(sentence)
-        if m and not (facts.co_occurrence or facts.popularity):
+        if m and not (facts.co_occurrence or facts.popularity or facts.same_start):
             reasons.append(f"\"{m.group()}\": the results hold no data of other users")
         m = _ZH_WORDS.search(sentence)
         if m and not facts.user_words:

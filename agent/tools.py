@@ -378,7 +378,8 @@ class Toolbox:
             "evidence": {"because_you_liked": liked,
                          "matching_tags": [{"tag": t["tag"], "weight": t["weight"]} for t in evidence.get("tag_match") or []],
                          "popularity": (evidence.get("popularity") or {}).get("positive_interactions"),
-                         "same_start": [{"title": display_title(e["title"]), "started": e["started"], "went_on": e["went_on"]}
+                         "same_start": [{"title": display_title(e["title"]),
+                                         **{k: e[k] for k in ("started", "went_on") if k in e}}
                                         for e in (evidence.get("same_start") or {}).get("items") or []]},
         }
 

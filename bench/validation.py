@@ -68,9 +68,9 @@ def profile_vectors(directory: Path) -> None:
         "item-vector mean": {u: vectors_from_matrix(scorer.profiles[u], val.train.item_index, item_vectors)
                              for u in users},
     }
-    # the popularity backoff off (it came later, bench/validation.py cold-users): the parts as they were compared
-    base = {**blend, "semantic_short": 0.1, COLD_KEY: 0.0}
-    only = {**{p: 0.0 for p in base}, COLD_KEY: 0.0}
+    # the popularity backoff and same_start off (they came later, bench/validation.py cold-users): the parts as they were compared
+    base = {**blend, "semantic_short": 0.1, COLD_KEY: 0.0, SAME_START: 0.0}
+    only = {**{p: 0.0 for p in base}, COLD_KEY: 0.0, SAME_START: 0.0}
     blends = {"semantic_long alone": {**only, "semantic_long": 1.0},
               "semantic_short alone": {**only, "semantic_short": 1.0},
               "blend, semantic_long 0.1": {**base, "semantic_long": 0.1},

@@ -10,6 +10,10 @@ resampled users (a paired bootstrap).
   percentiles of its mean over the resamples (95% percentile interval).
 - `paired(a, b, plan)`: the same for the per-user difference a − b. A
   difference whose interval contains 0 is not a win.
+- `pooled_paired(diffs_by_user, plan)`: a difference pooled over several samples in
+  which a user may appear more than once (the cold-user protocol run with several
+  seeds): the user is still the unit resampled, with all of their rows, and the
+  statistic is the mean over the drawn rows (sum of their differences / their count).
 - Coverage gets no interval (`None`): it is |∪ top-k| / catalog, a property of
   the set of lists, not a mean over users. A resample with replacement holds
   about 63% distinct users, so its coverage is biased low and the percentile
@@ -107,3 +111,16 @@ def metric_intervals(per_user: Mapping[str, np.ndarray], p: Plan, k: int, digits
         out[f"{name}@{k}"] = [round(ci["low"], digits), round(ci["high"], digits)]
     out[f"coverage@{k}"] = None
     return out
+
+
+def pooled_paired(diffs_by_user: Mapping[str, "list[float] | np.ndarray"], p: Plan) -> dict[str, float]:
+    """paired() for rows grouped by user (a user's rows are drawn together); the plan is
+    over the distinct users, in the mapping's order."""
+    sums = np.array([float(np.sum(v)) for v in diffs_by_user.values()], dtype=np.float64)
+    rows = np.array([len(v) for v in diffs_by_user.values()], dtype=np.float64)
+    if sums.shape != (p.users,):
+        raise ValueError(f"{sums.size} users, the plan has {p.users}")
+    means = (p.counts @ sums) / np.maximum(p.counts @ rows, 1.0)
+    lo, hi = _bounds(means, p.level)
+    mean = float(sums.sum() / rows.sum()) if rows.sum() else 0.0
+    return {"mean": mean, "low": lo, "high": hi, "wins": 1 if lo > 0 else (-1 if hi < 0 else 0)}

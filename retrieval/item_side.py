@@ -39,7 +39,7 @@ class ItemSide:
     tag_matrix: sp.csr_matrix  # items x tags
     vectors: np.ndarray | None = None  # items x d, L2-normalised
     near: sp.csr_matrix | None = None  # items x items, cosine >= SIMILAR_TO_DISLIKED (diagonal left out)
-    # [i, j] = share of the users who started with i who went on to like j (retrieval/same_start.py)
+    # [i, j] = share of the users who started with i who went on to j positively (retrieval/same_start.py)
     same_start: sp.csr_matrix | None = None
     started: np.ndarray | None = None  # users whose first items included each item
     # what a rebuild may carry over (retrieval.service._build_item_side); not saved with the side

@@ -393,9 +393,11 @@ def run_cold_items(split: Split, blend: Mapping[str, float], interest: Any, embe
 
 def run_cold_users(split: Split, blend: Mapping[str, float], interest: Any, embedder: Any, item_vectors: Any,
                    p_seed: int, resamples: int, seed: int, sample: int | None = 200, lengths: Sequence[int] = (1, 3, 5),
-                   say: Callable[[str], None] = lambda _m: None, ranker: bool = False) -> dict[str, Any]:
+                   say: Callable[[str], None] = lambda _m: None, ranker: bool = False,
+                   keep: dict[str, list[ModelRun]] | None = None) -> dict[str, Any]:
     """ranker: also the learned ranker, trained (on a validation split) and with its sources fitted
-    on the training part without the sampled users, as the baselines are."""
+    on the training part without the sampled users, as the baselines are. keep: given, it
+    receives each level's runs (their per-user metrics), to pool samples (bench/cold_users.py)."""
     from tastebud.retrieval.baselines import default_baselines
 
     users = sample_users(split.eval_users, sample, seed)
@@ -436,6 +438,8 @@ def run_cold_users(split: Split, blend: Mapping[str, float], interest: Any, embe
         if ranked is not None:
             runs.append(run_model(ranked, level, fit=False))
         levels[label] = _table(runs, p, COMPARE + (("tastebud", "tastebud no_same_start"),))
+        if keep is not None:
+            keep[label] = runs
         say(f"cold users, {label}: " + ", ".join(f"{r.name} {r.summary()['ndcg@10']:.4f}" for r in runs))
     likes = np.array([c[0] for c in stated_counts]) if stated_counts else np.zeros(0)
     dislikes = np.array([c[1] for c in stated_counts]) if stated_counts else np.zeros(0)

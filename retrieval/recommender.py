@@ -56,7 +56,7 @@ from tastebud.retrieval.item_side import (  # noqa: F401 - the item side's names
     item_similarity, near_pairs, tag_features,
 )
 from tastebud.retrieval.reclog import ScoredItem
-from tastebud.retrieval.same_start import START_ITEMS, followed_count, start_part, user_start
+from tastebud.retrieval.same_start import CITE_FROM, START_ITEMS, followed_count, start_part, user_start
 
 PARTS = ("semantic_long", "semantic_short", "co_occurrence", "popularity", "tag_match")
 CONSUMED_TYPES = frozenset({"rating", "purchase", "review", "like", "dislike", "skip", "tag"})
@@ -374,14 +374,17 @@ class Recommender:
 
     def _same_start_evidence(self, col: int, start: Sequence[int]) -> dict[str, Any]:
         """The user's first items that lead to this one: how many people started with
-        each and how many of them went on to like this item (the counts behind the shares)."""
+        each and how many of them went on to this item positively (the counts behind the
+        shares; only from CITE_FROM people)."""
         side = self.side
         shares = side.same_start[list(start)][:, col].toarray().ravel()
         top = [j for j in np.argsort(-shares, kind="stable")[:3] if shares[j] > 0]
-        return {"start_items": len(start), "first_items": START_ITEMS, "items": [
-            {"item_id": side.items[start[j]], "title": side.title(side.items[start[j]]),
-             "started": int(side.started[start[j]]), "went_on": followed_count(shares[j], side.started[start[j]]),
-             "share": round(float(shares[j]), 4)} for j in top]}
+        items = []
+        for j in top:
+            start_id, started = side.items[start[j]], float(side.started[start[j]])
+            counts = {"started": int(started), "went_on": followed_count(shares[j], started)} if started >= CITE_FROM else {}
+            items.append({"item_id": start_id, "title": side.title(start_id), **counts, "share": round(float(shares[j]), 4)})
+        return {"start_items": len(start), "first_items": START_ITEMS, "items": items}
 
     def _explain(self, col: int, rank: int, score: float, parts: Mapping[str, np.ndarray], why: Mapping[str, Any],
                  ctx: UserContext, blend: Mapping[str, float], pulls: np.ndarray | None) -> ScoredItem:

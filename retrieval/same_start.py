@@ -30,7 +30,10 @@ import scipy.sparse as sp
 START_ITEMS = 10  # a user's "start": their first this many distinct items
 START_SHRINK = 5.0  # added to the count of users who started with an item
 START_KEEP = 100  # the strongest followers each item keeps (memory bounded in the catalog size)
-POSITIVE_VALUE = 4.0  # an interaction value at or above this is "liked" (a rating of 4/5, or IMPLICIT_VALUE)
+POSITIVE_VALUE = 4.0  # an interaction value at or above this is positive (a rating of 4/5, or IMPLICIT_VALUE)
+# The log and `why` cite the two counts behind a share only when at least this many users
+# started with the item: "1 of the 2 who started with X" would say what one person did.
+CITE_FROM = 10
 BLOCK_ITEMS = 1024
 
 

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 ITEM_SIDE_FORMAT = 3  # bump when ItemSide's contents or their computation change
+_PUBLISHED_FORMAT = f"{ITEM_SIDE_FORMAT}|{RECOMMENDER_PARAMS}"  # what a published side must match to be adopted
 
 
 def _item_vectors_found(vectors: Any | None, items: Sequence[str]) -> tuple[np.ndarray | None, int]:
@@ -329,7 +330,7 @@ class RecommendationService:
         save_item_side(self.side, self.cache_dir / f"{self.PUBLISHED}.npz")
         pointer = self.cache_dir / f"{self.PUBLISHED}.json"  # written after the file it points at
         tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"seq": int(seq)}))
+        tmp.write_text(json.dumps({"seq": int(seq), "format": _PUBLISHED_FORMAT}))
         os.replace(tmp, pointer)
         return True
 
@@ -346,10 +347,12 @@ class RecommendationService:
         if self.cache_dir is None:
             return None
         try:
-            seq = int(json.loads((self.cache_dir / f"{self.PUBLISHED}.json").read_text())["seq"])
+            pointer = json.loads((self.cache_dir / f"{self.PUBLISHED}.json").read_text())
+            seq = int(pointer["seq"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if seq <= newer_than:
+        if seq <= newer_than or pointer.get("format") != _PUBLISHED_FORMAT:  # a side an older version built: rebuild
+            return None
             return None
         side = self._published()
         if side is None:

@@ -128,9 +128,13 @@ def _en_co(f: dict[str, Any]) -> str:
 
 
 def _en_same_start(f: dict[str, Any]) -> str:
-    said = _and([f"{e['went_on']:,} of the {e['started']:,} whose first {f['first']} items included {e['title']}"
-                 for e in f["items"]])
-    return f"People who started where you did went on to like it: {said}."
+    counted = [e for e in f["items"] if "went_on" in e]
+    if counted:
+        said = _and([f"{e['went_on']:,} of the {e['started']:,} whose first {f['first']} items included {e['title']}"
+                     for e in counted])
+    else:  # too few people behind the share to cite their counts
+        said = f"some of those whose first {f['first']} items included " + _and([e["title"] for e in f["items"]])
+    return f"People who started where you did went on to interact with it positively: {said}."
 
 
 def _en_seed(f: dict[str, Any]) -> str:
@@ -196,8 +200,13 @@ def _zh_co(f: dict[str, Any]) -> str:
 
 
 def _zh_same_start(f: dict[str, Any]) -> str:
-    said = "；".join(f"最初 {f['first']} 部作品里有《{e['title']}》的 {e['started']:,} 人中，有 {e['went_on']:,} 人" for e in f["items"])
-    return f"和你起点相同的人后来喜欢上了它：{said}。"
+    counted = [e for e in f["items"] if "went_on" in e]
+    if counted:
+        said = "；".join(f"最初 {f['first']} 部作品里有《{e['title']}》的 {e['started']:,} 人中，有 {e['went_on']:,} 人"
+                        for e in counted)
+    else:
+        said = f"其中有些人最初 {f['first']} 部作品里有" + _and_zh([f"《{e['title']}》" for e in f["items"]])
+    return f"和你起点相同的人后来对它有正面互动：{said}。"
 
 
 def _zh_seed(f: dict[str, Any]) -> str:

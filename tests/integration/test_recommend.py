@@ -241,5 +241,5 @@ def test_a_newcomer_with_one_item_gets_what_people_who_started_there_went_on_to_
     why = json.loads(cli("why", "newbie", "m14", "--json").stdout)
     assert why["evidence"]["same_start"]["items"][0] | {"share": 0} == {
         "item_id": "m1", "title": "Heat", "started": 11, "went_on": 4, "share": 0}
-    assert "People who started where you did went on to like it: 4 of the 11 whose first 10 items included Heat." \
-        in why["sentences"]
+    assert ("People who started where you did went on to interact with it positively: 4 of the 11 whose first 10 items "
+            "included Heat.") in why["sentences"]

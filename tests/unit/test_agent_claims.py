@@ -498,8 +498,13 @@ def test_the_model_never_speaks_as_the_user():
 def test_a_first_item_behind_same_start_counts_as_seen_not_as_liked():
     explained = {"title": "Toy Story (1995)", "sentences": [
         "People who started where you did went on to like it: 4 of the 11 whose first 10 items included Heat (1995)."],
-        "evidence": {"because_you_liked": [], "matching_tags": [], "popularity": 7,
+        "evidence": {"because_you_liked": [], "matching_tags": [], "popularity": None,
                      "same_start": [{"title": "Heat (1995)", "started": 11, "went_on": 4}]}}
     c = checker(explained)
     assert kept(c, "You watched Heat (1995).")
     assert not kept(c, "You loved Heat (1995).")
+    # the part's own sentence, restated, is other people's data the results hold
+    assert kept(c, "People who started where you did went on to enjoy Toy Story (1995).")
+    assert kept(c, "和你起点相同的很多人后来喜欢上了《Toy Story (1995)》。")
+    bare = checker({"title": "Toy Story (1995)", "evidence": {"because_you_liked": [], "same_start": []}})
+    assert not kept(bare, "People who started where you did went on to enjoy Toy Story (1995).")

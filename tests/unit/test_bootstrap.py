@@ -74,3 +74,16 @@ def test_plan_rejects_nonsense():
         bp.plan(3, resamples=0)
     with pytest.raises(ValueError):
         bp.interval(np.ones(4), bp.plan(3, resamples=5))
+
+
+def test_pooled_difference_draws_each_user_with_all_their_rows():
+    # user a has two rows (in two samples), b one, c three
+    diffs = {"a": [1.0, 3.0], "b": [10.0], "c": [0.0, 0.0, 6.0]}
+    # resample 0 draws (a, a, c): (4 + 4 + 6) / (2 + 2 + 3) = 2; resample 1 draws (b, c, c): (10 + 6 + 6) / (1 + 3 + 3) = 22/7
+    p = bp.Plan(np.array([[2.0, 0.0, 1.0], [0.0, 1.0, 2.0]]), seed=0)
+    got = bp.pooled_paired(diffs, p)
+    assert got["mean"] == pytest.approx(20.0 / 6.0)  # every row once: (1 + 3 + 10 + 0 + 0 + 6) / 6
+    lo, hi = 2.0 + 0.025 * (22 / 7 - 2.0), 2.0 + 0.975 * (22 / 7 - 2.0)
+    assert (got["low"], got["high"]) == pytest.approx((lo, hi)) and got["wins"] == 1
+    with pytest.raises(ValueError):
+        bp.pooled_paired({"a": [1.0]}, p)

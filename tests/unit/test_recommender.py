@@ -457,3 +457,20 @@ def test_the_offline_scorer_gives_new_items_the_places_recommend_gives_them():
     total = np.where(mask, -np.inf, rec.total(parts, blend))
     scorer._give_new_items_their_places(total, parts, blend)
     assert [side.items[c] for c in np.argsort(-total, kind="stable")[:3]] == served
+
+
+def test_a_side_published_by_another_version_is_not_adopted(store, tmp_path):
+    import json
+
+    from tastebud.retrieval.service import RecommendationService
+
+    cat = catalog()
+    store.upsert_items(list(cat.values()))
+    store.write_batch(_world())
+    live = RecommendationService(store, None, {"co_occurrence": 1.0}, cache_dir=tmp_path)
+    assert live.publish_side(seq=5)
+    worker = RecommendationService(store, None, {"co_occurrence": 1.0}, cache_dir=tmp_path)
+    assert worker.adopt_published(newer_than=4) == 5
+    pointer = tmp_path / "item_side-published.json"
+    pointer.write_text(json.dumps({"seq": 9, "format": "2|n100-s10.0-i4.0-d0.75"}))  # before same_start
+    assert worker.adopt_published(newer_than=5) is None

@@ -65,16 +65,17 @@ def test_each_item_keeps_its_strongest_followers():
     assert shares[0].toarray().ravel().tolist() == pytest.approx([0, 3 / 8, 2 / 8, 0])  # item 3 (1 follower) dropped
 
 
-def _world():
-    """Those who start with i0 go on to like i11; i13 is the most popular item, liked by people who start elsewhere."""
+def _world(starters: int = 10):
+    """`starters` users start with i0 and go on to like i11; i13 is the most popular item,
+    liked by people who start elsewhere."""
     cat = {f"i{k}": Item(f"i{k}", f"Title {k}", None, ("Drama",), ()) for k in range(14)}
     events = []
-    for u in range(6):
-        first = ["i0", *[f"i{k}" for k in range(1, 10)]] if u < 4 else [f"i{k}" for k in range(1, 11)]
+    for u in range(starters + 2):
+        first = ["i0", *[f"i{k}" for k in range(1, 10)]] if u < starters else [f"i{k}" for k in range(1, 11)]
         for t, item in enumerate(first):
             events.append(ev(f"o{u}", item, 3.0, t))
-        events += [ev(f"o{u}", "i11", 5.0, 20)] if u < 4 else [ev(f"o{u}", "i12", 5.0, 20), ev(f"o{u}", "i13", 5.0, 21)]
-    events += [ev(f"p{u}", "i13", 5.0, 30) for u in range(6)]
+        events += [ev(f"o{u}", "i11", 5.0, 20)] if u < starters else [ev(f"o{u}", "i12", 5.0, 20), ev(f"o{u}", "i13", 5.0, 21)]
+    events += [ev(f"p{u}", "i13", 5.0, 30) for u in range(starters + 2)]
     items = sorted(cat)
     index = {iid: i for i, iid in enumerate(items)}
     tracker = StartTracker()
@@ -91,19 +92,32 @@ def test_a_new_user_gets_what_people_who_started_alike_went_on_to_like_and_why_s
     top = items[0]
     assert top.item_id == "i11", [(i.item_id, i.parts) for i in items]  # beats the more popular i13
     col = side.index["i11"]
-    share = 4 / (4 + START_SHRINK)
+    share = 10 / (10 + START_SHRINK)
     assert top.parts[SAME_START] == pytest.approx(5 / 6 * share, rel=1e-6)
     assert sum(top.parts.values()) == pytest.approx(top.score, abs=1e-9)  # the log sums to the score
-    assert top.evidence[SAME_START]["items"] == [{"item_id": "i0", "title": "Title 0", "started": 4, "went_on": 4,
+    assert top.evidence[SAME_START]["items"] == [{"item_id": "i0", "title": "Title 0", "started": 10, "went_on": 10,
                                                   "share": round(share, 4)}]
     assert side.same_start[side.index["i0"], col] == pytest.approx(share)
     en = render_why({"parts": top.parts, "evidence": top.evidence})
-    assert en[0] == f"People who started where you did went on to like it: 4 of the 4 whose first {START_ITEMS} items included Title 0."
+    assert en[0] == ("People who started where you did went on to interact with it positively: "
+                     f"10 of the 10 whose first {START_ITEMS} items included Title 0.")
     zh = render_why_zh({"parts": top.parts, "evidence": top.evidence})
-    assert zh[0] == f"和你起点相同的人后来喜欢上了它：最初 {START_ITEMS} 部作品里有《Title 0》的 4 人中，有 4 人。"
+    assert zh[0] == f"和你起点相同的人后来对它有正面互动：最初 {START_ITEMS} 部作品里有《Title 0》的 10 人中，有 10 人。"
     without = Recommender(side, {**blend, SAME_START: 0.0}, cold_popularity=0.0)  # the ablation: off by the blend
     assert SAME_START not in without.blend_for(1)
     assert without.recommend(UserContext("new", [ev("new", "i0", 4.0, 0)], None), k=1)[0].item_id == "i13"
+
+
+def test_the_counts_of_fewer_than_ten_people_are_not_cited():
+    side = _world(starters=4)
+    top = Recommender(side, {"co_occurrence": 0.35}, cold_popularity=0.0).recommend(
+        UserContext("new", [ev("new", "i0", 4.0, 0)], None), k=1)[0]
+    assert top.item_id == "i11" and top.evidence[SAME_START]["items"] == [
+        {"item_id": "i0", "title": "Title 0", "share": round(4 / (4 + START_SHRINK), 4)}]
+    entry = {"parts": top.parts, "evidence": top.evidence}
+    assert render_why(entry)[0] == ("People who started where you did went on to interact with it positively: "
+                                    f"some of those whose first {START_ITEMS} items included Title 0.")
+    assert render_why_zh(entry)[0] == f"和你起点相同的人后来对它有正面互动：其中有些人最初 {START_ITEMS} 部作品里有《Title 0》。"
 
 
 def test_the_part_fades_as_the_history_grows():
