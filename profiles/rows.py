@@ -115,6 +115,18 @@ def _row_event(row: Any) -> Event:
 
 
 UNKNOWN_TS = -1  # an event time that cannot be read: before 1970, so every rule treats it as unusable
+
+
+def usable_ts(ts: Any) -> int | None:
+    """A stored event time as the reader takes it (an int, a float cut to one), None for
+    one it reads as UNKNOWN_TS: for passes that read raw columns, not Events."""
+    if ts.__class__ is int:
+        return ts
+    if isinstance(ts, bool):
+        return None
+    if isinstance(ts, int) or (isinstance(ts, float) and math.isfinite(ts)):
+        return int(ts)
+    return None
 _COERCE_WARNED = False
 
 

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from tastebud.profiles.events import Event, Item
 from tastebud.profiles.interest import ITEM_TAG_FACTOR
+from tastebud.profiles.rows import usable_ts
 from tastebud.retrieval.same_start import START_ITEMS, START_KEEP, START_SHRINK, StartTracker, same_start_matrix
 
 NON_INTERACTIONS = frozenset({"dislike", "skip", "search"})
@@ -190,8 +191,8 @@ def interaction_matrix_from_rows(chunks: Iterable[Sequence[tuple]], index: Mappi
             row = users.get(user)
             if row is None:
                 row = users[user] = len(users)
-            if starts is not None:
-                starts.add(row, col, ts)
+            if starts is not None and (ts.__class__ is int or (ts := usable_ts(ts)) is not None):
+                starts.add(row, col, ts)  # an event whose time cannot be read starts nobody
             k_out.append(row * n_items + col)
             v_out.append(value)
             r_out.append(is_rating)

@@ -207,7 +207,8 @@ class Recommender:
         parts["popularity"] = side.popularity
         start: list[int] = []
         if side.same_start is not None:
-            start = user_start((e.item_id for e in ctx.events if interaction_value(e) is not None), side.index)
+            start = user_start((e.item_id for e in ctx.events if interaction_value(e) is not None and e.ts >= 0),
+                               side.index)  # as the item side learns starts: an unknown time (UNKNOWN_TS) starts nothing
             parts[SAME_START] = start_part(side.same_start, start)
         tag_w = np.zeros(side.tag_matrix.shape[1], dtype=np.float32)
         if ctx.profile:

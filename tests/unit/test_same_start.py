@@ -150,3 +150,15 @@ def test_the_stores_streaming_pass_learns_the_same_starts_as_the_time_ordered_ev
     assert abs(built.same_start - want.same_start).max() < 1e-7 and np.array_equal(built.started, want.started)
     again = cached_item_side(store, None, tmp_path)  # read back from the cache file
     assert abs(again.same_start - built.same_start).max() == 0 and np.array_equal(again.started, built.started)
+
+
+def test_a_stored_time_that_cannot_be_read_starts_nobody_and_breaks_nothing():
+    from tastebud.retrieval.item_side import interaction_matrix_from_rows
+
+    index = {"x": 0, "y": 1}
+    tracker = StartTracker(1)
+    rows = [("a", "x", "rating", 4.0, "not a time"), ("a", "y", "rating", 5.0, 2.0e12), ("b", "x", "rating", 4.0, True),
+            ("b", "y", "rating", 4.0, 5)]  # SQLite keeps whatever a direct write gave it
+    m = interaction_matrix_from_rows([rows], index, tracker)
+    assert m.nnz == 4  # every interaction still counts
+    assert tracker.matrix(*m.shape).toarray().tolist() == [[0, 1], [0, 1]]  # the float time reads as its int
