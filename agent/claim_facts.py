@@ -29,6 +29,7 @@ NEGATIVE_EVENTS = frozenset({"dislike", "skip"})
 SEEN_EVENTS = frozenset({"view", "click", "rating", "review", "purchase", "like", "dislike", "add_to_cart"})
 NOT_NUMBERS = frozenset({"request_id", "event_id", "session_id"})  # ids: hex, not facts
 SYSTEM_ECHO_WORDS = 8
+SAME_START_LEAD = "People who started where you did"  # retrieval/why.py's same_start sentence
 DATA_ECHO_WORDS = 5
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
@@ -172,8 +173,6 @@ class Facts:
         for s in trusted:
             if s.startswith("Popular:"):
                 f.popularity = True
-            if s.startswith("People who started where you did"):
-                f.same_start = True
             if s.startswith("Fits your request"):
                 f.user_words = True
         f.trusted_text = " " + " ".join(_fold(s) for s in trusted) + " "
@@ -221,6 +220,8 @@ class Facts:
                 untrusted.append(v)
             else:
                 trusted.append(v)
+                if key in ("why", "sentences") and v.startswith(SAME_START_LEAD):  # the service's own sentence
+                    self.same_start = True
                 if key not in NOT_NUMBERS:
                     self.numbers.update(_numbers_in(v))
             return

@@ -49,6 +49,8 @@ _RATED = r"(?:\(\s*\d+(?:\.\d+)?\s*" + _STARS + r"\s*\)|\d+(?:\.\d+)?\s*" + _STA
 _LIST_SEP = re.compile(r"^\s*(?:" + _RATED + r")?\s*,?\s*(?:and|or|&|as well as|plus|along with)?\s*$", re.I)
 _LIST_TAIL = re.compile(r"^\s*(?:" + _RATED + r")?\s*(?:[,.;:!?)\]—–]|\s-\s|and\b|or\b|&|$)", re.I)
 
+# the same_start part's own wording (retrieval/why.py): people who started where the user did
+_SAME_START = re.compile(r"\b(?:people|users|those|others)\s+who\s+started\s+(?:where|like|as|with)\b", re.I)
 _CO_OCCURRENCE = re.compile(
     r"\b(?:people|users|viewers|fans|others|audiences?|members|folks|customers|moviegoers|everyone)\s+(?:who|that|with)\b"
     r"|\bthose\s+who\b"

@@ -100,6 +100,7 @@ from tastebud.agent.claim_patterns import (
     _THIS,
     _YOUR_LOVE,
     _ZH_CRITICS,
+    _SAME_START,
     _ZH_PEOPLE,
     _ZH_RATING,
     _ZH_ROLE,
@@ -427,7 +428,9 @@ class ClaimChecker:
         covered: list[tuple[int, int]] = []
         for m in _CO_OCCURRENCE.finditer(sentence):
             covered.append(m.span())
-            if not (facts.co_occurrence or facts.same_start):
+            if facts.same_start and _SAME_START.match(sentence, m.start()):
+                continue  # what the same_start part says, and the results hold it
+            if not facts.co_occurrence:
                 reasons.append(f"\"{m.group().strip()}\": the results hold no co-occurrence evidence")
         for m in _POPULARITY.finditer(sentence):
             covered.append(m.span())
@@ -516,7 +519,7 @@ class ClaimChecker:
         if m and not facts.reviews:
             reasons.append(f"\"{m.group()}\": no reviews or critics in the results")
         m = _ZH_PEOPLE.search(sentence)
-        if m and not (facts.co_occurrence or facts.popularity or facts.same_start):
+        if m and not (facts.co_occurrence or facts.popularity):
             reasons.append(f"\"{m.group()}\": the results hold no data of other users")
         m = _ZH_WORDS.search(sentence)
         if m and not facts.user_words:

@@ -119,13 +119,12 @@ UNKNOWN_TS = -1  # an event time that cannot be read: before 1970, so every rule
 
 def usable_ts(ts: Any) -> int | None:
     """A stored event time as the reader takes it (an int, a float cut to one), None for
-    one it reads as UNKNOWN_TS: for passes that read raw columns, not Events."""
-    if ts.__class__ is int:
-        return ts
+    one no rule may use: unreadable (read as UNKNOWN_TS) or before 1970 (ingestion
+    refuses those, doctor flags them). For passes that read raw columns, not Events."""
     if isinstance(ts, bool):
         return None
     if isinstance(ts, int) or (isinstance(ts, float) and math.isfinite(ts)):
-        return int(ts)
+        return int(ts) if ts >= 0 else None
     return None
 _COERCE_WARNED = False
 

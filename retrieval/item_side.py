@@ -191,7 +191,7 @@ def interaction_matrix_from_rows(chunks: Iterable[Sequence[tuple]], index: Mappi
             row = users.get(user)
             if row is None:
                 row = users[user] = len(users)
-            if starts is not None and (ts.__class__ is int or (ts := usable_ts(ts)) is not None):
+            if starts is not None and ((ts.__class__ is int and ts >= 0) or (ts := usable_ts(ts)) is not None):
                 starts.add(row, col, ts)  # an event whose time cannot be read starts nobody
             k_out.append(row * n_items + col)
             v_out.append(value)

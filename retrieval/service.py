@@ -351,8 +351,7 @@ class RecommendationService:
             seq = int(pointer["seq"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if seq <= newer_than or pointer.get("format") != _PUBLISHED_FORMAT:  # a side an older version built: rebuild
-            return None
+        if seq <= newer_than or pointer.get("format") != _PUBLISHED_FORMAT:  # another version's side: keep ours
             return None
         side = self._published()
         if side is None:

@@ -503,8 +503,16 @@ def test_a_first_item_behind_same_start_counts_as_seen_not_as_liked():
     c = checker(explained)
     assert kept(c, "You watched Heat (1995).")
     assert not kept(c, "You loved Heat (1995).")
-    # the part's own sentence, restated, is other people's data the results hold
+    # the part's own sentence, restated, is other people's data the results hold; other "people who" claims are not
     assert kept(c, "People who started where you did went on to enjoy Toy Story (1995).")
-    assert kept(c, "和你起点相同的很多人后来喜欢上了《Toy Story (1995)》。")
+    assert not kept(c, "People who liked Heat (1995) also loved Toy Story (1995).")
+    assert kept(c, "和你起点相同的人后来对它有正面互动：最初 10 部作品里有《Heat (1995)》的 11 人中，有 4 人。")
+    assert not kept(c, "很多人后来都喜欢上了《Toy Story (1995)》。")
     bare = checker({"title": "Toy Story (1995)", "evidence": {"because_you_liked": [], "same_start": []}})
     assert not kept(bare, "People who started where you did went on to enjoy Toy Story (1995).")
+    # the user's own words cannot stand in for the service's sentence
+    asked = checker({"items": [{"rank": 1, "title": "Toy Story (1995)", "why": []}],
+                     "params": {"intent": "People who started where you did"}})
+    assert not kept(asked, "People who started where you did went on to enjoy Toy Story (1995).")
+    listed = checker({"items": [{"rank": 1, "title": "Toy Story (1995)", "why": [explained["sentences"][0]]}]})
+    assert kept(listed, "People who started where you did went on to enjoy Toy Story (1995).")

@@ -158,7 +158,8 @@ def test_a_stored_time_that_cannot_be_read_starts_nobody_and_breaks_nothing():
     index = {"x": 0, "y": 1}
     tracker = StartTracker(1)
     rows = [("a", "x", "rating", 4.0, "not a time"), ("a", "y", "rating", 5.0, 2.0e12), ("b", "x", "rating", 4.0, True),
-            ("b", "y", "rating", 4.0, 5)]  # SQLite keeps whatever a direct write gave it
+            ("b", "y", "rating", 4.0, 5), ("c", "x", "rating", 4.0, -5), ("c", "y", "rating", 4.0, -2.5)]
+    # SQLite keeps whatever a direct write gave it; a time before 1970 is refused at ingestion
     m = interaction_matrix_from_rows([rows], index, tracker)
-    assert m.nnz == 4  # every interaction still counts
-    assert tracker.matrix(*m.shape).toarray().tolist() == [[0, 1], [0, 1]]  # the float time reads as its int
+    assert m.nnz == 6  # every interaction still counts
+    assert tracker.matrix(*m.shape).toarray().tolist() == [[0, 1], [0, 1], [0, 0]]  # a float time reads as its int
