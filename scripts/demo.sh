@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults, end to end on MovieLens ml-latest-small:
 # ingest -> item vectors -> computed profiles for everyone -> LLM narratives for
-# a few users -> a profile -> the learned ranker -> recommendations -> why. Safe
+# a few users -> a profile -> the learned ranker -> recommendations -> why -> a
+# newcomer with one rating (the short-history path) -> the agent. Safe
 # to rerun: every step is idempotent (the ranker is retrained on the events there are).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,8 +38,16 @@ TOP=$(tb recommend "$DEMO_USER" -k 1 --json | .venv/bin/python -c 'import json,s
 step "8. why was item $TOP recommended to user $DEMO_USER?"
 tb why "$DEMO_USER" "$TOP"
 
+step "9. a newcomer with one rating (Heat, 1995): what people who started there went on to"
+printf '%s\n' '{"user_id": "newcomer", "item_id": "6", "type": "rating", "timestamp": "2023-11-14T22:13:20Z", "value": 5}' \
+  | tb ingest events - --format jsonl
+tb refresh --user newcomer --no-narratives
+tb recommend newcomer -k 5
+NEW_TOP=$(tb recommend newcomer -k 1 --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["item_id"])')
+tb why newcomer "$NEW_TOP"
+
 if tb ask --help >/dev/null 2>&1; then
-  step "9. ask the agent (embedded model)"
+  step "10. ask the agent (embedded model)"
   tb ask --user "$DEMO_USER" "why was item $TOP recommended to me?"
   printf '\nChat yourself:  TASTEBUD_HOME=%s .venv/bin/tastebud chat --user %s\n' "$TASTEBUD_HOME" "$DEMO_USER"
 fi
