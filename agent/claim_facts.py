@@ -17,6 +17,7 @@ from tastebud.agent.grounding import (
     display_title,
     norm,
 )
+from tastebud.retrieval.why import SAME_START_LEAD
 
 
 LIKED_RATING = 3.5
@@ -29,7 +30,6 @@ NEGATIVE_EVENTS = frozenset({"dislike", "skip"})
 SEEN_EVENTS = frozenset({"view", "click", "rating", "review", "purchase", "like", "dislike", "add_to_cart"})
 NOT_NUMBERS = frozenset({"request_id", "event_id", "session_id"})  # ids: hex, not facts
 SYSTEM_ECHO_WORDS = 8
-SAME_START_LEAD = "People who started where you did"  # retrieval/why.py's same_start sentence
 DATA_ECHO_WORDS = 5
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")

@@ -35,6 +35,26 @@ def run_in_home(args: Any, prefix: str, run: Callable[[Any, Path, Callable[..., 
     return result
 
 
+def split_and_item_vectors(directory: Path, prefix: str, validation: bool = True):
+    """(settings, split, embedder, item vectors, interest config, blend) for a MovieLens folder
+    in a fresh temporary home: the warm split, or (validation) the validation split of its
+    training part, and its items encoded once."""
+    from tastebud.profiles.interest import InterestConfig
+    from tastebud.retrieval.embedder import get_embedder
+    from tastebud.retrieval.evaluation import validation_split
+    from tastebud.retrieval.offline import load_split
+    from tastebud.settings import load_settings
+
+    settings = load_settings(home=tempfile.mkdtemp(prefix=prefix))
+    split = load_split({"movielens": str(directory)}, settings)
+    if validation:
+        split = validation_split(split)
+    embedder = get_embedder(settings)
+    catalog = split.train.catalog or {}
+    item_vectors = embedder.encode([catalog[i].text_for_embedding() if i in catalog else i for i in split.train.items])
+    return settings, split, embedder, item_vectors, InterestConfig.from_settings(settings), dict(settings.blend)
+
+
 def old_profile_text(profile: dict, horizon: str) -> str:
     """The text each profile vector was encoded from before profile vectors became
     averages of item vectors (retrieval/profile_vectors.py): kept as the baseline

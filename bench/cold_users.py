@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,12 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tastebud.profiles.interest import InterestConfig  # noqa: E402
+from _harness import split_and_item_vectors  # noqa: E402  (bench/ is on sys.path)
 from tastebud.retrieval import bootstrap as bp  # noqa: E402
-from tastebud.retrieval.embedder import get_embedder  # noqa: E402
-from tastebud.retrieval.evaluation import validation_split  # noqa: E402
-from tastebud.retrieval.offline import load_split, run_cold_users  # noqa: E402
-from tastebud.settings import load_settings  # noqa: E402
+from tastebud.retrieval.offline import run_cold_users  # noqa: E402
 
 PAIRS = (("tastebud", "pop"), ("tastebud", "tastebud no_same_start"), ("tastebud", "tastebud no_semantic"),
          ("tastebud no_semantic", "pop"))
@@ -49,17 +45,12 @@ def main() -> None:
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     started = time.perf_counter()
-    settings = load_settings(home=tempfile.mkdtemp(prefix="tastebud-cold-users-"))
-    split = load_split({"movielens": str(args.directory)}, settings)
-    if args.split == "validation":
-        split = validation_split(split)
-    embedder = get_embedder(settings)
-    catalog = split.train.catalog or {}
-    vectors = embedder.encode([catalog[i].text_for_embedding() if i in catalog else i for i in split.train.items])
+    settings, split, embedder, vectors, interest, blend = split_and_item_vectors(
+        args.directory, "tastebud-cold-users-", validation=args.split == "validation")
     rows: dict[str, dict[str, dict[str, list[float]]]] = {}  # level -> model -> user -> ndcg per sample
     for seed in seeds:
         keep: dict = {}
-        run_cold_users(split, dict(settings.blend), InterestConfig.from_settings(settings), embedder, vectors,
+        run_cold_users(split, blend, interest, embedder, vectors,  # its own tables (10 resamples) are not used
                        bp.DEFAULT_SEED, 10, seed, 200, keep=keep)
         for level, runs in keep.items():
             for run in runs:

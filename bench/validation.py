@@ -27,7 +27,6 @@ import argparse
 import itertools
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -37,24 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _harness import old_profile_text  # noqa: E402  (bench/ is on sys.path)
-from tastebud.profiles.interest import InterestConfig  # noqa: E402
-from tastebud.retrieval.embedder import get_embedder  # noqa: E402
-from tastebud.retrieval.evaluation import evaluate_model, run_model, validation_split  # noqa: E402
-from tastebud.retrieval.offline import TastebudScorer, cold_item_split, load_split, run_cold_users  # noqa: E402
+from _harness import old_profile_text, split_and_item_vectors  # noqa: E402  (bench/ is on sys.path)
+from tastebud.retrieval.evaluation import evaluate_model, run_model  # noqa: E402
+from tastebud.retrieval.offline import TastebudScorer, cold_item_split, run_cold_users  # noqa: E402
 from tastebud.retrieval.profile_vectors import vectors_from_matrix  # noqa: E402
 from tastebud.retrieval.recommender import COLD_EVENTS, COLD_KEY, SAME_START, SAME_START_WEIGHT  # noqa: E402
-from tastebud.settings import load_settings  # noqa: E402
 
 
 def setup(directory: Path):
-    settings = load_settings(home=tempfile.mkdtemp(prefix="tastebud-validation-"))
-    split = load_split({"movielens": str(directory)}, settings)
-    val = validation_split(split)
-    embedder = get_embedder(settings)
-    catalog = val.train.catalog or {}
-    item_vectors = embedder.encode([catalog[i].text_for_embedding() if i in catalog else i for i in val.train.items])
-    return settings, val, embedder, item_vectors, InterestConfig.from_settings(settings), dict(settings.blend)
+    return split_and_item_vectors(directory, "tastebud-validation-")
 
 
 def profile_vectors(directory: Path) -> None:

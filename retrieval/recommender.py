@@ -76,8 +76,8 @@ COLD_KEY = "cold_popularity"  # the blend setting that overrides COLD_POPULARITY
 # What people went on to like after starting where this user starts (retrieval/same_start.py),
 # weighted SAME_START_WEIGHT * COLD_EVENTS / (history + COLD_EVENTS): it fades as the
 # user's own parts take over. Chosen on the validation split of ml-latest-small's training
-# part (`bench/validation.py cold-users --weights 3 --same-start 0,0.5,1,2 --seeds 0,1,2`,
-# 600 user-levels): NDCG@10 at 1 / 3 / 5 events for weight 0 / 0.5 / 1 / 2: 0.0558 / 0.0579
+# part (`bench/validation.py cold-users --weights 3 --seeds 0,1,2` with `--same-start 0,1`,
+# then `--same-start 0.5,2`; 600 user-levels): NDCG@10 at 1 / 3 / 5 events for weight 0 / 0.5 / 1 / 2: 0.0558 / 0.0579
 # / 0.0600 / 0.0563, 0.0526 / 0.0579 / 0.0587 / 0.0603, 0.0611 / 0.0634 / 0.0648 / 0.0630
 # (Pop 0.0560 / 0.0567 / 0.0582); warm validation 0.1275 / 0.1306 / 0.1322 / 0.1329.
 SAME_START = "same_start"  # the part's name, and the blend setting that overrides SAME_START_WEIGHT

@@ -103,7 +103,7 @@ def same_start_matrix(starts: sp.csr_matrix, interactions: sp.csr_matrix, keep: 
     vals: list[np.ndarray] = []
     for lo in range(0, n, BLOCK_ITEMS):
         block = (starts_t[lo:lo + BLOCK_ITEMS] @ liked).tocsr()
-        block.sort_indices()
+        block.sort_indices()  # in column order, so which tied followers are kept does not hang on the product's layout
         for r in range(block.shape[0]):
             a, b = block.indptr[r], block.indptr[r + 1]
             if a == b:

@@ -127,6 +127,9 @@ def _en_co(f: dict[str, Any]) -> str:
     return f"You {verb} {_and(liked)}; people who liked those also liked this."
 
 
+SAME_START_LEAD = "People who started where you did"  # the chat's claim checker knows the sentence by it
+
+
 def _en_same_start(f: dict[str, Any]) -> str:
     counted = [e for e in f["items"] if "went_on" in e]
     if counted:
@@ -134,7 +137,7 @@ def _en_same_start(f: dict[str, Any]) -> str:
                      for e in counted])
     else:  # too few people behind the share to cite their counts
         said = f"some of those whose first {f['first']} items included " + _and([e["title"] for e in f["items"]])
-    return f"People who started where you did went on to interact with it positively: {said}."
+    return f"{SAME_START_LEAD} went on to interact with it positively: {said}."
 
 
 def _en_seed(f: dict[str, Any]) -> str:
